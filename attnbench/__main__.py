@@ -1,0 +1,4 @@
+from attnbench.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The backend interface: what every attention implementation provides to the harness.
+
+A backend states what it can run (`available`, `supports`) and turns a case and its inputs into a
+zero-argument callable doing exactly the timed work (`prepare`). Everything else (inputs, KV cache,
+reference, timing, telemetry) belongs to the harness, so every backend is measured the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from attnbench.case import Case
+    from attnbench.inputs import Inputs
+
+FAMILIES = ("naive", "flash", "paged")
+IMPLS = ("torch", "triton", "cuda", "external")
+
+
+class Unsupported(Exception):
+    """Raised by prepare() when a case turns out unsupported only once inputs exist."""
+
+
+@dataclass
+class Prepared:
+    """What prepare() hands the harness.
+
+    run: the timed work, nothing else (no allocation of inputs, no layout conversion).
+    to_packed: turns run()'s return value into the packed (total_q, num_q_heads, head_dim) output
+        that is compared with the reference; not timed.
+    info: extra columns for the results row (variant, layout used, compile seconds, padding, ...).
+    """
+
+    run: Callable[[], Any]
+    to_packed: Callable[[Any], torch.Tensor] = field(default=lambda out: out)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One attention implementation. Subclasses set the class attributes and the three methods."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # naive | flash | paged
+    impl: ClassVar[str]  # torch | triton | cuda | external
+    purpose: ClassVar[str] = ""
+    memory_model: ClassVar[str] = ""
+    # Which KV input the backend consumes: a contiguous packed K/V ("contiguous") or the paged
+    # pool with block tables ("paged"). Backends listing both run once per KV form.
+    kv_inputs: ClassVar[tuple[str, ...]] = ("contiguous",)
+    devices: ClassVar[tuple[str, ...]] = ("cuda",)
+
+    def available(self, device: str) -> tuple[bool, str]:
+        """Whether the backend can run at all on this device type (imports, hardware, compiler)."""
+        if device not in self.devices:
+            return False, f"runs on {'/'.join(self.devices)} only, not {device}"
+        return True, ""
+
+    @abstractmethod
+    def supports(self, case: Case) -> tuple[bool, str]:
+        """Whether this case is within what the backend implements; the reason names the limit."""
+
+    @abstractmethod
+    def prepare(self, case: Case, inputs: Inputs) -> Prepared:
+        """Build the timed callable. Layout conversions and compilation happen here, untimed."""
+
+    def wants(self, case: Case) -> bool:
+        """Whether a planned case is meant for this backend (paged cases for paged consumers)."""
+        return ("paged" if case.paged else "contiguous") in self.kv_inputs
+
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator adding a backend to the registry under its name."""
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.__name__}: family {cls.family!r} not in {FAMILIES}")
+    if cls.impl not in IMPLS:
+        raise ValueError(f"{cls.__name__}: impl {cls.impl!r} not in {IMPLS}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"backend {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Backend]]:
+    return _REGISTRY

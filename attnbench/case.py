@@ -1,0 +1,168 @@
+"""A case: one point of a sweep before a backend is chosen.
+
+A case fixes the work exactly (query and KV lengths of every sequence, heads, head dim, dtype,
+masking, KV layout) so that every backend that runs it computes the same function on the same
+inputs, and the FLOP and byte models can be evaluated without running anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+PHASES = ("prefill", "decode", "mixed")
+DTYPES = ("bf16", "fp16", "fp32")
+KV_LAYOUTS = ("shuffled", "contiguous")
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One attention problem.
+
+    phase: prefill (q_len == kv_len per sequence), decode (q_len == 1 against a cached context),
+        mixed (chunked prefill: q_len new tokens at the end of a kv_len context, q_len <= kv_len).
+    q_lens / kv_lens: per-sequence query and key lengths; causal masks align bottom-right
+        (query i of a sequence sees keys 0 .. kv_len - q_len + i).
+    block_size: tokens per KV-cache block for paged backends; None for contiguous-KV backends.
+    kv_layout: order of a sequence's blocks in the pool: shuffled (as a long-running server
+        leaves it) or contiguous; only meaningful with a block size.
+    """
+
+    workload: str
+    phase: str
+    q_lens: tuple[int, ...]
+    kv_lens: tuple[int, ...]
+    num_q_heads: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: str
+    causal: bool
+    seqlen_mix: str = "fixed"
+    block_size: int | None = None
+    kv_layout: str = "shuffled"
+    seed: int = 0
+    prefix_len: int = 0
+    tags: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase {self.phase!r} is not one of {PHASES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {DTYPES}")
+        if len(self.q_lens) != len(self.kv_lens) or not self.q_lens:
+            raise ValueError("q_lens and kv_lens must be non-empty and of equal length")
+        if any(q < 1 or k < q for q, k in zip(self.q_lens, self.kv_lens)):
+            raise ValueError("every sequence needs 1 <= q_len <= kv_len")
+        if self.num_q_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_q_heads {self.num_q_heads} is not a multiple of num_kv_heads {self.num_kv_heads}"
+            )
+        if self.kv_layout not in KV_LAYOUTS:
+            raise ValueError(f"kv_layout {self.kv_layout!r} is not one of {KV_LAYOUTS}")
+        if self.block_size is not None and self.block_size < 1:
+            raise ValueError("block_size must be positive")
+
+    # ---- derived sizes -------------------------------------------------------------------
+    @property
+    def batch(self) -> int:
+        return len(self.q_lens)
+
+    @property
+    def gqa_ratio(self) -> int:
+        return self.num_q_heads // self.num_kv_heads
+
+    @property
+    def total_q(self) -> int:
+        return sum(self.q_lens)
+
+    @property
+    def total_kv(self) -> int:
+        return sum(self.kv_lens)
+
+    @property
+    def max_q(self) -> int:
+        return max(self.q_lens)
+
+    @property
+    def max_kv(self) -> int:
+        return max(self.kv_lens)
+
+    @property
+    def elem_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def paged(self) -> bool:
+        return self.block_size is not None
+
+    @property
+    def softmax_scale(self) -> float:
+        return self.head_dim**-0.5
+
+    # ---- identity ------------------------------------------------------------------------
+    def without_paging(self) -> Case:
+        """The same problem with contiguous KV (what non-paged backends run)."""
+        return replace(self, block_size=None, kv_layout="shuffled")
+
+    @property
+    def lengths_digest(self) -> str:
+        text = json.dumps([self.q_lens, self.kv_lens])
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+    @property
+    def case_id(self) -> str:
+        """A readable key, stable across runs of the same config (the gate matches on it)."""
+        parts = [
+            self.workload,
+            self.phase,
+            f"b{self.batch}",
+            f"{self.seqlen_mix}-{self.lengths_digest}",
+            f"hq{self.num_q_heads}-hkv{self.num_kv_heads}",
+            f"d{self.head_dim}",
+            self.dtype,
+            "causal" if self.causal else "full",
+        ]
+        if self.prefix_len:
+            parts.append(f"prefix{self.prefix_len}")
+        if self.block_size is not None:
+            parts.append(f"bs{self.block_size}-{self.kv_layout}")
+        return "/".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        """The case's columns in a results row."""
+        d = asdict(self)
+        d.pop("q_lens")
+        d.pop("kv_lens")
+        d.pop("tags")
+        d.update(
+            case_id=self.case_id,
+            batch=self.batch,
+            q_lens=list(self.q_lens),
+            kv_lens=list(self.kv_lens),
+            total_q=self.total_q,
+            total_kv=self.total_kv,
+            max_q=self.max_q,
+            max_kv=self.max_kv,
+            mean_kv=self.total_kv / self.batch,
+            gqa_ratio=self.gqa_ratio,
+            tags=list(self.tags),
+        )
+        return d
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["q_lens"] = list(self.q_lens)
+        d["kv_lens"] = list(self.kv_lens)
+        d["tags"] = list(self.tags)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Case:
+        d = dict(d)
+        d["q_lens"] = tuple(d["q_lens"])
+        d["kv_lens"] = tuple(d["kv_lens"])
+        d["tags"] = tuple(d.get("tags", ()))
+        return cls(**d)

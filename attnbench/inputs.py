@@ -1,0 +1,146 @@
+"""The tensors of one case, built once and shared by every backend that runs it.
+
+Layouts (the one convention every backend adapts from):
+- q: (total_q, num_q_heads, head_dim), the sequences packed one after another (varlen, no padding).
+- k, v: (total_kv, num_kv_heads, head_dim), packed the same way (contiguous KV).
+- cu_seqlens_q / cu_seqlens_k: int32 (batch + 1,) cumulative offsets into the packed tensors.
+- Paged KV (cases with a block size): k_cache, v_cache of shape
+  (num_blocks, block_size, num_kv_heads, head_dim) ("NHD" blocks, the flash-attn / vLLM-flash
+  layout), block_tables int32 (batch, max_blocks_per_seq) padded with 0, kv_lens int32 (batch,).
+  The pool and tables come from the KV-cache manager (attnbench.kvcache) via build_paged_kv.
+- The reference output: float32 (total_q, num_q_heads, head_dim), computed in float64 on a CPU
+  and float32 (no TF32) on a GPU from the same (rounded) inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from attnbench.case import Case
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass
+class PagedKV:
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    block_tables: torch.Tensor
+    kv_lens: torch.Tensor
+    block_size: int
+    # KV-cache accounting for the row: bytes of the blocks allocated vs bytes holding tokens.
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Inputs:
+    case: Case
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    cu_seqlens_q: torch.Tensor
+    cu_seqlens_k: torch.Tensor
+    reference: torch.Tensor
+    paged: PagedKV | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.q.device
+
+    def seq_slices(self) -> list[tuple[slice, slice]]:
+        """Per sequence: its rows in the packed q and in the packed k/v."""
+        cq = self.cu_seqlens_q.tolist()
+        ck = self.cu_seqlens_k.tolist()
+        return [(slice(cq[i], cq[i + 1]), slice(ck[i], ck[i + 1])) for i in range(self.case.batch)]
+
+    def input_bytes(self) -> int:
+        tensors = [self.q, self.k, self.v]
+        if self.paged is not None:
+            tensors += [self.paged.k_cache, self.paged.v_cache, self.paged.block_tables]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def cumulative(lengths: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+    offsets = [0]
+    for n in lengths:
+        offsets.append(offsets[-1] + n)
+    return torch.tensor(offsets, dtype=torch.int32, device=device)
+
+
+def random_qkv(case: Case, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fresh random Q/K/V for the case's seed (never zeros: they hide unwritten outputs)."""
+    gen = torch.Generator(device="cpu").manual_seed(case.seed * 1_000_003 + 17)
+    dtype = TORCH_DTYPES[case.dtype]
+
+    def make(rows: int, heads: int) -> torch.Tensor:
+        t = torch.randn(rows, heads, case.head_dim, generator=gen, dtype=torch.float32)
+        return t.to(device=device, dtype=dtype)
+
+    q = make(case.total_q, case.num_q_heads)
+    k = make(case.total_kv, case.num_kv_heads)
+    v = make(case.total_kv, case.num_kv_heads)
+    if case.prefix_len:
+        # Shared prompt prefix: every sequence's first prefix_len keys/values equal sequence 0's.
+        offsets = cumulative(case.kv_lens, "cpu").tolist()
+        n = case.prefix_len
+        for i in range(1, case.batch):
+            k[offsets[i] : offsets[i] + n] = k[:n]
+            v[offsets[i] : offsets[i] + n] = v[:n]
+    return q, k, v
+
+
+def reference_attention(
+    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int]
+) -> torch.Tensor:
+    """Exact attention in float64 (CPU) or float32 without TF32 (GPU), one sequence at a time."""
+    precise = torch.float64 if q.device.type == "cpu" else torch.float32
+    out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    group = case.gqa_ratio
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for i in range(case.batch):
+            qs = q[cu_q[i] : cu_q[i + 1]].to(precise).transpose(0, 1)  # (Hq, nq, D)
+            ks = k[cu_k[i] : cu_k[i + 1]].to(precise).transpose(0, 1)  # (Hkv, nk, D)
+            vs = v[cu_k[i] : cu_k[i + 1]].to(precise).transpose(0, 1)
+            ks = ks.repeat_interleave(group, dim=0)
+            vs = vs.repeat_interleave(group, dim=0)
+            nq, nk = qs.shape[1], ks.shape[1]
+            # Chunk query rows so the (heads, rows, nk) score block stays near 512 MiB.
+            rows = max(1, (512 << 20) // (8 * qs.shape[0] * nk))
+            for r0 in range(0, nq, rows):
+                r1 = min(nq, r0 + rows)
+                scores = torch.matmul(qs[:, r0:r1], ks.transpose(1, 2)) * case.softmax_scale
+                if case.causal:
+                    qpos = torch.arange(r0, r1, device=q.device)[:, None] + (nk - nq)
+                    kpos = torch.arange(nk, device=q.device)[None, :]
+                    scores.masked_fill_(kpos > qpos, float("-inf"))
+                probs = torch.softmax(scores, dim=-1)
+                out[cu_q[i] + r0 : cu_q[i] + r1] = torch.matmul(probs, vs).transpose(0, 1).float()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    return out
+
+
+def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
+    """Scatter the packed K/V into a block pool through the KV-cache manager."""
+    from attnbench.kvcache import paged_pool_for_case
+
+    return paged_pool_for_case(case, k, v, cu_k)
+
+
+def build_inputs(case: Case, device: torch.device | str, base: Inputs | None = None) -> Inputs:
+    """Inputs for a case. `base` (the same case without paging) lends its tensors and reference."""
+    if base is not None and base.case == case.without_paging():
+        q, k, v, ref = base.q, base.k, base.v, base.reference
+        cu_q, cu_k = base.cu_seqlens_q, base.cu_seqlens_k
+    else:
+        q, k, v = random_qkv(case, device)
+        cu_q = cumulative(case.q_lens, device)
+        cu_k = cumulative(case.kv_lens, device)
+        ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist())
+    paged = build_paged_kv(case, k, v, cu_k.tolist()) if case.paged else None
+    return Inputs(case=case, q=q, k=k, v=v, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, reference=ref, paged=paged)

@@ -1,0 +1,79 @@
+"""FLOP and byte models of a case, and the roofline figures derived from a time. Pure functions.
+
+Units are in the names: *_flops (floating-point operations), *_bytes, *_ms, *_gbps (1e9 B/s),
+tflops (1e12 FLOP/s).
+"""
+
+from __future__ import annotations
+
+from attnbench.case import Case
+
+
+def attended_pairs(q_len: int, kv_len: int, causal: bool) -> int:
+    """Number of (query, key) pairs one head of one sequence attends.
+
+    Causal masks align bottom-right: query i (0-based) sees keys 0 .. kv_len - q_len + i, i.e.
+    kv_len - q_len + i + 1 keys. Summed over i: q_len * (kv_len - q_len) + q_len * (q_len + 1) / 2.
+    """
+    if not causal:
+        return q_len * kv_len
+    return q_len * (kv_len - q_len) + q_len * (q_len + 1) // 2
+
+
+def flops(case: Case) -> int:
+    """FLOPs of the forward pass: 4 * d per attended pair per query head.
+
+    Two matmuls (Q K^T and P V), each 2 * d FLOPs per pair (a multiply and an add per element);
+    softmax and scaling are not counted, as is customary.
+    """
+    pairs = sum(attended_pairs(q, k, case.causal) for q, k in zip(case.q_lens, case.kv_lens))
+    return 4 * case.head_dim * case.num_q_heads * pairs
+
+
+def min_hbm_bytes(case: Case) -> int:
+    """Fewest bytes any implementation must move through HBM.
+
+    Q read once (total_q * Hq * d), K and V read once per KV head (2 * total_kv * Hkv * d),
+    O written once (total_q * Hq * d), all at the element size; paged cases add the block-table
+    entries actually read (ceil(kv_len / block_size) int32 per sequence) and the kv_lens (int32).
+    """
+    e = case.elem_bytes
+    q_bytes = case.total_q * case.num_q_heads * case.head_dim * e
+    kv_bytes = 2 * case.total_kv * case.num_kv_heads * case.head_dim * e
+    o_bytes = q_bytes
+    table_bytes = 0
+    if case.block_size is not None:
+        table_bytes = 4 * sum(-(-k // case.block_size) for k in case.kv_lens) + 4 * case.batch
+    return q_bytes + kv_bytes + o_bytes + table_bytes
+
+
+def padded_tokens(lengths: tuple[int, ...]) -> int:
+    """Tokens a padded (batch, max_len) layout holds for these lengths."""
+    return len(lengths) * max(lengths)
+
+
+def padding_waste(lengths: tuple[int, ...]) -> float:
+    """Share of a padded layout's tokens that are padding (0 for equal lengths)."""
+    total = padded_tokens(lengths)
+    return 1.0 - sum(lengths) / total if total else 0.0
+
+
+def achieved(case: Case, time_ms: float) -> dict[str, float]:
+    """TFLOP/s and minimum-bytes bandwidth achieved in time_ms."""
+    seconds = time_ms * 1e-3
+    return {
+        "tflops": flops(case) / seconds / 1e12,
+        "hbm_gbps": min_hbm_bytes(case) / seconds / 1e9,
+    }
+
+
+def arithmetic_intensity(case: Case) -> float:
+    """FLOPs per minimum HBM byte: where the case sits on the roofline."""
+    return flops(case) / min_hbm_bytes(case)
+
+
+def roofline_bound_ms(case: Case, copy_gbps: float, matmul_tflops: float) -> float:
+    """The larger of the two floors: bytes over copy bandwidth, FLOPs over matmul rate."""
+    t_bytes = min_hbm_bytes(case) / (copy_gbps * 1e9)
+    t_flops = flops(case) / (matmul_tflops * 1e12)
+    return max(t_bytes, t_flops) * 1e3

@@ -1,0 +1,1 @@
+"""attnbench's own attention kernels (Triton and CUDA). Free of attnbench imports."""
