@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 app = typer.Typer(
@@ -12,8 +16,317 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+RESULTS_DIR = Path("results")
+
+
+def _device(requested: str) -> str:
+    from attnbench.console import fail
+    from attnbench.sysinfo import resolve_device
+
+    try:
+        return resolve_device(requested)
+    except ValueError as err:
+        fail(str(err))
+
+
+def _csv(text: Optional[str]) -> Optional[list[str]]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _default_config(device: str) -> Path:
+    """The embedded default: a CPU-sized sweep without a GPU, the full sweep for the GPU present."""
+    from attnbench.paths import configs_dir
+
+    if device == "cpu":
+        return configs_dir() / "smoke.yaml"
+    import torch
+
+    name = torch.cuda.get_device_name(0)
+    return configs_dir() / ("a100.yaml" if "A100" in name else "h100.yaml")
+
+
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: the embedded config for this device"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (overrides config)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the point count, run nothing"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the newest one)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="Run points in a child process"),
+) -> None:
+    """Run every backend over the sweep a YAML config describes; write a run directory."""
+    from attnbench.backends import backend_names
+    from attnbench.config import ConfigError, load_config
+    from attnbench.console import SweepProgress, fail, out as console, plan_table, summary_table
+    from attnbench.plan import build_plan
+    from attnbench.results import RunDir, latest_run, new_run_id
+    from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
+    from attnbench.sysinfo import device_tag, environment
+
+    try:
+        cfg_device = "auto"
+        if config is not None:
+            cfg = load_config(config, backend_names())
+            cfg_device = cfg.device
+        dev = _device(device if device != "auto" else cfg_device)
+        if config is None:
+            config = _default_config(dev)
+            console.print(f"using the embedded default config {config}")
+            cfg = load_config(config, backend_names())
+        plan = build_plan(cfg, dev, _csv(backends))
+    except (ConfigError, KeyError) as err:
+        fail(str(err).strip("'\""))
+    if dry_run:
+        console.print(plan_table(plan))
+        console.print(f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
+                      f"{plan.excluded_points} excluded by the config")
+        for name, why in plan.unavailable.items():
+            console.print(f"  [dim]{name}: {why}[/]")
+        return
+    env = environment(dev)
+    if resume:
+        target = out or latest_run(RESULTS_DIR)
+        if target is None:
+            fail("--resume: no run directory given (--out) and none found under results/")
+        run = RunDir(Path(target))
+        try:
+            check_resume(run, cfg)
+        except ResumeError as err:
+            fail(str(err))
+    else:
+        run_id = new_run_id(cfg.name, device_tag(env))
+        run = RunDir(out or RESULTS_DIR / run_id)
+        if run.manifest_path.exists():
+            fail(f"{run.path} already holds a run; use --resume to continue it or another --out")
+    console.print(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
+    outcome = run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
+                        config_path=str(config))
+    console.print(summary_table(summarize(run.rows())))
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
+                      "continue with: attnbench sweep CONFIG --resume --out " + str(run.path))
+        raise typer.Exit(130)
+    console.print(f"results: {run.rows_path}")
+
+
+@app.command("run")
+def run_case(
+    backend: list[str] = typer.Option(["naive"], "--backend", help="Backend name (repeatable)"),
+    phase: str = typer.Option("prefill", "--phase", help="prefill | decode | mixed"),
+    seqlen: str = typer.Option("512", "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
+    kv_len: Optional[str] = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    q_heads: int = typer.Option(32, "--q-heads"),
+    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
+    head_dim: int = typer.Option(128, "--head-dim"),
+    dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32"),
+    causal: bool = typer.Option(True, "--causal/--no-causal"),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="KV block size for paged backends"),
+    kv_layout: str = typer.Option("shuffled", "--kv-layout", help="shuffled | contiguous"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per backend on stdout"),
+) -> None:
+    """Measure one case given by flags (quick checks and scripts)."""
+    from attnbench.backends import all_backends
+    from attnbench.case import Case
+    from attnbench.config import TimingPolicy
+    from attnbench.console import fail, out as console, rows_table
+    from attnbench.point import base_row, skipped
+    from attnbench.worker import LocalExecutor, Task
+
+    dev = _device(device)
+    try:
+        lens = tuple(int(x) for x in seqlen.split(","))
+        kvs = tuple(int(x) for x in kv_len.split(",")) if kv_len else None
+    except ValueError:
+        fail(f"--seqlen/--kv-len must be comma-separated integers, got {seqlen!r} / {kv_len!r}")
+    if phase == "prefill":
+        q_lens, kv_lens = lens, kvs or lens
+    elif phase == "decode":
+        kv_lens = kvs or lens
+        q_lens = tuple(1 for _ in kv_lens)
+    else:
+        kv_lens = kvs or lens
+        q_lens = lens if kvs else lens
+    if len(q_lens) != len(kv_lens):
+        fail(f"--seqlen has {len(q_lens)} sequences but --kv-len has {len(kv_lens)}; give one length per sequence")
+    try:
+        case = Case("cli", phase, q_lens, kv_lens, q_heads, kv_heads or q_heads, head_dim, dtype,
+                    causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
+    except ValueError as err:
+        fail(str(err))
+    every = all_backends()
+    for name in backend:
+        if name not in every:
+            fail(f"unknown backend {name!r}; known: {', '.join(every)}")
+    executor = LocalExecutor(dev, TimingPolicy.for_device(dev))
+    rows = []
+    runnable = []
+    for name in backend:
+        b = every[name]
+        ok, why = b.available(dev)
+        if ok:
+            ok, why = b.supports(case)
+        elif "paged" not in b.kv_inputs or block_size is not None:
+            pass
+        if ok and not b.wants(case):
+            ok, why = False, ("needs --block-size (a paged backend)" if "paged" in b.kv_inputs
+                              else "takes contiguous KV: drop --block-size")
+        if ok:
+            runnable.append(name)
+        else:
+            rows.append(skipped(base_row(case, b, dev), why))
+    if runnable:
+        rows += list(executor.run(Task(case, runnable), lambda name: None, lambda n, r: {}))
+    order = {name: i for i, name in enumerate(backend)}
+    rows.sort(key=lambda r: order.get(r["backend"], 0))
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, default=str))
+    else:
+        console.print(rows_table(rows, f"{case.case_id} on {dev}"))
+    if any(r["status"] in ("failed", "incorrect") for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | cuda")) -> None:
+    """List every backend, available here or not, and why."""
+    from rich.table import Table
+
+    from attnbench.backends import all_backends
+    from attnbench.console import out as console
+
+    dev = _device(device)
+    t = Table(title=f"backends on {dev}")
+    for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
+        t.add_column(col, overflow="fold")
+    for name, b in all_backends().items():
+        ok, why = b.available(dev)
+        t.add_row(name, b.family, b.impl, "+".join(b.kv_inputs), "[green]yes[/]" if ok else "[red]no[/]",
+                  b.purpose if ok else why)
+    console.print(t)
+
+
+@app.command()
+def doctor(
+    calibrate_now: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Measure copy and matmul ceilings"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Device, driver, CUDA/torch/triton versions, clocks, NVML telemetry and calibrated ceilings."""
+    from rich.table import Table
+
+    from attnbench.calibrate import calibrate
+    from attnbench.console import out as console
+    from attnbench.sysinfo import environment, resolve_device
+    from attnbench.telemetry import nvml_status
+
+    dev = resolve_device("auto")
+    info = environment(dev)
+    ok, why = nvml_status()
+    info["nvml"] = "working: " + why if ok else why
+    if calibrate_now:
+        import torch
+
+        info["calibration"] = calibrate(torch.device("cuda:0" if dev == "cuda" else "cpu"))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    t = Table(title="attnbench doctor", show_header=False)
+    t.add_column("what")
+    t.add_column("value", overflow="fold")
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+        t.add_row(key, _fmt(value))
+    console.print(t)
+    if dev == "cpu":
+        console.print("[yellow]no CUDA GPU visible: GPU backends will be listed as skipped; "
+                      "CPU backends, reports, the gate and the fragmentation study work.[/]")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
 
 # --- commands added by feature modules (each imports its module lazily inside the function) ---
+
+
+@app.command()
+def gate(
+    baseline: str = typer.Option(..., help="Run directory, or a baseline name under results/baselines/."),
+    current: str = typer.Option(..., help="Run directory, or a baseline name."),
+    threshold: float = typer.Option(0.05, help="Slowdown fraction a point must exceed, beyond the noise."),
+    alpha: float = typer.Option(0.05, help="Family-wise error rate over all points (Bonferroni)."),
+    junit: str | None = typer.Option(None, help="Write JUnit XML here (one testcase per point)."),
+    summary: str | None = typer.Option(None, help="Write the Markdown summary here."),
+    force: bool = typer.Option(False, "--force", help="Gate although GPU, config or dtypes differ."),
+    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+) -> None:
+    """Regression gate: exit 1 on a slowdown beyond threshold and noise, 2 when runs are not comparable."""
+    from pathlib import Path
+
+    from attnbench.gate import run_gate
+
+    code = run_gate(
+        baseline, current, threshold, alpha, Path(junit) if junit else None,
+        Path(summary) if summary else None, force, Path(baselines_dir),
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+baseline_app = typer.Typer(
+    help="Named reference runs for the gate (results/baselines/NAME).",
+    no_args_is_help=True,
+)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    run: str = typer.Argument(..., help="Run directory to promote ('latest': the newest under results/)."),
+    name: str = typer.Argument(..., help="Baseline name, e.g. ci-gate-h100."),
+    force: bool = typer.Option(False, "--force", help="Replace a baseline; save an unfinished run."),
+    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+) -> None:
+    """Copy a run (manifest.json, results.jsonl, report/) to results/baselines/NAME."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from attnbench.baselines import cli_save
+
+    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), Console(), Console(stderr=True)))
+
+
+@baseline_app.command("list")
+def baseline_list(
+    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+) -> None:
+    """List the saved baselines with their GPU, config and size."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from attnbench.baselines import cli_list
+
+    raise typer.Exit(cli_list(Path(baselines_dir), Console()))
+
+
+@baseline_app.command("slug")
+def baseline_slug(
+    run: str | None = typer.Argument(None, help="Run whose manifest names the GPU (default: nvidia-smi)."),
+    gpu_name: str | None = typer.Option(None, help="Slug of this GPU name instead."),
+) -> None:
+    """Print the GPU slug that names CI baselines (ci-gate-<slug>), e.g. h100."""
+    from rich.console import Console
+
+    from attnbench.baselines import cli_slug
+
+    raise typer.Exit(cli_slug(run, gpu_name, Console(), Console(stderr=True)))
 
 
 def main() -> None:

@@ -1,0 +1,56 @@
+"""naive: eager attention that materialises the (heads, N_q, N_kv) score matrix, as textbooks write it.
+
+Contiguous KV: padded K/V. Paged KV: the blocks are gathered into a padded K/V inside the timed
+call first, as a framework without a paged kernel would have to.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnbench.backends._padded import gather_paged, keep_mask, padded_qkv, uniform, unpad
+from attnbench.backends.base import Backend, Prepared, register
+from attnbench.case import Case
+from attnbench.inputs import Inputs
+
+
+@register
+class Naive(Backend):
+    name = "naive"
+    family = "naive"
+    impl = "torch"
+    purpose = "Reference: matmul, softmax, matmul with the full score matrix in HBM"
+    memory_model = "Materialised N x N scores per head (O(N^2) working memory)"
+    kv_inputs = ("contiguous", "paged")
+    devices = ("cpu", "cuda")
+
+    def supports(self, case: Case) -> tuple[bool, str]:
+        return True, ""
+
+    def prepare(self, case: Case, inputs: Inputs) -> Prepared:
+        pq = padded_qkv(case, inputs)
+        q = pq.q
+        # Masks are built untimed; the additive -inf bias is applied inside the timed call.
+        needs_mask = case.causal or not uniform(case) or case.paged
+        keep = keep_mask(case, q.device)
+        if case.paged:  # gathered K/V span whole blocks: mask the tail of the last block too
+            nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size
+            keep = torch.nn.functional.pad(keep, (0, nk_padded - case.max_kv), value=False)
+        bias = torch.zeros(keep.shape, dtype=torch.float32, device=q.device).masked_fill_(~keep, float("-inf"))
+        group = case.gqa_ratio
+        scale = case.softmax_scale
+
+        def attend(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            k = k.repeat_interleave(group, dim=1)
+            v = v.repeat_interleave(group, dim=1)
+            scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+            if needs_mask:
+                scores = scores + bias
+            probs = torch.softmax(scores, dim=-1).to(q.dtype)
+            return torch.matmul(probs, v)
+
+        if case.paged:
+            run = lambda: attend(*gather_paged(inputs))
+        else:
+            run = lambda: attend(pq.k, pq.v)
+        return Prepared(run=run, to_packed=lambda out: unpad(out, case.q_lens), info={"input_mode": "padded"})

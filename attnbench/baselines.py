@@ -1,0 +1,236 @@
+"""Named baselines: reference runs committed under results/baselines/NAME/ for the gate to compare with.
+
+A baseline folder is a run directory (manifest.json, results.jsonl with the raw samples, and the
+run's report/ folder when it has one) plus baseline.json saying where and when it was saved. The
+gate takes a baseline's name wherever it takes a run directory. CI picks the baseline for its GPU
+as `ci-gate-<slug>`, the slug naming the GPU model (gpu_slug: "NVIDIA H100 80GB HBM3" -> "h100");
+the gate still checks the full GPU name, so another variant of the model is refused, not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attnbench.results import MANIFEST, ROWS, latest_run, load_rows, now_iso
+
+DEFAULT_BASELINES_DIR = Path("results") / "baselines"
+DEFAULT_RESULTS_DIR = Path("results")
+INFO = "baseline.json"
+REPORT_DIR = "report"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Words of marketing names that do not name the model.
+_BRAND_WORDS = {"nvidia", "geforce", "tesla", "quadro"}
+
+
+class BaselineError(Exception):
+    """A one-line message naming what is wrong (the command exits 2)."""
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise BaselineError(
+            f"baseline name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
+            "(at most 100, not starting with '.', '_' or '-')"
+        )
+    return name
+
+
+def resolve_source(run: str, results_dir: Path = DEFAULT_RESULTS_DIR) -> Path:
+    """A run directory from a path, or `latest` for the newest run under results_dir."""
+    path = latest_run(results_dir) if run == "latest" else Path(run)
+    if path is None:
+        raise BaselineError(f"'latest': no run directory under {results_dir}")
+    if not path.is_dir():
+        raise BaselineError(f"run {run!r}: no such directory")
+    for name in (MANIFEST, ROWS):
+        if not (path / name).is_file():
+            raise BaselineError(f"run {path}: no {name} (a run directory holds {MANIFEST} and {ROWS})")
+    return path
+
+
+def save(
+    run: str,
+    name: str,
+    force: bool = False,
+    baselines_dir: Path = DEFAULT_BASELINES_DIR,
+    results_dir: Path = DEFAULT_RESULTS_DIR,
+) -> Path:
+    """Copy a run to baselines_dir/name; refuse to replace a baseline or to save an unfinished run
+    unless forced. The copy is built beside the target and moved into place, so a failure leaves the
+    old baseline whole."""
+    check_name(name)
+    src = resolve_source(run, results_dir)
+    dest = baselines_dir / name
+    try:
+        manifest = json.loads((src / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise BaselineError(f"run {src}: {MANIFEST} cannot be read ({e})") from None
+    if dest.exists() and dest.resolve() == src.resolve():
+        raise BaselineError(f"run {src} is the baseline {name!r} itself")
+    if dest.exists() and not force:
+        raise BaselineError(f"baseline {name!r} exists at {dest} (--force replaces it)")
+    status = manifest.get("status")
+    if status not in (None, "complete") and not force:
+        raise BaselineError(f"run {src} is {status!r}, not complete (--force saves it anyway)")
+    rows = load_rows(src / ROWS)
+    baselines_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=baselines_dir))
+    try:
+        shutil.copy2(src / MANIFEST, tmp / MANIFEST)
+        shutil.copy2(src / ROWS, tmp / ROWS)
+        if (src / REPORT_DIR).is_dir():
+            shutil.copytree(src / REPORT_DIR, tmp / REPORT_DIR)
+        info = {
+            "name": name,
+            "saved_at": now_iso(),
+            "source": str(src),
+            "run_id": manifest.get("run_id"),
+            "gpu_name": manifest.get("gpu_name"),
+            "config_name": manifest.get("config_name"),
+            "config_hash": manifest.get("config_hash"),
+            "git_commit": manifest.get("git_commit"),
+            "points": len(rows),
+            "points_with_samples": sum(1 for r in rows if r.get("status") == "ok" and r.get("samples_ms")),
+        }
+        (tmp / INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=baselines_dir))
+            dest.rename(old / name)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def list_baselines(baselines_dir: Path = DEFAULT_BASELINES_DIR) -> list[dict[str, Any]]:
+    """One dict per baseline folder (name, gpu_name, config, run_id, points, saved_at)."""
+    out: list[dict[str, Any]] = []
+    if not baselines_dir.is_dir():
+        return out
+    for path in sorted(p for p in baselines_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        entry: dict[str, Any] = {"name": path.name, "path": str(path)}
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            entry["problem"] = f"no readable {MANIFEST}"
+            out.append(entry)
+            continue
+        info: dict[str, Any] = {}
+        if (path / INFO).is_file():
+            try:
+                info = json.loads((path / INFO).read_text())
+            except ValueError:
+                info = {}
+        rows = load_rows(path / ROWS)
+        entry.update(
+            gpu_name=manifest.get("gpu_name") or manifest.get("device"),
+            config_name=manifest.get("config_name"),
+            config_hash=manifest.get("config_hash"),
+            run_id=manifest.get("run_id"),
+            points=len(rows),
+            saved_at=info.get("saved_at"),
+            report=(path / REPORT_DIR).is_dir(),
+        )
+        out.append(entry)
+    return out
+
+
+# ---- which baseline for this GPU -------------------------------------------------------------
+def gpu_slug(gpu_name: str) -> str:
+    """The model part of a GPU name, lower case: 'NVIDIA H100 80GB HBM3' -> 'h100',
+    'NVIDIA A100-SXM4-80GB' -> 'a100', 'NVIDIA GeForce RTX 4090' -> 'rtx4090'."""
+    words = [w for w in re.sub(r"[^a-z0-9]+", " ", gpu_name.lower()).split() if w not in _BRAND_WORDS]
+    if not words:
+        raise BaselineError(f"GPU name {gpu_name!r} names no model")
+    if words[0] in ("rtx", "gtx", "titan") and len(words) > 1:
+        return words[0] + words[1]
+    return words[0]
+
+
+def local_gpu_name() -> str:
+    """The first GPU's name from nvidia-smi."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BaselineError(f"nvidia-smi cannot name the GPU ({e}); pass a run or --gpu-name") from None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    if not names:
+        raise BaselineError("nvidia-smi lists no GPU; pass a run or --gpu-name")
+    return names[0]
+
+
+def slug_for(run: str | None, gpu_name: str | None) -> str:
+    """The slug from --gpu-name, else from a run's manifest (gpu_name, or 'cpu'), else nvidia-smi."""
+    if gpu_name:
+        return gpu_slug(gpu_name)
+    if run:
+        path = resolve_source(run)
+        manifest = json.loads((path / MANIFEST).read_text())
+        name = manifest.get("gpu_name")
+        if not name:
+            if manifest.get("device") == "cpu":
+                return "cpu"
+            raise BaselineError(f"run {path}: the manifest names no GPU (gpu_name is empty)")
+        return gpu_slug(str(name))
+    return gpu_slug(local_gpu_name())
+
+
+# ---- the `attnbench baseline` commands (cli.py calls these) ----------------------------------
+def cli_save(run: str, name: str, force: bool, baselines_dir: Path, console, err_console) -> int:
+    try:
+        dest = save(run, name, force, baselines_dir)
+    except BaselineError as e:
+        err_console.print(f"baseline save: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    info = json.loads((dest / INFO).read_text())
+    console.print(
+        f"saved {info['source']} as baseline {name!r} at {dest} ({info['points']} points, "
+        f"{info['points_with_samples']} with samples, GPU {info['gpu_name']})",
+        markup=False, highlight=False,
+    )  # fmt: skip
+    return 0
+
+
+def cli_list(baselines_dir: Path, console) -> int:
+    from rich.table import Table
+
+    entries = list_baselines(baselines_dir)
+    if not entries:
+        console.print(f"no baselines under {baselines_dir}", markup=False, highlight=False)
+        return 0
+    table = Table(title=f"baselines under {baselines_dir}", title_justify="left")
+    for col in ("name", "gpu", "config", "hash", "run", "points", "saved", "report"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        if "problem" in e:
+            table.add_row(e["name"], f"({e['problem']})", *[""] * 6)
+            continue
+        table.add_row(
+            e["name"], str(e["gpu_name"]), str(e["config_name"]), str(e["config_hash"]), str(e["run_id"]),
+            str(e["points"]), str(e["saved_at"] or "-"), "yes" if e["report"] else "no",
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def cli_slug(run: str | None, gpu_name: str | None, console, err_console) -> int:
+    try:
+        slug = slug_for(run, gpu_name)
+    except BaselineError as e:
+        err_console.print(f"baseline slug: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    console.print(slug, markup=False, highlight=False)
+    return 0

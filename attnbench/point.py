@@ -1,0 +1,135 @@
+"""One point: a backend on a case's inputs, checked against the reference, then timed.
+
+Correct before timed: the first call's output is compared with the float32/float64 reference
+(relative Frobenius error, dtype-aware tolerance); a wrong or non-finite output makes the row
+`incorrect` and the point is not timed.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from typing import Any
+
+import torch
+
+from attnbench import metrics
+from attnbench.backends.base import Backend, Unsupported
+from attnbench.case import Case
+from attnbench.config import TimingPolicy
+from attnbench.inputs import Inputs
+from attnbench.measure import measure_memory, time_callable
+from attnbench.telemetry import TelemetrySampler, nvml_index
+
+# ||out - ref|| / ||ref|| allowed per input dtype: bf16 keeps 8 mantissa bits (rounding ~4e-3 per
+# element, more after the P @ V product in bf16), fp16 keeps 11; fp32 allows TF32 matmuls (~3e-4).
+TOLERANCE = {"bf16": 2e-2, "fp16": 5e-3, "fp32": 2e-3}
+
+
+def base_row(case: Case, backend: Backend, device: str) -> dict[str, Any]:
+    row = case.describe()
+    row.update(
+        backend=backend.name,
+        family=backend.family,
+        impl=backend.impl,
+        device=device,
+        flops=metrics.flops(case),
+        min_hbm_bytes=metrics.min_hbm_bytes(case),
+        padding_waste=metrics.padding_waste(case.kv_lens),
+    )
+    return row
+
+
+def skipped(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {**row, "status": "skipped", "reason": reason}
+
+
+def failed(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {**row, "status": "failed", "reason": reason}
+
+
+def describe_error(err: BaseException) -> str:
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        return "out of memory: " + " ".join(str(err).split())[:200]
+    text = " ".join(str(err).split())[:400]
+    return f"{type(err).__name__}: {text}"
+
+
+def cuda_poisoned(err: BaseException) -> bool:
+    """Whether the error leaves the CUDA context unusable (the worker must be replaced)."""
+    text = str(err).lower()
+    return any(s in text for s in ("illegal memory access", "unspecified launch failure", "device-side assert",
+                                   "illegal instruction", "misaligned address", "cuda error: an illegal"))
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out = out.float()
+    if out.shape != ref.shape:
+        raise ValueError(f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
+    if not torch.isfinite(out).all():
+        return math.nan
+    denom = torch.linalg.vector_norm(ref).item()
+    return torch.linalg.vector_norm(out - ref).item() / max(denom, 1e-30)
+
+
+def run_point(
+    case: Case,
+    backend: Backend,
+    inputs: Inputs,
+    policy: TimingPolicy,
+    calibration: dict[str, Any],
+) -> dict[str, Any]:
+    """Measure one point and return its row. Raises only for errors that poison the CUDA context."""
+    device = inputs.device
+    row = base_row(case, backend, device.type)
+    if inputs.paged is not None:
+        row.update(inputs.paged.stats)
+    try:
+        prepared = backend.prepare(case, inputs)
+    except Unsupported as err:
+        return skipped(row, str(err))
+    except Exception as err:  # noqa: BLE001 - a backend failure is a row, never a crash
+        if cuda_poisoned(err):
+            raise
+        return failed(row, "prepare: " + describe_error(err))
+    row.update(prepared.info)
+    try:
+        out, mem = measure_memory(prepared.run, device)
+        row.update(mem)
+        rel = relative_error(prepared.to_packed(out), inputs.reference)
+        del out
+    except Exception as err:  # noqa: BLE001
+        if cuda_poisoned(err):
+            raise
+        return failed(row, "first call: " + describe_error(err))
+    row["rel_err"] = None if math.isnan(rel) else rel
+    tol = TOLERANCE[case.dtype]
+    row["rel_err_tol"] = tol
+    if math.isnan(rel):
+        return {**row, "status": "incorrect", "reason": "output has NaN or Inf"}
+    if rel > tol:
+        return {**row, "status": "incorrect", "reason": f"relative error {rel:.3g} > tolerance {tol:g}"}
+    sampler = TelemetrySampler(nvml_index(device.index or 0)).start() if device.type == "cuda" else None
+    try:
+        timing = time_callable(prepared.run, device, policy)
+    except Exception as err:  # noqa: BLE001
+        if sampler is not None:
+            sampler.stop()
+        if cuda_poisoned(err):
+            raise
+        return failed(row, "timing: " + describe_error(err))
+    if sampler is not None:
+        row.update(sampler.stop())
+    row.update(timing.summary())
+    row.update(metrics.achieved(case, row["latency_ms_p50"]))
+    copy_gbps = calibration.get("copy_gbps")
+    peak_tflops = calibration.get("matmul_tflops")
+    row["bw_util"] = row["hbm_gbps"] / copy_gbps if copy_gbps else None
+    row["flop_util"] = row["tflops"] / peak_tflops if peak_tflops else None
+    row["status"] = "ok"
+    row["reason"] = ""
+    return row
+
+
+def error_trace(err: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(err), err)).strip()

@@ -1,0 +1,195 @@
+"""Run directories -> one tidy pandas frame per run, with the derived columns every table uses.
+
+Derived columns (all computed here, once):
+- label: the backend name, plus "-<variant>" only where one backend wrote two variants of one case.
+- paged: the row ran on a paged KV cache (block_size set).
+- kind: naive | flash | paged, the side of the comparison a row stands for. Any non-naive row on a
+  paged KV cache counts as "paged" (flash-attn's block_table path included); contiguous flash rows
+  are "flash"; every naive-family row is "naive".
+- problem: the attention problem without its KV form (workload, phase, lengths, heads, head dim,
+  dtype, masking, prefix), so a paged row and a contiguous row of the same work share it.
+- n_len: the sequence length of an equal-length case (prefill N, decode context), else NaN.
+- ok: status == "ok" with a latency.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.results import load_run
+
+# Columns the report reads; a run that lacks one (older or partial) gets it as all-missing.
+EXPECTED = (
+    "case_id", "workload", "phase", "batch", "q_lens", "kv_lens", "total_q", "total_kv", "max_q", "max_kv",
+    "mean_kv", "num_q_heads", "num_kv_heads", "gqa_ratio", "head_dim", "dtype", "causal", "seqlen_mix",
+    "block_size", "kv_layout", "prefix_len", "tags", "backend", "family", "impl", "status", "reason",
+    "rel_err", "latency_ms_p50", "latency_ms_p10", "latency_ms_p90", "latency_ms_ci_low",
+    "latency_ms_ci_high", "samples_ms", "n_samples", "tflops", "hbm_gbps", "bw_util", "flop_util", "flops",
+    "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes", "kv_bytes_allocated", "kv_bytes_used",
+    "padding_waste", "throttled", "variant", "dram_read_bytes", "dram_write_bytes",
+)
+NUMERIC = (
+    "batch", "total_q", "total_kv", "max_q", "max_kv", "mean_kv", "num_q_heads", "num_kv_heads",
+    "gqa_ratio", "head_dim", "block_size", "prefix_len", "rel_err", "latency_ms_p50", "latency_ms_p10",
+    "latency_ms_p90", "latency_ms_ci_low", "latency_ms_ci_high", "n_samples", "tflops", "hbm_gbps",
+    "bw_util", "flop_util", "flops", "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes",
+    "kv_bytes_allocated", "kv_bytes_used", "padding_waste", "dram_read_bytes", "dram_write_bytes",
+)
+FRAGMENTATION_FILE = "fragmentation.json"
+
+
+class ReportError(Exception):
+    """Bad input to the report: the message is one line naming what was wrong."""
+
+
+@dataclass
+class RunData:
+    path: Path
+    manifest: dict[str, Any]
+    df: pd.DataFrame
+    fragmentation: dict[str, Any] | None = None
+    fragmentation_source: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.path.name)
+
+    @property
+    def gpu(self) -> str:
+        if self.manifest.get("gpu_name"):
+            return str(self.manifest["gpu_name"])
+        return "CPU" if self.manifest.get("device") == "cpu" else "unknown device"
+
+    @property
+    def label(self) -> str:
+        return f"{self.run_id} ({self.gpu})"
+
+    def calibration(self, key: str) -> float | None:
+        """A calibrated ceiling (copy_gbps, matmul_tflops, ...) as a positive float, else None."""
+        value = (self.manifest.get("calibration") or {}).get(key)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+        return value if value > 0 else None
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.df[self.df["ok"]]
+
+
+def _as_tuple(value: Any) -> tuple:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return ()
+
+
+def _problem_key(row: pd.Series) -> str:
+    parts = [row.get("workload"), row.get("phase"), list(_as_tuple(row.get("q_lens"))),
+             list(_as_tuple(row.get("kv_lens"))), row.get("num_q_heads"), row.get("num_kv_heads"),
+             row.get("head_dim"), row.get("dtype"), row.get("causal"), row.get("prefix_len")]
+    if not parts[2] and isinstance(row.get("case_id"), str):
+        # No length lists: the case_id without its "/bs<N>-<layout>" suffix names the problem.
+        cid = row["case_id"]
+        return cid.rsplit("/bs", 1)[0] if "/bs" in cid else cid
+    return json.dumps(parts, default=str)
+
+
+def _labels(df: pd.DataFrame) -> pd.Series:
+    """Backend name, suffixed with the variant where one backend has two variants for one case."""
+    labels = df["backend"].astype(str)
+    variant = df["variant"].where(df["variant"].notna(), "")
+    dup = df.duplicated(subset=["case_id", "backend"], keep=False) & (variant != "")
+    return labels.where(~dup, labels + "-" + variant.astype(str))
+
+
+def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a frame with every expected column and the derived columns of this module."""
+    df = pd.DataFrame(rows)
+    for col in EXPECTED:
+        if col not in df.columns:
+            df[col] = None
+    for col in NUMERIC:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    if df.empty:
+        for col in ("label", "paged", "kind", "problem", "n_len", "ok", "lengths_equal"):
+            df[col] = pd.Series(dtype=object)
+        return df
+    df["status"] = df["status"].fillna("unknown").astype(str)
+    df["reason"] = df["reason"].fillna("").astype(str)
+    df["backend"] = df["backend"].fillna("?").astype(str)
+    df["kv_layout"] = df["kv_layout"].fillna("shuffled")
+    df["tags"] = df["tags"].apply(lambda t: list(t) if isinstance(t, (list, tuple)) else [])
+    # A resumed sweep may hold a point twice: the last row written wins.
+    df = df.drop_duplicates(subset=["case_id", "backend", "variant"], keep="last").reset_index(drop=True)
+    df["label"] = _labels(df)
+    df["paged"] = df["block_size"].notna()
+    fam = df["family"].fillna("")
+    df["kind"] = "flash"
+    df.loc[df["paged"], "kind"] = "paged"
+    df.loc[fam == "naive", "kind"] = "naive"
+    df.loc[(fam == "") & ~df["paged"], "kind"] = "other"
+    df["problem"] = df.apply(_problem_key, axis=1)
+
+    def equal_len(row: pd.Series) -> float:
+        kv = _as_tuple(row["kv_lens"])
+        if kv and len(set(kv)) == 1 and len(set(_as_tuple(row["q_lens"]))) == 1:
+            return float(kv[0])
+        return float("nan")
+
+    df["n_len"] = df.apply(equal_len, axis=1)
+    df["lengths_equal"] = df["n_len"].notna()
+    df["ok"] = (df["status"] == "ok") & df["latency_ms_p50"].notna() & (df["latency_ms_p50"] > 0)
+    return df
+
+
+def _find_fragmentation(run_dir: Path) -> Path | None:
+    direct = run_dir / FRAGMENTATION_FILE
+    if direct.exists():
+        return direct
+    nested = sorted(run_dir.glob(f"*/{FRAGMENTATION_FILE}"))
+    return nested[0] if nested else None
+
+
+def read_fragmentation(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read the fragmentation study ({exc.__class__.__name__}: {exc})")
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ReportError(f"{path}: not a fragmentation study (expected an object with a 'rows' list)")
+    return data
+
+
+def load_one(path: Path, fragmentation: Path | None = None) -> RunData:
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a directory (RUN must be a run directory with a manifest.json)")
+    try:
+        manifest, rows = load_run(path)
+    except FileNotFoundError as exc:
+        raise ReportError(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}/manifest.json: not valid JSON ({exc})") from None
+    run = RunData(path=path, manifest=manifest, df=normalize(rows))
+    frag_path = fragmentation or _find_fragmentation(path)
+    if frag_path is not None:
+        run.fragmentation = read_fragmentation(frag_path)
+        run.fragmentation_source = str(frag_path)
+    if manifest.get("status") not in (None, "complete"):
+        run.warnings.append(f"run status is {manifest.get('status')!r}: the report covers the rows written")
+    if not rows:
+        run.warnings.append("results.jsonl has no rows")
+    return run
+
+
+def load_runs(paths: list[Path], fragmentation: Path | None = None) -> list[RunData]:
+    """Load several runs; --fragmentation (if given) applies to every run."""
+    if fragmentation is not None and not fragmentation.exists():
+        raise ReportError(f"--fragmentation {fragmentation}: no such file")
+    return [load_one(Path(p), fragmentation) for p in paths]

@@ -1,0 +1,94 @@
+"""The Table every section builds, and the number formatting they share.
+
+A table keeps two views of its content: `records` (raw values, what tests and other tables read)
+and `rows` (the formatted cells the renderers print). Cells are plain text; the renderers escape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    intro: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    empty_reason: str = ""  # why there are no rows (shown instead of the table)
+
+
+def not_measured(reason: str) -> str:
+    return f"{NOT_MEASURED} ({reason})"
+
+
+def missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number with `digits` significant digits, no scientific notation for ordinary sizes."""
+    if missing(value):
+        return "—"
+    v = float(value)
+    if v == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(v)))
+    if mag >= 6 or mag < -4:
+        return f"{v:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - mag)
+    return f"{v:,.{decimals}f}"
+
+
+def ms(value: Any) -> str:
+    return "—" if missing(value) else f"{num(value)} ms"
+
+
+def pct(fraction: Any, digits: int = 1) -> str:
+    return "—" if missing(fraction) else f"{100.0 * float(fraction):.{digits}f}%"
+
+
+def ratio(value: Any) -> str:
+    return "—" if missing(value) else f"{num(value)}x"
+
+
+def signed_pct(fraction: Any) -> str:
+    return "—" if missing(fraction) else f"{100.0 * float(fraction):+.2f}%"
+
+
+def bytes_h(value: Any) -> str:
+    """Bytes in binary units (KiB = 1024 B)."""
+    if missing(value):
+        return "—"
+    v = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2f} {unit}"
+        v /= 1024
+    return f"{v:.2f} TiB"
+
+
+def n_range(values: list[float]) -> str:
+    vals = sorted(int(v) for v in values)
+    if not vals:
+        return "—"
+    return f"{len(vals)} (N={vals[0]:,}–{vals[-1]:,})" if len(vals) > 1 else f"1 (N={vals[0]:,})"
+
+
+def geomean(values: list[float]) -> float:
+    vals = [float(v) for v in values if not missing(v) and float(v) > 0]
+    if not vals:
+        return float("nan")
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
