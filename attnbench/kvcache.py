@@ -1,44 +1,403 @@
-"""Paged KV cache: a pool of fixed-size blocks and per-sequence block tables.
+"""Paged KV-cache manager: a pool of fixed-size blocks, an LRU free queue, block tables, prefix caching.
 
-(Interim version: a plain block pool; the full manager with an LRU free queue and prefix caching
-replaces the allocation below, keeping paged_pool_for_case as the harness's entry point.)
+The model (the one vLLM's paper describes, rebuilt here to measure it):
+- The pool holds `num_blocks` blocks of `block_size` token slots. A request's KV is a list of blocks
+  (its block table), filled left to right; a new block is taken only when the last one is full, so a
+  request wastes at most block_size - 1 slots.
+- Free blocks wait in a doubly linked queue. Allocation takes from the head, freeing appends at the
+  tail, so the head is the least recently freed block: a block that still holds a cached prefix is
+  evicted in LRU order, and only when no never-cached block is ahead of it.
+- Prefix caching: a full block is named by a key made of its parent block's key and its token ids,
+  so equal prefixes give equal keys. A new request walks its full prompt blocks through the cache
+  and shares every hit (reference count + 1, taken off the free queue if it sat there).
+- Sharing is copy-on-write: fork() shares every block of a sequence, including a partial last block;
+  the first append to a shared partial block moves the writer to a fresh copy (the copy is recorded
+  in `pending_copies` for whoever owns the tensors).
+
+`paged_pool_for_case` builds a case's paged inputs through the manager: for kv_layout "shuffled" the
+free queue is first churned by other requests (allocations and frees in a seeded random order), so
+the case's block tables point at scattered blocks as a long-running server leaves them.
 """
 
 from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from attnbench.case import Case
 from attnbench.inputs import PagedKV
 
+BlockKey = tuple[int, tuple[int, ...]]  # (hash of the parent block's key, this block's token ids)
+
+
+class NoFreeBlocks(RuntimeError):
+    """The pool has no free block left for an allocation (the caller preempts or waits)."""
+
+
+@dataclass(eq=False)
+class Block:
+    block_id: int
+    ref_cnt: int = 0
+    key: BlockKey | None = None  # set once the block is full and cached
+    prev: Block | None = field(default=None, repr=False)
+    next: Block | None = field(default=None, repr=False)
+
+
+class FreeBlockQueue:
+    """Doubly linked queue of free blocks: O(1) pop at the head, append at the tail, remove anywhere."""
+
+    def __init__(self, blocks: Sequence[Block]) -> None:
+        self._head = Block(-1)
+        self._tail = Block(-2)
+        self._head.next, self._tail.prev = self._tail, self._head
+        self._len = 0
+        for b in blocks:
+            self.append(b)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Block]:
+        node = self._head.next
+        while node is not self._tail:
+            assert node is not None
+            yield node
+            node = node.next
+
+    def append(self, block: Block) -> None:
+        last = self._tail.prev
+        assert last is not None
+        last.next, block.prev, block.next, self._tail.prev = block, last, self._tail, block
+        self._len += 1
+
+    def remove(self, block: Block) -> None:
+        assert block.prev is not None and block.next is not None, "block is not in the free queue"
+        block.prev.next, block.next.prev = block.next, block.prev
+        block.prev = block.next = None
+        self._len -= 1
+
+    def popleft(self) -> Block:
+        if not self._len:
+            raise NoFreeBlocks("no free KV-cache block")
+        block = self._head.next
+        assert block is not None
+        self.remove(block)
+        return block
+
+
+@dataclass
+class _Request:
+    blocks: list[Block]
+    num_tokens: int
+    token_ids: list[int] | None  # kept only when prefix caching names this request's blocks
+    last_key: BlockKey | None = None  # key of the last cached full block (the next block's parent)
+
+
+class KVCacheManager:
+    """Block pool + LRU free queue + per-request block tables + prefix cache with copy-on-write."""
+
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True) -> None:
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError("num_blocks and block_size must be positive")
+        self.block_size = block_size
+        self.blocks = [Block(i) for i in range(num_blocks)]
+        self.free_queue = FreeBlockQueue(self.blocks)
+        self.enable_prefix_caching = enable_prefix_caching
+        self.cached: dict[BlockKey, Block] = {}
+        self.requests: dict[Any, _Request] = {}
+        self.pending_copies: list[tuple[int, int]] = []  # (src block, dst block) owed by copy-on-write
+        self.prefix_queries = 0  # full prompt blocks looked up in the cache
+        self.prefix_hits = 0  # of those, found and shared
+        self.evictions = 0  # cached blocks whose content was dropped to serve an allocation
+
+    # ---- pool ---------------------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_free_blocks(self) -> int:
+        """Blocks an allocation may take now (free, whether or not they still hold a cached prefix)."""
+        return len(self.free_queue)
+
+    def blocks_needed(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def _take(self) -> Block:
+        block = self.free_queue.popleft()
+        if block.key is not None:  # evict: the least recently freed cached block goes first
+            if self.cached.get(block.key) is block:
+                del self.cached[block.key]
+            block.key = None
+            self.evictions += 1
+        block.ref_cnt = 1
+        return block
+
+    def _share(self, block: Block) -> None:
+        if block.ref_cnt == 0:
+            self.free_queue.remove(block)
+        block.ref_cnt += 1
+
+    def _release(self, block: Block) -> None:
+        block.ref_cnt -= 1
+        assert block.ref_cnt >= 0, f"block {block.block_id} freed more often than taken"
+        if block.ref_cnt == 0:
+            self.free_queue.append(block)
+
+    # ---- prefix cache -------------------------------------------------------------------
+    @staticmethod
+    def _key(parent: BlockKey | None, tokens: Sequence[int]) -> BlockKey:
+        return (hash(parent), tuple(tokens))
+
+    def _cache_full_blocks(self, req: _Request, start_block: int) -> None:
+        """Name every full block from start_block on, so later requests with the same prefix share it."""
+        if not self.enable_prefix_caching or req.token_ids is None:
+            return
+        bs = self.block_size
+        for i in range(start_block, req.num_tokens // bs):
+            block = req.blocks[i]
+            key = self._key(req.last_key, req.token_ids[i * bs : (i + 1) * bs])
+            req.last_key = key
+            if block.key is None and key not in self.cached:
+                block.key = key
+                self.cached[key] = block
+
+    # ---- requests -----------------------------------------------------------------------
+    def add_request(
+        self, request_id: Any, token_ids: Sequence[int] | None = None, num_tokens: int | None = None
+    ) -> list[int]:
+        """Place a request's prompt: reuse cached full blocks of its prefix, allocate the rest.
+
+        Give token_ids (prefix caching applies) or just num_tokens (anonymous tokens, no caching).
+        Raises NoFreeBlocks (and leaves the pool unchanged) when the rest does not fit.
+        """
+        if request_id in self.requests:
+            raise ValueError(f"request {request_id!r} already holds blocks")
+        n = len(token_ids) if token_ids is not None else int(num_tokens or 0)
+        bs = self.block_size
+        hits: list[Block] = []
+        last_key: BlockKey | None = None
+        if token_ids is not None and self.enable_prefix_caching:
+            for i in range(n // bs):
+                key = self._key(last_key, token_ids[i * bs : (i + 1) * bs])
+                self.prefix_queries += 1
+                block = self.cached.get(key)
+                if block is None:
+                    break
+                hits.append(block)
+                last_key = key
+        # Cached blocks sitting in the free queue are counted as free; sharing them uses them up.
+        free_hits = sum(1 for b in hits if b.ref_cnt == 0)
+        fresh = self.blocks_needed(n) - len(hits)
+        if fresh > self.num_free_blocks - free_hits:
+            raise NoFreeBlocks(f"request {request_id!r} needs {fresh} new blocks, {self.num_free_blocks} free")
+        self.prefix_hits += len(hits)
+        for b in hits:
+            self._share(b)
+        blocks = hits + [self._take() for _ in range(fresh)]
+        ids = list(token_ids) if token_ids is not None and self.enable_prefix_caching else None
+        req = _Request(blocks=blocks, num_tokens=n, token_ids=ids, last_key=last_key)
+        self.requests[request_id] = req
+        self._cache_full_blocks(req, len(hits))
+        return [b.block_id for b in blocks]
+
+    def append_tokens(self, request_id: Any, count: int = 1, token_ids: Sequence[int] | None = None) -> list[int]:
+        """Grow a request by `count` tokens (or by token_ids); returns the ids of newly taken blocks.
+
+        A new block is taken only at a block boundary. Writing into a shared partial last block first
+        moves this request to a private copy (copy-on-write, recorded in pending_copies).
+        Raises NoFreeBlocks, leaving the request unchanged, when the pool cannot serve it.
+        """
+        req = self.requests[request_id]
+        if token_ids is not None:
+            count = len(token_ids)
+        if count <= 0:
+            return []
+        bs = self.block_size
+        partial = req.num_tokens % bs != 0
+        cow = partial and req.blocks[-1].ref_cnt > 1
+        new = self.blocks_needed(req.num_tokens + count) - len(req.blocks)
+        if new + int(cow) > self.num_free_blocks:
+            raise NoFreeBlocks(f"request {request_id!r} needs {new + int(cow)} blocks, {self.num_free_blocks} free")
+        taken: list[int] = []
+        if cow:
+            old = req.blocks[-1]
+            copy = self._take()
+            self.pending_copies.append((old.block_id, copy.block_id))
+            self._release(old)
+            req.blocks[-1] = copy
+            taken.append(copy.block_id)
+        for _ in range(new):
+            block = self._take()
+            req.blocks.append(block)
+            taken.append(block.block_id)
+        first_unnamed = req.num_tokens // bs
+        req.num_tokens += count
+        if req.token_ids is not None:
+            if token_ids is None:  # anonymous growth: the request can no longer name its blocks
+                req.token_ids = None
+            else:
+                req.token_ids.extend(token_ids)
+                self._cache_full_blocks(req, first_unnamed)
+        return taken
+
+    def fork(self, parent_id: Any, child_id: Any) -> list[int]:
+        """A child sequence sharing every block of its parent (parallel sampling, beam search)."""
+        parent = self.requests[parent_id]
+        if child_id in self.requests:
+            raise ValueError(f"request {child_id!r} already holds blocks")
+        for b in parent.blocks:
+            b.ref_cnt += 1  # shared blocks are held, so none of them sits in the free queue
+        ids = list(parent.token_ids) if parent.token_ids is not None else None
+        self.requests[child_id] = _Request(list(parent.blocks), parent.num_tokens, ids, parent.last_key)
+        return [b.block_id for b in parent.blocks]
+
+    def free(self, request_id: Any) -> None:
+        """Return a request's blocks; cached ones stay findable until evicted.
+
+        Blocks go back tail-first, so a sequence's last blocks are evicted before its prefix blocks,
+        which are the ones other requests are likely to share.
+        """
+        req = self.requests.pop(request_id)
+        for b in reversed(req.blocks):
+            self._release(b)
+
+    def block_table(self, request_id: Any) -> list[int]:
+        return [b.block_id for b in self.requests[request_id].blocks]
+
+    def num_tokens(self, request_id: Any) -> int:
+        return self.requests[request_id].num_tokens
+
+    def pop_copies(self) -> list[tuple[int, int]]:
+        copies, self.pending_copies = self.pending_copies, []
+        return copies
+
+    # ---- accounting ---------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        used = self.num_blocks - self.num_free_blocks
+        cached_free = sum(1 for b in self.free_queue if b.key is not None)
+        return {
+            "blocks_total": self.num_blocks,
+            "blocks_used": used,
+            "blocks_free": self.num_free_blocks,
+            "blocks_cached": len(self.cached),
+            "blocks_cached_free": cached_free,
+            "prefix_queries": self.prefix_queries,
+            "prefix_hits": self.prefix_hits,
+            "prefix_hit_rate": self.prefix_hits / self.prefix_queries if self.prefix_queries else 0.0,
+            "evictions": self.evictions,
+        }
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError when the books disagree (used by the property tests)."""
+        refs = [0] * self.num_blocks
+        for req in self.requests.values():
+            assert len(req.blocks) == self.blocks_needed(req.num_tokens), "block table length != tokens"
+            for b in req.blocks:
+                refs[b.block_id] += 1
+        in_queue = [False] * self.num_blocks
+        for b in self.free_queue:
+            assert not in_queue[b.block_id], f"block {b.block_id} twice in the free queue"
+            in_queue[b.block_id] = True
+        for b in self.blocks:
+            assert b.ref_cnt == refs[b.block_id], f"block {b.block_id}: ref_cnt {b.ref_cnt} != {refs[b.block_id]}"
+            assert in_queue[b.block_id] == (b.ref_cnt == 0), f"block {b.block_id}: free-queue membership"
+        for key, b in self.cached.items():
+            assert b.key == key, f"cached block {b.block_id} has another key"
+
+
+# ---- paged inputs for a benchmark case ----------------------------------------------------
+def _case_token_ids(case: Case) -> list[list[int]]:
+    """Synthetic token ids: every sequence starts with the same prefix_len tokens, the rest differ."""
+    rng = random.Random(case.seed * 7919 + 3)
+    prefix = [rng.randrange(50_000) for _ in range(case.prefix_len)]
+    seqs = []
+    for i, n in enumerate(case.kv_lens):
+        own = n - min(case.prefix_len, n)
+        # Token ids above the vocabulary-sized range keep unshared tails distinct across sequences.
+        seqs.append(prefix[:n] + [100_000 + i * 1_000_003 + t for t in range(own)])
+    return seqs
+
+
+def churn(manager: KVCacheManager, rng: random.Random, rounds: int) -> None:
+    """Other requests come and go (random sizes, random finishing order), then all leave.
+
+    What remains is a free queue in the scattered order a long-running server leaves behind.
+    """
+    live: list[int] = []
+    next_id = 0
+    cap = max(1, manager.num_blocks // 4)
+    for _ in range(rounds):
+        if live and (rng.random() < 0.45 or manager.num_free_blocks == 0):
+            manager.free(live.pop(rng.randrange(len(live))))
+            continue
+        want = rng.randint(1, min(cap, manager.num_free_blocks)) * manager.block_size
+        manager.add_request(("churn", next_id), num_tokens=want)
+        live.append(("churn", next_id))  # type: ignore[arg-type]
+        next_id += 1
+    for rid in live:
+        manager.free(rid)
+
 
 def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
+    """The case's K/V scattered into a block pool through the manager, with block tables and stats.
+
+    The pool has exactly the blocks the case needs (prefix blocks counted once). kv_layout
+    "contiguous" places the sequences in a fresh pool (ascending block ids); "shuffled" first lets
+    other requests churn through the pool (seeded by case.seed).
+    """
     assert case.block_size is not None
     bs = case.block_size
-    blocks_per_seq = [-(-n // bs) for n in case.kv_lens]
-    num_blocks = sum(blocks_per_seq)
-    gen = torch.Generator(device="cpu").manual_seed(case.seed + 7)
-    order = torch.randperm(num_blocks, generator=gen) if case.kv_layout == "shuffled" else torch.arange(num_blocks)
-    k_cache = torch.empty((num_blocks, bs, case.num_kv_heads, case.head_dim), dtype=k.dtype, device=k.device)
-    v_cache = torch.empty_like(k_cache)
-    tables = torch.zeros((case.batch, max(blocks_per_seq)), dtype=torch.int32)
-    nxt = 0
-    for i, nb in enumerate(blocks_per_seq):
-        ids = order[nxt : nxt + nb]
-        nxt += nb
-        tables[i, :nb] = ids.to(torch.int32)
-        n = case.kv_lens[i]
-        padded = nb * bs
-        for src, dst in ((k, k_cache), (v, v_cache)):
-            seq = src[cu_k[i] : cu_k[i] + n]
-            if padded > n:
-                seq = torch.cat([seq, seq.new_zeros((padded - n, *seq.shape[1:]))])
-            dst[ids.to(k.device)] = seq.view(nb, bs, case.num_kv_heads, case.head_dim)
-    token_bytes = 2 * case.num_kv_heads * case.head_dim * case.elem_bytes
+    token_ids = _case_token_ids(case)
+    # Dry run in an ample pool: how many blocks the case holds once its prefix blocks are shared.
+    probe = KVCacheManager(sum(-(-n // bs) for n in case.kv_lens), bs)
+    for i, ids in enumerate(token_ids):
+        probe.add_request(i, token_ids=ids)
+    need = probe.num_blocks - probe.num_free_blocks
+
+    manager = KVCacheManager(need, bs, enable_prefix_caching=True)
+    if case.kv_layout == "shuffled":
+        churn(manager, random.Random(case.seed * 1_000_003 + 11), rounds=8 * need + 16)
+    tables = []
+    for i, ids in enumerate(token_ids):
+        manager.add_request(i, token_ids=ids)
+        tables.append(manager.block_table(i))
+    stats_m = manager.stats()
+
+    hkv, d = case.num_kv_heads, case.head_dim
+    k_cache = torch.zeros((need, bs, hkv, d), dtype=k.dtype, device=k.device)
+    v_cache = torch.zeros_like(k_cache)
+    # One slot per token: slot = block_id * block_size + offset; shared prefix slots repeat with
+    # identical values (the prefix K/V of every sequence equal sequence 0's), so write order is moot.
+    slots = []
+    for i, n in enumerate(case.kv_lens):
+        t = torch.arange(n)
+        slots.append(torch.tensor(tables[i], dtype=torch.int64)[t // bs] * bs + t % bs)
+    slot_index = torch.cat(slots).to(k.device)
+    total = cu_k[-1]
+    k_cache.view(-1, hkv, d).index_copy_(0, slot_index, k[:total])
+    v_cache.view(-1, hkv, d).index_copy_(0, slot_index, v[:total])
+
+    width = max(len(t) for t in tables)
+    table_t = torch.zeros((case.batch, width), dtype=torch.int32)
+    for i, t in enumerate(tables):
+        table_t[i, : len(t)] = torch.tensor(t, dtype=torch.int32)
+    token_bytes = 2 * hkv * d * case.elem_bytes  # K and V, every KV head, per token
+    unique_tokens = int(torch.unique(slot_index).numel())
     stats = {
-        "kv_blocks_allocated": num_blocks,
-        "kv_bytes_allocated": num_blocks * bs * token_bytes,
-        "kv_bytes_used": case.total_kv * token_bytes,
+        "kv_blocks_allocated": need,
+        "kv_bytes_allocated": need * bs * token_bytes,
+        "kv_bytes_used": unique_tokens * token_bytes,
+        "kv_bytes_logical": case.total_kv * token_bytes,
+        "kv_bytes_saved_by_prefix": (case.total_kv - unique_tokens) * token_bytes,
+        "prefix_cache_queries": stats_m["prefix_queries"],
+        "prefix_cache_hits": stats_m["prefix_hits"],
+        "prefix_cache_hit_rate": stats_m["prefix_hit_rate"],
+        "kv_layout_used": case.kv_layout,
     }
-    return PagedKV(k_cache, v_cache, tables.to(k.device), torch.tensor(case.kv_lens, dtype=torch.int32,
-                   device=k.device), bs, stats)
+    lens = torch.tensor(case.kv_lens, dtype=torch.int32, device=k.device)
+    return PagedKV(k_cache, v_cache, table_t.to(k.device), lens, bs, stats)

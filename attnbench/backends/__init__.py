@@ -7,6 +7,7 @@ guards live inside each module's available().
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 from attnbench.backends.base import Backend, Prepared, Unsupported, register, registry
@@ -24,6 +25,9 @@ def _load_all() -> None:
         if mod.name.startswith("_") or mod.name == "base":
             continue
         importlib.import_module(f"{__name__}.{mod.name}")
+    # Out-of-tree backends: ATTNBENCH_PLUGINS=pkg.module,other.module (each registers with @register).
+    for name in filter(None, (m.strip() for m in os.environ.get("ATTNBENCH_PLUGINS", "").split(","))):
+        importlib.import_module(name)
     _loaded = True
 
 

@@ -1,0 +1,40 @@
+# attnbench: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# With a GPU, pip's default torch (a CUDA build); without one, the CPU build pinned here.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+TRITON_SPEC ?= triton==3.6.0
+
+.PHONY: install demo test lint kernels kernels-check clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)" "$(TRITON_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+# The main job on the embedded default: a CPU-sized sweep without a GPU, the full sweep with one,
+# then its report.
+demo: install
+	$(BIN)/attnbench doctor
+	$(BIN)/attnbench sweep --out results/demo-$$(date +%Y%m%d-%H%M%S)
+	@if $(BIN)/attnbench --help | grep -q " report "; then $(BIN)/attnbench report --plot; fi
+
+test: install
+	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory kernels-check
+	$(MAKE) --no-print-directory lint
+
+lint: install
+	$(BIN)/ruff check attnbench kernels tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+-include mk/kernels.mk

@@ -1,0 +1,148 @@
+"""Shared selections over a run's ok rows: best row per backend and problem, paired comparisons,
+representative cases and the length series the complexity fits use."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from attnbench.report.table import geomean
+
+# The block size the comparison (and vLLM) uses by default; preferred where a choice is arbitrary.
+DEFAULT_BLOCK = 16
+
+
+def best_per_label(ok: pd.DataFrame) -> pd.DataFrame:
+    """One row per (problem, label): the fastest, preferring the shuffled block order.
+
+    A paged backend runs a problem at several block sizes and both block orders; a user picks the
+    block size, but a serving system's blocks end up scattered, so shuffled rows win over
+    contiguous ones whenever a backend has both.
+    """
+    if ok.empty:
+        return ok
+    order = ok.assign(_contig=(ok["paged"] & (ok["kv_layout"] != "shuffled")).astype(int))
+    order = order.sort_values(["_contig", "latency_ms_p50"])
+    return order.drop_duplicates(subset=["problem", "label"], keep="first").drop(columns="_contig")
+
+
+def best_of_kind(ok: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Per problem, the fastest row of one kind (naive | flash | paged), indexed by problem."""
+    best = best_per_label(ok[ok["kind"] == kind])
+    if best.empty:
+        return best
+    return best.sort_values("latency_ms_p50").drop_duplicates("problem").set_index("problem")
+
+
+def paired(ok: pd.DataFrame, kind_a: str, kind_b: str) -> pd.DataFrame:
+    """Problems where both kinds ran: latency and label of the best row of each side."""
+    a, b = best_of_kind(ok, kind_a), best_of_kind(ok, kind_b)
+    if a.empty or b.empty:
+        return pd.DataFrame(columns=["lat_a", "lat_b", "label_a", "label_b"])
+    common = a.index.intersection(b.index)
+    out = a.loc[common].copy()
+    out["lat_a"] = a.loc[common, "latency_ms_p50"]
+    out["lat_b"] = b.loc[common, "latency_ms_p50"]
+    out["label_a"] = a.loc[common, "label"]
+    out["label_b"] = b.loc[common, "label"]
+    out["block_a"] = a.loc[common, "block_size"]
+    return out
+
+
+def paired_summary(pairs: pd.DataFrame) -> dict:
+    """Geometric mean of lat_a / lat_b and the count (ratio > 1: side a is slower)."""
+    if pairs.empty:
+        return {"n": 0, "geomean": float("nan"), "min": float("nan"), "max": float("nan")}
+    r = pairs["lat_a"] / pairs["lat_b"]
+    return {"n": len(r), "geomean": geomean(list(r)), "min": float(r.min()), "max": float(r.max())}
+
+
+def representative(ok: pd.DataFrame, phase: str) -> str | None:
+    """The problem of a phase that the most backends ran ok; ties go to the most FLOPs."""
+    rows = ok[ok["phase"] == phase]
+    if rows.empty:
+        return None
+    stats = rows.groupby("problem").agg(backends=("label", "nunique"), flops=("flops", "max"))
+    stats["flops"] = stats["flops"].fillna(0)
+    return str(stats.sort_values(["backends", "flops"], ascending=False).index[0])
+
+
+def representative_row(ok: pd.DataFrame, problem: str, label: str) -> pd.Series | None:
+    """A backend's row on a problem: shuffled blocks at the default block size if it ran it, else its
+    fastest shuffled row, else its fastest row."""
+    rows = ok[(ok["problem"] == problem) & (ok["label"] == label)]
+    if rows.empty:
+        return None
+    default = rows[(rows["block_size"] == DEFAULT_BLOCK) & (rows["kv_layout"] == "shuffled")]
+    if not default.empty:
+        return default.iloc[0]
+    return best_per_label(rows).iloc[0]
+
+
+def _series_key(df: pd.DataFrame) -> pd.Series:
+    cols = ["workload", "phase", "batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal",
+            "prefix_len"]
+    return df[cols].astype(str).agg("|".join, axis=1)
+
+
+def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
+    """Per label, the rows of the run's main length sweep of a phase, sorted by N.
+
+    The sweep is the set of equal-length cases that differ only in length and has the most
+    (backend, N) points. A paged backend contributes one (block size, layout) sub-series: the one
+    with the most points, shuffled and the default block size preferred.
+    """
+    rows = ok[(ok["phase"] == phase) & ok["lengths_equal"]]
+    if rows.empty:
+        return {}
+    rows = rows.assign(_series=_series_key(rows))
+    size = rows.groupby("_series").apply(lambda g: g.groupby("label")["n_len"].nunique().sum())
+    distinct = rows.groupby("_series")["n_len"].nunique()
+    score = pd.DataFrame({"points": size, "lengths": distinct}).sort_values(
+        ["lengths", "points"], ascending=False
+    )
+    main = rows[rows["_series"] == score.index[0]]
+    out: dict[str, pd.DataFrame] = {}
+    for label, g in main.groupby("label"):
+        g = g.assign(
+            _bs=g["block_size"].fillna(-1),
+            _pref=(g["kv_layout"] != "shuffled").astype(int) + (g["block_size"].fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK),
+        )
+        subs = sorted(
+            g.groupby(["_bs", "kv_layout"]),
+            key=lambda kv: (-kv[1]["n_len"].nunique(), int(kv[1]["_pref"].min())),
+        )
+        sub = subs[0][1].sort_values("n_len").drop_duplicates("n_len")
+        out[str(label)] = sub.drop(columns=["_bs", "_pref", "_series"])
+    return out
+
+
+def describe_case(row: pd.Series) -> str:
+    """A short human description of a row's case (lengths, heads, head dim, dtype, masking)."""
+    kv = row.get("kv_lens")
+    kv = list(kv) if isinstance(kv, (list, tuple)) else []
+    if kv and len(set(kv)) == 1:
+        lengths = f"context {kv[0]:,}" if row.get("phase") == "decode" else f"N={kv[0]:,}"
+    elif kv:
+        lengths = f"lengths {min(kv):,}–{max(kv):,} (mean {sum(kv) / len(kv):,.0f})"
+    else:
+        lengths = f"max {row.get('max_kv')}"
+    parts = [f"{row.get('workload')}: {row.get('phase')}", f"batch {row.get('batch'):.0f}"
+             if row.get("batch") == row.get("batch") else "batch ?", lengths,
+             f"heads {row.get('num_q_heads'):.0f}/{row.get('num_kv_heads'):.0f}"
+             if row.get("num_q_heads") == row.get("num_q_heads") else "heads ?",
+             f"d{row.get('head_dim'):.0f}" if row.get("head_dim") == row.get("head_dim") else "d?",
+             str(row.get("dtype")), "causal" if row.get("causal") else "full"]
+    if row.get("prefix_len") and row.get("prefix_len") == row.get("prefix_len"):
+        parts.append(f"shared prefix {row.get('prefix_len'):.0f}")
+    return ", ".join(parts)
+
+
+KIND_ORDER = {"naive": 0, "flash": 1, "paged": 2, "other": 3}
+
+
+def label_order(df: pd.DataFrame) -> list[str]:
+    """Labels sorted by family (naive, flash, paged) then name."""
+    if df.empty:
+        return []
+    fam = df.groupby("label")["family"].first().fillna("other")
+    return sorted(fam.index, key=lambda lab: (KIND_ORDER.get(fam[lab], 3), lab))

@@ -1,0 +1,95 @@
+"""When to use each: per workload class and phase, the fastest backend and its margin, and whether
+the flash or the paged side wins, beside the comparison document's recommendation.
+
+Per case, each backend's best row is taken (fastest block size, shuffled blocks preferred). The
+class winner is the backend fastest on the most cases (ties: lower geometric-mean slowdown against
+the per-case best); its margin is the geometric mean of the runner-up's time over the winner's on
+the cases both ran, the runner-up being the backend that covers most of those cases at the
+smallest such ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from attnbench.report.classify import CLASSES, add_classes
+from attnbench.report.load import RunData
+from attnbench.report.select import best_per_label, paired, paired_summary
+from attnbench.report.table import Table, geomean, not_measured, ratio
+
+
+def winner(best: pd.DataFrame) -> dict[str, Any]:
+    """Winner, wins, runner-up and margin over a frame of best rows (problem, label, latency)."""
+    lat = best.pivot_table(index="problem", columns="label", values="latency_ms_p50", aggfunc="min")
+    fastest = lat.idxmin(axis=1)
+    wins = fastest.value_counts()
+    slowdown = lat.div(lat.min(axis=1), axis=0)
+    gm = {lab: geomean(list(slowdown[lab].dropna())) for lab in lat.columns}
+    top = sorted(wins.index, key=lambda lab: (-wins[lab], gm[lab]))[0]
+    rivals = []
+    for lab in lat.columns:
+        if lab == top:
+            continue
+        both = lat[[top, lab]].dropna()
+        if not both.empty:
+            rivals.append((-len(both), geomean(list(both[lab] / both[top])), lab))
+    out = {"winner": top, "wins": int(wins[top]), "cases": len(lat), "runner_up": None,
+           "margin": float("nan")}
+    if rivals:
+        _, margin, lab = sorted(rivals)[0]
+        out.update(runner_up=lab, margin=margin)
+    return out
+
+
+def build(run: RunData) -> Table:
+    table = Table(
+        key="when_to_use",
+        title="When to use each",
+        intro="For each workload class in the run (a case can be in several), the backend fastest on the "
+        "most cases, how much faster it is than the runner-up (geometric mean over shared cases), and "
+        "the best paged against the best flash backend (time ratio > 1: flash faster).",
+        columns=["Workload class", "Phase", "Cases", "Fastest backend (wins)", "Margin over runner-up",
+                 "Best paged / best flash time", "Document recommends", "Measurement agrees"],
+    )
+    ok = add_classes(run.ok)
+    for cls in CLASSES:
+        table.notes.append(f"{cls.name}: {cls.rule}.")
+        in_cls = ok[ok["classes"].apply(lambda c, k=cls.key: k in c)] if not ok.empty else ok
+        if in_cls.empty:
+            reason = not_measured("no case of this class in the run")
+            table.rows.append([cls.name, "—", "0", reason, "—", "—", cls.doc_says or "—", "—"])
+            table.records.append({"class": cls.key, "phase": None, "cases": 0})
+            continue
+        for phase in ("prefill", "decode", "mixed"):
+            rows = in_cls[in_cls["phase"] == phase]
+            if rows.empty:
+                continue
+            rec = {"class": cls.key, "phase": phase, **winner(best_per_label(rows))}
+            pair = paired_summary(paired(rows, "paged", "flash"))
+            rec["paged_over_flash"] = pair["geomean"]
+            rec["pair_cases"] = pair["n"]
+            margin = "—"
+            if rec["runner_up"] is not None:
+                margin = f"{ratio(rec['margin'])} vs {rec['runner_up']}"
+            if pair["n"]:
+                side = "flash faster" if pair["geomean"] > 1 else "paged faster"
+                pair_txt = f"{ratio(pair['geomean'])} ({side}, {pair['n']} case(s))"
+            else:
+                pair_txt = not_measured("no case with both a paged and a flash row")
+            agrees = "—"
+            if cls.doc_kind and pair["n"]:
+                measured = "flash" if pair["geomean"] > 1 else "paged"
+                rec["agrees"] = measured == cls.doc_kind
+                agrees = "yes" if rec["agrees"] else f"no ({measured} side faster)"
+            elif cls.doc_kind:
+                agrees = not_measured("needs paged and flash rows")
+            table.rows.append([cls.name, phase, str(rec["cases"]),
+                               f"{rec['winner']} ({rec['wins']}/{rec['cases']})", margin, pair_txt,
+                               cls.doc_says or "no recommendation", agrees])
+            table.records.append(rec)
+    if ok.empty:
+        table.notes.append("No ok rows: " + not_measured("nothing to compare"))
+    return table
+

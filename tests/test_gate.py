@@ -1,0 +1,441 @@
+"""The regression gate on synthetic runs: verdicts, exit codes, outputs, baselines (CPU only)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attnbench import gate_stats
+from attnbench.baselines import BaselineError, gpu_slug, list_baselines, save
+from attnbench.cli import app
+from attnbench.gate import GateError, compare
+
+GPU = "NVIDIA H100 80GB HBM3"
+runner = CliRunner()
+
+
+# ---- synthetic runs --------------------------------------------------------------------------
+def lognormal(rng: np.random.Generator, median_ms: float, cv: float, n: int) -> list[float]:
+    """n timing samples with the given median and coefficient of variation (multiplicative noise)."""
+    sigma = math.sqrt(math.log1p(cv * cv))
+    return (median_ms * np.exp(rng.normal(0.0, sigma, n))).tolist()
+
+
+def keys(n: int) -> list[tuple[str, str]]:
+    backends = ("sdpa-flash", "triton-paged")
+    return [(f"w/prefill/b4/fixed-{i:03d}/hq32-hkv8/d128/bf16/causal", b) for i in range(n) for b in backends][:n]
+
+
+def row(key: tuple[str, str], samples: list[float] | None, dtype: str = "bf16", **extra) -> dict:
+    case_id, backend = key
+    r = {
+        "case_id": case_id,
+        "backend": backend,
+        "dtype": dtype,
+        "status": "ok" if samples else "failed",
+        "reason": "" if samples else "synthetic failure",
+        "samples_ms": samples or [],
+        "n_samples": len(samples or []),
+        "latency_ms_p50": float(np.median(samples)) if samples else None,
+    }
+    r.update(extra)
+    return r
+
+
+def write_run(path: Path, rows: list[dict], gpu: str = GPU, config_hash: str = "c0ffee", **manifest) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    m = {
+        "run_id": path.name,
+        "device": "cuda",
+        "gpu_name": gpu,
+        "config_name": "ci-gate",
+        "config_hash": config_hash,
+        "git_commit": "abc1234",
+        "status": "complete",
+    }
+    m.update(manifest)
+    (path / "manifest.json").write_text(json.dumps(m))
+    (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def noisy_pair(
+    tmp_path: Path,
+    n_points: int,
+    cv: float,
+    n_samples: int,
+    current_factor: dict[int, float] | None = None,
+    seed: int = 0,
+) -> tuple[Path, Path, list[tuple[str, str]]]:
+    """Baseline and current runs drawn independently from the same noise; point i of the current run
+    is slower by current_factor[i] (a ratio of medians)."""
+    rng = np.random.default_rng(seed)
+    ks = keys(n_points)
+    factor = current_factor or {}
+    base_rows, cur_rows = [], []
+    for i, k in enumerate(ks):
+        median = 0.2 + 0.05 * i
+        base_rows.append(row(k, lognormal(rng, median, cv, n_samples)))
+        cur_rows.append(row(k, lognormal(rng, median * factor.get(i, 1.0), cv, n_samples)))
+    return write_run(tmp_path / "base", base_rows), write_run(tmp_path / "cur", cur_rows), ks
+
+
+def gate_cli(*args: str):
+    return runner.invoke(app, ["gate", *args])
+
+
+# ---- verdicts --------------------------------------------------------------------------------
+def test_identical_sample_sets_are_same_everywhere(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = [row(k, lognormal(rng, 0.5, 0.03, 40)) for k in keys(12)]
+    b = write_run(tmp_path / "b", rows)
+    c = write_run(tmp_path / "c", rows)
+    res = compare(str(b), str(c))
+    assert [p.verdict for p in res.points] == ["SAME"] * 12
+    assert all(p.ratio == pytest.approx(1.0) and p.low < 1.0 < p.high for p in res.points)
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 0, out.output
+    assert "PASS" in out.stdout
+
+
+def test_baseline_twenty_percent_faster_gives_slow_on_exactly_those_points(tmp_path):
+    slow = {1, 4, 7}
+    # the baseline 20% faster means the current takes 1/0.8 = 1.25x as long
+    b, c, ks = noisy_pair(tmp_path, 10, cv=0.03, n_samples=40, current_factor=dict.fromkeys(slow, 1 / 0.8))
+    res = compare(str(b), str(c))
+    flagged = {p.key for p in res.points if p.verdict == "SLOW"}
+    assert flagged == {ks[i] for i in slow}
+    assert {p.verdict for p in res.points if p.key not in flagged} == {"SAME"}
+    for p in res.points:
+        if p.key in flagged:
+            assert p.ratio == pytest.approx(1.25, rel=0.03) and p.low > 1.05
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 1, out.output
+    assert "FAIL" in out.stdout and "SLOW" in out.stdout
+
+
+def test_faster_current_is_fast_and_passes(tmp_path):
+    b, c, ks = noisy_pair(tmp_path, 6, cv=0.03, n_samples=40, current_factor={2: 0.8})
+    res = compare(str(b), str(c))
+    assert [p.verdict for p in res.points if p.key == ks[2]] == ["FAST"]
+    assert res.count("SLOW") == 0 and res.exit_code == 0
+
+
+def test_noisy_samples_with_small_shift_are_same(tmp_path):
+    # 10% CV noise, every point 2% slower: below the 5% threshold, so never SLOW
+    b, c, _ = noisy_pair(tmp_path, 30, cv=0.10, n_samples=50, current_factor=dict.fromkeys(range(30), 1.02))
+    res = compare(str(b), str(c))
+    assert {p.verdict for p in res.points} == {"SAME"}
+    assert gate_cli("--baseline", str(b), "--current", str(c)).exit_code == 0
+
+
+def test_shift_between_threshold_and_noise_needs_both(tmp_path):
+    # 3% slower with tiny noise: significant, but under a 5% threshold (SAME); over a 1% one (SLOW)
+    b, c, _ = noisy_pair(tmp_path, 4, cv=0.005, n_samples=60, current_factor=dict.fromkeys(range(4), 1.03))
+    assert {p.verdict for p in compare(str(b), str(c), threshold=0.05).points} == {"SAME"}
+    assert {p.verdict for p in compare(str(b), str(c), threshold=0.01).points} == {"SLOW"}
+    # a 30% shift drowned in 60% CV noise with few samples: not provably above the threshold
+    b2, c2, _ = noisy_pair(tmp_path / "n", 4, cv=0.6, n_samples=8, current_factor=dict.fromkeys(range(4), 1.3))
+    assert "SLOW" not in {p.verdict for p in compare(str(b2), str(c2)).points}
+
+
+def test_false_alarm_rate_over_200_pure_noise_points(tmp_path):
+    """Pure noise (5% CV plus 5% of samples hit by +50% hiccups): no SLOW at threshold 0.05, and none
+    even at threshold 0, where only the Bonferroni correction stands between noise and a verdict."""
+    rng = np.random.default_rng(7)
+    ks = [(f"case-{i:03d}", "cuda-paged") for i in range(200)]
+
+    def samples(median: float) -> list[float]:
+        s = np.array(lognormal(rng, median, 0.05, 30))
+        hit = rng.random(s.size) < 0.05
+        s[hit] *= 1.5
+        return s.tolist()
+
+    medians = rng.uniform(0.05, 5.0, len(ks))
+    b = write_run(tmp_path / "b", [row(k, samples(m)) for k, m in zip(ks, medians)])
+    c = write_run(tmp_path / "c", [row(k, samples(m)) for k, m in zip(ks, medians)])
+    res = compare(str(b), str(c), threshold=0.05)
+    assert res.count("SLOW") == 0 and res.count("UNKNOWN") == 0
+    assert res.point_alpha == pytest.approx(0.05 / 200)
+    strict = compare(str(b), str(c), threshold=0.0)
+    assert strict.count("SLOW") + strict.count("FAST") == 0
+    # without the correction (95% per point) the same noise does produce verdicts at threshold 0
+    uncorrected = 0
+    for k in ks:
+        iv = gate_stats.ratio_interval(
+            gate_stats.clean_samples(res.baseline.rows[k]["samples_ms"]),
+            gate_stats.clean_samples(res.current.rows[k]["samples_ms"]),
+            alpha=0.05,
+        )
+        uncorrected += iv.low > 1.0 or iv.high < 1.0
+    assert uncorrected >= 3
+
+
+def test_missing_samples_are_unknown_and_say_which_side(tmp_path):
+    rng = np.random.default_rng(2)
+    ks = keys(3)
+    b = write_run(tmp_path / "b", [row(ks[0], lognormal(rng, 1, 0.02, 30)), row(ks[1], None), row(ks[2], [1.0, 1.1])])
+    c = write_run(
+        tmp_path / "c",
+        [row(ks[0], None), row(ks[1], lognormal(rng, 1, 0.02, 30)), row(ks[2], [1.0, 1.05])],
+    )
+    res = compare(str(b), str(c))
+    by_key = {p.key: p for p in res.points}
+    assert {p.verdict for p in res.points} == {"UNKNOWN"}
+    assert "current lacks samples (status failed: synthetic failure)" in by_key[ks[0]].note
+    assert "baseline lacks samples" in by_key[ks[1]].note and "current" not in by_key[ks[1]].note
+    assert "too few samples" in by_key[ks[2]].note  # 2 vs 2 samples cannot bound a 95% interval
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 0  # UNKNOWN is reported, not failed
+
+
+def test_new_and_vanished_points_are_listed(tmp_path):
+    rng = np.random.default_rng(3)
+    ks = keys(4)
+    b = write_run(tmp_path / "b", [row(k, lognormal(rng, 1, 0.02, 30)) for k in ks[:3]])
+    c = write_run(tmp_path / "c", [row(k, lognormal(rng, 1, 0.02, 30)) for k in ks[1:]])
+    res = compare(str(b), str(c))
+    assert res.new == [ks[3]] and res.vanished == [ks[0]]
+    assert {p.key for p in res.points} == set(ks[1:3])
+    summary = tmp_path / "summary.md"
+    out = gate_cli("--baseline", str(b), "--current", str(c), "--summary", str(summary))
+    assert out.exit_code == 0
+    md = summary.read_text()
+    assert "New points (current only)" in md and ks[3][0] in md.split("New points")[1]
+    assert "Vanished points (baseline only)" in md and ks[0][0] in md.split("Vanished points")[1]
+
+
+def test_repeated_point_uses_the_last_row(tmp_path):
+    rng = np.random.default_rng(4)
+    k = keys(1)[0]
+    good = lognormal(rng, 1.0, 0.02, 30)
+    b = write_run(tmp_path / "b", [row(k, good)])
+    c = write_run(tmp_path / "c", [row(k, [x * 2 for x in good]), row(k, good)])
+    res = compare(str(b), str(c))
+    assert res.points[0].verdict == "SAME"
+    assert any("repeated" in w for w in res.warnings)
+
+
+# ---- comparability and exit 2 ----------------------------------------------------------------
+def test_gpu_model_mismatch_exits_2_and_force_overrides(tmp_path):
+    b, c, _ = noisy_pair(tmp_path, 4, cv=0.02, n_samples=30, current_factor={0: 1.3})
+    manifest = json.loads((c / "manifest.json").read_text())
+    manifest["gpu_name"] = "NVIDIA A100-SXM4-80GB"
+    (c / "manifest.json").write_text(json.dumps(manifest))
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 2
+    assert "GPU model differs" in out.stderr and "A100" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.output
+    forced = gate_cli("--baseline", str(b), "--current", str(c), "--force")
+    assert forced.exit_code == 1  # gated anyway: point 0 is 30% slower
+    assert "FORCED" in forced.stdout
+
+
+def test_config_hash_and_dtype_mismatches_exit_2(tmp_path):
+    rng = np.random.default_rng(5)
+    ks = keys(2)
+    b = write_run(tmp_path / "b", [row(k, lognormal(rng, 1, 0.02, 20)) for k in ks])
+    c = write_run(tmp_path / "c", [row(k, lognormal(rng, 1, 0.02, 20)) for k in ks], config_hash="beef")
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 2 and "config hash differs" in out.stderr
+    d = write_run(tmp_path / "d", [row(k, lognormal(rng, 1, 0.02, 20), dtype="fp16") for k in ks])
+    out = gate_cli("--baseline", str(b), "--current", str(d))
+    assert out.exit_code == 2 and "dtype sets differ" in out.stderr
+    with pytest.raises(GateError, match="dtype sets differ"):
+        compare(str(b), str(d))
+    assert compare(str(b), str(d), force=True).forced
+
+
+def test_missing_run_directory_or_file_exits_2(tmp_path):
+    b, _, _ = noisy_pair(tmp_path, 2, cv=0.02, n_samples=20)
+    out = gate_cli("--baseline", str(b), "--current", str(tmp_path / "nope"), "--force")
+    assert out.exit_code == 2
+    assert "nope" in out.stderr and "neither a run directory nor a baseline" in out.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text("{}")
+    out = gate_cli("--baseline", str(b), "--current", str(empty))
+    assert out.exit_code == 2 and "no results.jsonl" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_bad_threshold_exits_2(tmp_path):
+    b, c, _ = noisy_pair(tmp_path, 2, cv=0.02, n_samples=20)
+    out = gate_cli("--baseline", str(b), "--current", str(c), "--threshold", "-0.1")
+    assert out.exit_code == 2 and "--threshold" in out.stderr
+
+
+def test_not_comparable_still_writes_the_ci_outputs(tmp_path, monkeypatch):
+    b, c, _ = noisy_pair(tmp_path, 2, cv=0.02, n_samples=20)
+    (c / "results.jsonl").unlink()
+    step = tmp_path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    junit = tmp_path / "junit.xml"
+    out = gate_cli("--baseline", str(b), "--current", str(c), "--junit", str(junit))
+    assert out.exit_code == 2
+    assert "NOT COMPARED" in step.read_text()
+    assert ET.parse(junit).getroot().find("testsuite/testcase/error") is not None
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+def test_junit_xml_has_one_testcase_per_point(tmp_path):
+    b, c, ks = noisy_pair(tmp_path, 8, cv=0.03, n_samples=40, current_factor={3: 1.25})
+    cur_rows = [json.loads(x) for x in (c / "results.jsonl").read_text().splitlines()]
+    cur_rows[5] = row(ks[5], None)  # UNKNOWN
+    write_run(c, cur_rows)
+    junit = tmp_path / "out" / "gate.xml"
+    out = gate_cli("--baseline", str(b), "--current", str(c), "--junit", str(junit))
+    assert out.exit_code == 1
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == 8 and suite.get("tests") == "8"
+    assert {(tc.get("name"), tc.get("classname").rsplit(".", 1)[-1]) for tc in cases} == set(ks)
+    failures = [tc for tc in cases if tc.find("failure") is not None]
+    assert [(tc.get("name"), tc.get("classname")) for tc in failures] == [(ks[3][0], f"attnbench.gate.{ks[3][1]}")]
+    assert suite.get("failures") == "1" and suite.get("skipped") == "1"
+    message = failures[0].find("failure").get("message")
+    assert message.startswith("SLOW: baseline") and "ratio 1.2" in message and "interval [" in message
+    skipped = [tc for tc in cases if tc.find("skipped") is not None]
+    assert len(skipped) == 1 and "current lacks samples" in skipped[0].find("skipped").get("message")
+
+
+def test_markdown_summary_has_the_table_and_goes_to_the_step_summary(tmp_path, monkeypatch):
+    b, c, ks = noisy_pair(tmp_path, 5, cv=0.03, n_samples=40, current_factor={0: 1.25})
+    step = tmp_path / "step.md"
+    step.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    summary = tmp_path / "summary.md"
+    out = gate_cli("--baseline", str(b), "--current", str(c), "--summary", str(summary))
+    assert out.exit_code == 1
+    md = summary.read_text()
+    lines = md.splitlines()
+    header = lines.index("| point | backend | baseline ms | current ms | ratio | interval | verdict |")
+    table = list(itertools.takewhile(lambda s: s.startswith("|"), lines[header:]))
+    assert len(table) == 2 + 5
+    assert "**SLOW**" in table[2] and ks[0][0] in table[2]  # SLOW rows first
+    assert "Bonferroni" in md and "1.050" in md and "0.952" in md
+    assert step.read_text() == "earlier step\n" + md + "\n"
+
+
+def test_rich_table_lists_every_point(tmp_path):
+    b, c, ks = noisy_pair(tmp_path, 3, cv=0.03, n_samples=30)
+    out = runner.invoke(app, ["gate", "--baseline", str(b), "--current", str(c)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0
+    for case_id, backend in ks:
+        assert case_id in out.stdout and backend in out.stdout
+    assert "baseline ms" in out.stdout and "interval" in out.stdout
+
+
+# ---- baselines -------------------------------------------------------------------------------
+def test_baseline_save_list_and_gate_by_name(tmp_path):
+    b, c, _ = noisy_pair(tmp_path, 3, cv=0.03, n_samples=30, current_factor={1: 1.3})
+    (b / "report").mkdir()
+    (b / "report" / "report.md").write_text("# report\n")
+    root = tmp_path / "baselines"
+    out = runner.invoke(app, ["baseline", "save", str(b), "ci-gate-h100", "--baselines-dir", str(root)])
+    assert out.exit_code == 0, out.output
+    saved = root / "ci-gate-h100"
+    assert {p.name for p in saved.iterdir()} == {"manifest.json", "results.jsonl", "report", "baseline.json"}
+    assert (saved / "results.jsonl").read_text() == (b / "results.jsonl").read_text()
+    assert (saved / "report" / "report.md").exists()
+    again = runner.invoke(app, ["baseline", "save", str(c), "ci-gate-h100", "--baselines-dir", str(root)])
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert (saved / "results.jsonl").read_text() == (b / "results.jsonl").read_text()
+    listed = runner.invoke(app, ["baseline", "list", "--baselines-dir", str(root)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "ci-gate-h100" in listed.stdout
+    out = gate_cli("--baseline", "ci-gate-h100", "--current", str(c), "--baselines-dir", str(root))
+    assert out.exit_code == 1
+    out = gate_cli("--baseline", "ci-gate-a100", "--current", str(c), "--baselines-dir", str(root))
+    assert out.exit_code == 2 and "ci-gate-h100" in out.stderr  # the message lists what exists
+    forced = runner.invoke(app, ["baseline", "save", str(c), "ci-gate-h100", "--force", "--baselines-dir", str(root)])
+    assert forced.exit_code == 0
+    assert (saved / "results.jsonl").read_text() == (c / "results.jsonl").read_text()
+    assert not (saved / "report").exists()
+    assert [e["name"] for e in list_baselines(root)] == ["ci-gate-h100"]  # no temporary folders left
+
+
+def test_baseline_save_refuses_bad_input(tmp_path):
+    b, _, _ = noisy_pair(tmp_path, 2, cv=0.03, n_samples=10)
+    root = tmp_path / "baselines"
+    with pytest.raises(BaselineError, match="not allowed"):
+        save(str(b), "../escape", baselines_dir=root)
+    with pytest.raises(BaselineError, match="no such directory"):
+        save(str(tmp_path / "missing"), "x", baselines_dir=root)
+    write_run(tmp_path / "half", [], status="interrupted")
+    with pytest.raises(BaselineError, match="not complete"):
+        save(str(tmp_path / "half"), "x", baselines_dir=root)
+    assert save(str(tmp_path / "half"), "x", force=True, baselines_dir=root).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("NVIDIA H100 80GB HBM3", "h100"),
+        ("NVIDIA H100 PCIe", "h100"),
+        ("NVIDIA A100-SXM4-80GB", "a100"),
+        ("NVIDIA GeForce RTX 4090", "rtx4090"),
+        ("NVIDIA L40S", "l40s"),
+        ("Tesla V100-SXM2-16GB", "v100"),
+    ],
+)
+def test_gpu_slug(name, slug):
+    assert gpu_slug(name) == slug
+
+
+def test_baseline_slug_command_reads_the_run_manifest(tmp_path):
+    b, _, _ = noisy_pair(tmp_path, 1, cv=0.03, n_samples=10)
+    out = runner.invoke(app, ["baseline", "slug", str(b)])
+    assert out.exit_code == 0 and out.stdout.strip() == "h100"
+    assert runner.invoke(app, ["baseline", "slug", "--gpu-name", "NVIDIA A100 80GB PCIe"]).stdout.strip() == "a100"
+    assert runner.invoke(app, ["baseline", "slug", str(tmp_path / "none")]).exit_code == 2
+
+
+# ---- the statistics --------------------------------------------------------------------------
+def test_exact_null_distribution_matches_enumeration():
+    n, m = 3, 4
+    counts = np.zeros(n * m + 1)
+    for pos in itertools.combinations(range(n + m), n):  # ranks of the x's in the pooled sample
+        counts[sum(p - i for i, p in enumerate(pos))] += 1  # U = y's below each x, summed
+    assert np.allclose(np.cumsum(counts / counts.sum()), gate_stats.u_null_cdf(n, m))
+
+
+def test_critical_rank_exact_and_normal_agree_for_moderate_samples():
+    k_exact, how = gate_stats.critical_rank(40, 40, 0.01)
+    assert how == "exact"
+    k_normal, how = gate_stats.critical_rank(40, 40, 0.01, ties=1e-12)  # ties force the approximation
+    assert how == "normal"
+    assert k_normal <= k_exact <= k_normal + 0.02 * 40 * 40  # normal is slightly conservative
+    assert gate_stats.critical_rank(2, 2, 0.05)[0] == 0  # no bounded 95% interval from 2 vs 2
+
+
+@pytest.mark.parametrize(("n_b", "n_c"), [(15, 20), (80, 60)])  # exact and normal paths
+def test_interval_covers_the_true_ratio_at_its_level(n_b, n_c):
+    rng = np.random.default_rng(11)
+    true_ratio, hits, reps = 1.1, 0, 400
+    for _ in range(reps):
+        b = np.array(lognormal(rng, 1.0, 0.05, n_b))
+        c = np.array(lognormal(rng, true_ratio, 0.05, n_c))
+        iv = gate_stats.ratio_interval(b, c, alpha=0.1)
+        hits += iv.low <= true_ratio <= iv.high
+    assert 0.86 <= hits / reps <= 0.95
+
+
+def test_large_sample_sets_are_thinned_not_refused():
+    rng = np.random.default_rng(12)
+    b = np.array(lognormal(rng, 1.0, 0.05, 3000))
+    c = np.array(lognormal(rng, 1.2, 0.05, 3000))
+    iv = gate_stats.ratio_interval(b, c, alpha=0.001)
+    assert iv.n_baseline == iv.n_current == 3000
+    assert 1.15 < iv.low < 1.2 < iv.high < 1.25
+
+
+def test_clean_samples_drops_what_a_log_scale_cannot_take():
+    assert gate_stats.clean_samples([1.0, 0.0, -1.0, float("nan"), float("inf"), 2.0]).tolist() == [1.0, 2.0]
+    assert gate_stats.clean_samples(None).size == 0
