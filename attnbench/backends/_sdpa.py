@@ -8,6 +8,8 @@ GQA uses enable_gqa; if the pinned kernel refuses it, K/V heads are repeated in 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -68,7 +70,9 @@ class SdpaBackend(Backend):
         info = {"input_mode": mode, "padding_waste": padding_waste(case.kv_lens)}
 
         def call(k_: torch.Tensor, v_: torch.Tensor, gqa: bool) -> torch.Tensor:
-            with sdpa_kernel([backend]):
+            # A refused kernel raises below; its "kernel not used because" warnings add nothing.
+            with sdpa_kernel([backend]), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
                 return F.scaled_dot_product_attention(
                     q, k_, v_, attn_mask=mask, is_causal=is_causal, scale=case.softmax_scale, enable_gqa=gqa
                 )
