@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -136,6 +137,10 @@ def run_case(
     from attnbench.worker import LocalExecutor, Task
 
     dev = _device(device)
+    if dev == "cpu":
+        # Triton backends run on CPU tensors through Triton's interpreter (correctness only; the
+        # rows say so). It must be chosen before triton is first imported.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     try:
         lens = tuple(int(x) for x in seqlen.split(","))
         kvs = tuple(int(x) for x in kv_len.split(",")) if kv_len else None
@@ -146,9 +151,9 @@ def run_case(
     elif phase == "decode":
         kv_lens = kvs or lens
         q_lens = tuple(1 for _ in kv_lens)
-    else:
+    else:  # mixed: --seqlen new query tokens at the end of --kv-len contexts
         kv_lens = kvs or lens
-        q_lens = lens if kvs else lens
+        q_lens = lens
     if len(q_lens) != len(kv_lens):
         fail(f"--seqlen has {len(q_lens)} sequences but --kv-len has {len(kv_lens)}; give one length per sequence")
     try:
@@ -168,8 +173,6 @@ def run_case(
         ok, why = b.available(dev)
         if ok:
             ok, why = b.supports(case)
-        elif "paged" not in b.kv_inputs or block_size is not None:
-            pass
         if ok and not b.wants(case):
             ok, why = False, ("needs --block-size (a paged backend)" if "paged" in b.kv_inputs
                               else "takes contiguous KV: drop --block-size")
@@ -253,6 +256,55 @@ def _fmt(value) -> str:
 
 
 # --- commands added by feature modules (each imports its module lazily inside the function) ---
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(None, help="Run directories (default: the newest run under results/)"),
+    plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
+    formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
+    fragmentation: Optional[Path] = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
+) -> None:
+    """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
+    from rich.console import Console
+
+    import attnbench.report as rep
+    from attnbench.results import latest_run
+
+    err = Console(stderr=True)
+    paths = list(runs or [])
+    if not paths:
+        newest = latest_run(RESULTS_DIR)
+        if newest is None:
+            err.print(f"[red]error:[/] no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
+            raise typer.Exit(2)
+        paths = [newest]
+    try:
+        _, written = rep.write_report(paths, out, plot, formats, fragmentation)
+    except rep.ReportError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
+def fragmentation(
+    config: str = typer.Argument(..., help="study config, e.g. configs/fragmentation.yaml"),
+    plot: bool = typer.Option(False, "--plot", help="also write figures/*.png"),
+    out: str = typer.Option(None, "--out", help="output folder (default results/fragmentation-<timestamp>/)"),
+    json_out: bool = typer.Option(False, "--json", help="print the result JSON to stdout"),
+    gpu: bool = typer.Option(False, "--gpu", help="also replay the churn on PyTorch's CUDA caching allocator"),
+) -> None:
+    """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
+    from pathlib import Path
+
+    from attnbench.fragmentation import run_command
+
+    code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
