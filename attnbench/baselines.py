@@ -232,5 +232,5 @@ def cli_slug(run: str | None, gpu_name: str | None, console, err_console) -> int
     except BaselineError as e:
         err_console.print(f"baseline slug: {e}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    console.print(slug, markup=False, highlight=False)
+    console.print(slug, markup=False, highlight=False, soft_wrap=True)
     return 0

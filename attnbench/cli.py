@@ -55,6 +55,10 @@ def sweep(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the newest one)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="Run points in a child process"),
+    shard: str | None = typer.Option(None, "--shard", help="Run only shard K/N of the plan (1<=K<=N), "
+                                     "balanced by estimated cost; merge shards with `attnbench merge`"),
+    devices: str | None = typer.Option(None, "--devices", help="One worker process per GPU: 0,1,... or "
+                                       "all (cpu,cpu: CPU workers, for tests)"),
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory."""
     from attnbench.backends import backend_names
@@ -78,7 +82,14 @@ def sweep(
         plan = build_plan(cfg, dev, _csv(backends))
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
+    sharding, workers = _scale_out(plan, cfg, dev, shard, devices, isolate)
+    if sharding is not None:
+        plan = sharding.plan
     if dry_run:
+        if sharding is not None:
+            console.print(f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
+                          "points; estimated seconds per shard: "
+                          + ", ".join(f"{x:.1f}" for x in sharding.loads_s))
         console.print(plan_table(plan))
         console.print(f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
                       f"{plan.excluded_points} excluded by the config")
@@ -95,20 +106,62 @@ def sweep(
             check_resume(run, cfg)
         except ResumeError as err:
             fail(str(err))
+        from attnbench.shard import check_resume as check_resume_shard
+
+        wrong_shard = check_resume_shard(run.read_manifest(), sharding.spec if sharding else None)
+        if wrong_shard:
+            fail(wrong_shard)
     else:
-        run_id = new_run_id(cfg.name, device_tag(env))
+        tag = device_tag(env) + (f"-shard{sharding.index}of{sharding.count}" if sharding else "")
+        run_id = new_run_id(cfg.name, tag)
         run = RunDir(out or RESULTS_DIR / run_id)
         if run.manifest_path.exists():
             fail(f"{run.path} already holds a run; use --resume to continue it or another --out")
     console.print(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
-    outcome = run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
-                        config_path=str(config))
+    extra = sharding.manifest_fields() if sharding else None
+    if workers:
+        from attnbench.multi_gpu import DevicesError, run_multi_device
+
+        console.print(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
+        try:
+            outcome = run_multi_device(cfg, plan, run, dev, env, workers, SweepProgress(), resume=resume,
+                                       config_path=str(config), manifest_extra=extra)
+        except DevicesError as err:
+            fail(str(err))
+    else:
+        outcome = run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
+                            config_path=str(config), manifest_extra=extra)
     console.print(summary_table(summarize(run.rows())))
     if outcome.interrupted:
         console.print(f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
                       "continue with: attnbench sweep CONFIG --resume --out " + str(run.path))
         raise typer.Exit(130)
     console.print(f"results: {run.rows_path}")
+
+
+def _scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isolate: bool):
+    """(the shard of the plan or None, the device workers or None) for --shard and --devices."""
+    from attnbench.console import fail
+
+    sharding = workers = None
+    if shard is not None:
+        from attnbench.shard import ShardError, parse_spec, shard_plan
+
+        try:
+            k, n = parse_spec(shard)
+        except ShardError as err:
+            fail(str(err))
+        sharding = shard_plan(plan, cfg.timing_policy(dev), dev, k, n)
+    if devices is not None:
+        from attnbench.multi_gpu import DevicesError, parse_devices
+
+        if not isolate:
+            fail("--devices runs one worker process per device; drop --no-isolate")
+        try:
+            workers = parse_devices(devices, dev)
+        except DevicesError as err:
+            fail(str(err))
+    return sharding, workers
 
 
 @app.command("run")
@@ -130,7 +183,7 @@ def run_case(
 ) -> None:
     """Measure one case given by flags (quick checks and scripts)."""
     from attnbench.backends import all_backends
-    from attnbench.case import Case
+    from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
     from attnbench.config import TimingPolicy
     from attnbench.console import fail, out as console, rows_table
     from attnbench.point import base_row, skipped
@@ -141,30 +194,13 @@ def run_case(
         # Triton backends run on CPU tensors through Triton's interpreter (correctness only; the
         # rows say so). It must be chosen before triton is first imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    try:
-        lens = tuple(int(x) for x in seqlen.split(","))
-        kvs = tuple(int(x) for x in kv_len.split(",")) if kv_len else None
-    except ValueError:
-        fail(f"--seqlen/--kv-len must be comma-separated integers, got {seqlen!r} / {kv_len!r}")
-    if phase == "prefill":
-        q_lens, kv_lens = lens, kvs or lens
-    elif phase == "decode":
-        kv_lens = kvs or lens
-        q_lens = tuple(1 for _ in kv_lens)
-    else:  # mixed: --seqlen new query tokens at the end of --kv-len contexts
-        kv_lens = kvs or lens
-        q_lens = lens
-    if len(q_lens) != len(kv_lens):
-        fail(f"--seqlen has {len(q_lens)} sequences but --kv-len has {len(kv_lens)}; give one length per sequence")
-    try:
-        case = Case("cli", phase, q_lens, kv_lens, q_heads, kv_heads or q_heads, head_dim, dtype,
-                    causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
-    except ValueError as err:
-        fail(str(err))
     every = all_backends()
-    for name in backend:
-        if name not in every:
-            fail(f"unknown backend {name!r}; known: {', '.join(every)}")
+    try:
+        case = case_from_flags(phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size,
+                               kv_layout, seed)
+        check_backend_names(backend, every)
+    except FlagError as err:
+        fail(str(err))
     executor = LocalExecutor(dev, TimingPolicy.for_device(dev))
     rows = []
     runnable = []
@@ -259,32 +295,44 @@ def _fmt(value) -> str:
 
 
 @app.command()
+def merge(
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run directories to merge (shards)"),
+    out: Path = typer.Option(..., "--out", help="Directory for the merged run (must not hold a run)"),
+    force: bool = typer.Option(False, "--force", help="Merge although config, GPU, version or shards differ"),
+    require_complete: bool = typer.Option(False, "--require-complete",
+                                          help="Exit 1 when shards or planned points are missing"),
+) -> None:
+    """One run from shards: refuses mismatched runs; a point measured twice keeps one row by a stated rule."""
+    from attnbench.merge import run_command
+
+    raise typer.Exit(run_command(list(runs), out, force, require_complete))
+
+
+@app.command()
 def report(
-    runs: list[Path] = typer.Argument(None, help="Run directories (default: the newest run under results/)"),
+    runs: list[Path] = typer.Argument(None, metavar="RUN", help="Run directories (default: the newest run under results/)"),
     plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
     fragmentation: Optional[Path] = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
-    from rich.console import Console
+    from rich.markup import escape
 
     import attnbench.report as rep
+    from attnbench.console import fail
     from attnbench.results import latest_run
 
-    err = Console(stderr=True)
     paths = list(runs or [])
     if not paths:
         newest = latest_run(RESULTS_DIR)
         if newest is None:
-            err.print(f"[red]error:[/] no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
-            raise typer.Exit(2)
+            fail(f"no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
         paths = [newest]
     try:
         _, written = rep.write_report(paths, out, plot, formats, fragmentation)
     except rep.ReportError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        fail(escape(str(exc)))
     for path in written:
         typer.echo(str(path))
 
@@ -295,7 +343,7 @@ def fragmentation(
     plot: bool = typer.Option(False, "--plot", help="also write figures/*.png"),
     out: str = typer.Option(None, "--out", help="output folder (default results/fragmentation-<timestamp>/)"),
     json_out: bool = typer.Option(False, "--json", help="print the result JSON to stdout"),
-    gpu: bool = typer.Option(False, "--gpu", help="also replay the churn on PyTorch's CUDA caching allocator"),
+    gpu: bool = typer.Option(False, "--gpu", help="also replay the churn on PyTorch's CUDA allocator"),
 ) -> None:
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path

@@ -126,12 +126,14 @@ def read_side(spec: str, role: str, baselines_dir: Path = DEFAULT_BASELINES_DIR)
         manifest, rows = load_run(path)
     except ValueError as e:  # a manifest that is not JSON
         raise GateError(f"{role} run {path}: {MANIFEST} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise GateError(f"{role} run {path}: {MANIFEST} is not a JSON object")
     by_key: dict[Key, dict[str, Any]] = {}
     duplicates = 0
     for row in rows:
         try:
             key = point_key(row)
-        except KeyError:
+        except (KeyError, TypeError):
             continue  # not a point row
         duplicates += key in by_key
         by_key[key] = row  # a resumed sweep may rewrite a point: the last row wins
@@ -186,6 +188,9 @@ def judge(
     bs, bwhy = _samples(brow)
     cs, cwhy = _samples(crow)
     notes = [f"{side} throttled" for side, r in (("baseline", brow), ("current", crow)) if r.get("throttled")]
+    if None not in (brow.get("variant"), crow.get("variant")) and brow["variant"] != crow["variant"]:
+        # a backend that picks its kernel variant picked another one this time
+        notes.append(f"variant {brow.get('variant')} -> {crow.get('variant')}")
     base = dict(
         case_id=case_id,
         backend=backend,
@@ -195,8 +200,11 @@ def judge(
         n_current=int(cs.size),
     )
     if not bs.size or not cs.size:
-        sides = (("baseline", bwhy), ("current", cwhy))
-        lacking = [f"{side} lacks samples ({why})" for side, why in sides if why]
+        if bwhy == cwhy:
+            lacking = [f"no samples in either run ({bwhy})"]
+        else:
+            sides = (("baseline", bwhy), ("current", cwhy))
+            lacking = [f"{side} lacks samples ({why})" for side, why in sides if why]
         return PointResult(
             verdict="UNKNOWN",
             ratio=None,
@@ -209,7 +217,8 @@ def judge(
     iv = gate_stats.ratio_interval(bs, cs, point_alpha)
     if not iv.bounded:
         verdict = "UNKNOWN"
-        notes.insert(0, f"too few samples ({bs.size} vs {cs.size}) to bound the ratio at {iv.confidence:.4%}")
+        level = f"{iv.confidence * 100:.6g}%"
+        notes.insert(0, f"too few samples ({bs.size} vs {cs.size}) to bound the ratio at {level}")
     elif iv.low > 1.0 + threshold:
         verdict = "SLOW"
     elif iv.high < 1.0 / (1.0 + threshold):

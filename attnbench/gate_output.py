@@ -39,9 +39,9 @@ def _run_line(side, role: str) -> str:
 
 
 def method_text(result: GateResult) -> str:
-    per_point = 1.0 - result.point_alpha
+    per_point = f"{(1.0 - result.point_alpha) * 100:.6g}%"
     return (
-        f"Verdicts from a {per_point:.4%} confidence interval for the current/baseline time ratio of each "
+        f"Verdicts from a {per_point} confidence interval for the current/baseline time ratio of each "
         f"point (Hodges-Lehmann interval from the Mann-Whitney distribution of pairwise log-differences "
         f"of the raw samples), Bonferroni-corrected over the {result.n_tested} points compared "
         f"(family-wise alpha {result.family_alpha:g}). SLOW when the whole interval lies above "

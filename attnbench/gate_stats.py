@@ -4,7 +4,7 @@ Method: timing noise is multiplicative, so both sample sets are compared on a lo
 between log(current) and log(baseline) is estimated by Hodges-Lehmann (the median of all n*m pairwise
 differences log c_i - log b_j) and bounded by the distribution-free interval that inverts the
 Mann-Whitney test: [D_(k), D_(nm+1-k)] of the sorted differences, with k from the exact null
-distribution of U (small samples, no ties) or its normal approximation (tie-corrected, with
+distribution of U (under 50 samples a side) or its normal approximation (tie-corrected, with
 continuity correction). Exponentiated, this is an interval for the ratio of current to baseline
 times; under a pure scale change (every sample slowed by the same factor) that factor is the ratio of
 the medians. The interval needs no random numbers, so the gate is deterministic.
@@ -22,7 +22,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-# Exact null distribution of U below this many samples per side (as R's wilcox.test does).
+# Exact null distribution of U below this many samples per side (R's wilcox.test uses the same limit).
 EXACT_LIMIT = 50
 # Beyond this many pairwise differences each side is thinned by a seeded random subsample: the
 # interval stays valid (fewer samples only widen it) and memory stays bounded (~32 MB of float64).
@@ -82,21 +82,29 @@ def _tie_term(pooled: np.ndarray) -> float:
     return float(np.sum(counts**3 - counts))
 
 
-def critical_rank(n: int, m: int, alpha: float, ties: float = 0.0) -> tuple[int, str]:
+def critical_rank(
+    n: int, m: int, alpha: float, ties: float = 0.0, exact: bool | None = None
+) -> tuple[int, str]:
     """k such that [D_(k), D_(nm+1-k)] (1-indexed) covers the shift with probability >= 1 - alpha.
 
     k is the largest rank with P(U <= k-1) <= alpha/2; 0 means no bounded interval exists at this
-    level with these sample counts. `ties` is sum(t^3 - t) over groups of tied pooled values.
+    level with these sample counts. `ties` is sum(t^3 - t) over groups of tied pooled values; it only
+    narrows the normal approximation (small samples use the exact no-tie distribution, which stays
+    sound when the timer's resolution makes a few samples equal). `exact` forces a method.
     """
-    if n < EXACT_LIMIT and m < EXACT_LIMIT and ties == 0.0:
+    if exact is None:
+        exact = n < EXACT_LIMIT and m < EXACT_LIMIT
+    if exact:
         cdf = u_null_cdf(n, m)
         # tiny tolerance: the cdf is a float sum and must not lose a rank to rounding
         return int(np.searchsorted(cdf, alpha / 2 * (1 + 1e-9), side="right")), "exact"
     total = n + m
     var = n * m / 12.0 * ((total + 1) - ties / (total * (total - 1)))
+    if var <= 0.0:  # every pooled sample equal: nothing to build an interval from
+        return 0, "normal"
     z = NormalDist().inv_cdf(1 - alpha / 2)
     # P(U <= k-1) ~ Phi((k - 1 + 0.5 - nm/2) / sigma) <= alpha/2  <=>  k <= nm/2 + 0.5 - z*sigma
-    k = math.floor(n * m / 2 + 0.5 - z * math.sqrt(max(var, 0.0)))
+    k = math.floor(n * m / 2 + 0.5 - z * math.sqrt(var))
     return max(k, 0), "normal"
 
 

@@ -1,90 +1,21 @@
-"""The regression gate on synthetic runs: verdicts, exit codes, outputs, baselines (CPU only)."""
+"""The regression gate on synthetic runs: verdicts, exit codes and outputs (CPU only)."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from attnbench import gate_stats
-from attnbench.baselines import BaselineError, gpu_slug, list_baselines, save
 from attnbench.cli import app
 from attnbench.gate import GateError, compare
+from tests.synthetic_runs import keys, lognormal, noisy_pair, row, write_run
 
-GPU = "NVIDIA H100 80GB HBM3"
 runner = CliRunner()
-
-
-# ---- synthetic runs --------------------------------------------------------------------------
-def lognormal(rng: np.random.Generator, median_ms: float, cv: float, n: int) -> list[float]:
-    """n timing samples with the given median and coefficient of variation (multiplicative noise)."""
-    sigma = math.sqrt(math.log1p(cv * cv))
-    return (median_ms * np.exp(rng.normal(0.0, sigma, n))).tolist()
-
-
-def keys(n: int) -> list[tuple[str, str]]:
-    backends = ("sdpa-flash", "triton-paged")
-    return [(f"w/prefill/b4/fixed-{i:03d}/hq32-hkv8/d128/bf16/causal", b) for i in range(n) for b in backends][:n]
-
-
-def row(key: tuple[str, str], samples: list[float] | None, dtype: str = "bf16", **extra) -> dict:
-    case_id, backend = key
-    r = {
-        "case_id": case_id,
-        "backend": backend,
-        "dtype": dtype,
-        "status": "ok" if samples else "failed",
-        "reason": "" if samples else "synthetic failure",
-        "samples_ms": samples or [],
-        "n_samples": len(samples or []),
-        "latency_ms_p50": float(np.median(samples)) if samples else None,
-    }
-    r.update(extra)
-    return r
-
-
-def write_run(path: Path, rows: list[dict], gpu: str = GPU, config_hash: str = "c0ffee", **manifest) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    m = {
-        "run_id": path.name,
-        "device": "cuda",
-        "gpu_name": gpu,
-        "config_name": "ci-gate",
-        "config_hash": config_hash,
-        "git_commit": "abc1234",
-        "status": "complete",
-    }
-    m.update(manifest)
-    (path / "manifest.json").write_text(json.dumps(m))
-    (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def noisy_pair(
-    tmp_path: Path,
-    n_points: int,
-    cv: float,
-    n_samples: int,
-    current_factor: dict[int, float] | None = None,
-    seed: int = 0,
-) -> tuple[Path, Path, list[tuple[str, str]]]:
-    """Baseline and current runs drawn independently from the same noise; point i of the current run
-    is slower by current_factor[i] (a ratio of medians)."""
-    rng = np.random.default_rng(seed)
-    ks = keys(n_points)
-    factor = current_factor or {}
-    base_rows, cur_rows = [], []
-    for i, k in enumerate(ks):
-        median = 0.2 + 0.05 * i
-        base_rows.append(row(k, lognormal(rng, median, cv, n_samples)))
-        cur_rows.append(row(k, lognormal(rng, median * factor.get(i, 1.0), cv, n_samples)))
-    return write_run(tmp_path / "base", base_rows), write_run(tmp_path / "cur", cur_rows), ks
 
 
 def gate_cli(*args: str):
@@ -142,7 +73,8 @@ def test_shift_between_threshold_and_noise_needs_both(tmp_path):
     assert {p.verdict for p in compare(str(b), str(c), threshold=0.05).points} == {"SAME"}
     assert {p.verdict for p in compare(str(b), str(c), threshold=0.01).points} == {"SLOW"}
     # a 30% shift drowned in 60% CV noise with few samples: not provably above the threshold
-    b2, c2, _ = noisy_pair(tmp_path / "n", 4, cv=0.6, n_samples=8, current_factor=dict.fromkeys(range(4), 1.3))
+    shift = dict.fromkeys(range(4), 1.3)
+    b2, c2, _ = noisy_pair(tmp_path / "n", 4, cv=0.6, n_samples=8, current_factor=shift)
     assert "SLOW" not in {p.verdict for p in compare(str(b2), str(c2)).points}
 
 
@@ -159,8 +91,8 @@ def test_false_alarm_rate_over_200_pure_noise_points(tmp_path):
         return s.tolist()
 
     medians = rng.uniform(0.05, 5.0, len(ks))
-    b = write_run(tmp_path / "b", [row(k, samples(m)) for k, m in zip(ks, medians)])
-    c = write_run(tmp_path / "c", [row(k, samples(m)) for k, m in zip(ks, medians)])
+    b = write_run(tmp_path / "b", [row(k, samples(m)) for k, m in zip(ks, medians, strict=True)])
+    c = write_run(tmp_path / "c", [row(k, samples(m)) for k, m in zip(ks, medians, strict=True)])
     res = compare(str(b), str(c), threshold=0.05)
     assert res.count("SLOW") == 0 and res.count("UNKNOWN") == 0
     assert res.point_alpha == pytest.approx(0.05 / 200)
@@ -181,7 +113,10 @@ def test_false_alarm_rate_over_200_pure_noise_points(tmp_path):
 def test_missing_samples_are_unknown_and_say_which_side(tmp_path):
     rng = np.random.default_rng(2)
     ks = keys(3)
-    b = write_run(tmp_path / "b", [row(ks[0], lognormal(rng, 1, 0.02, 30)), row(ks[1], None), row(ks[2], [1.0, 1.1])])
+    b = write_run(
+        tmp_path / "b",
+        [row(ks[0], lognormal(rng, 1, 0.02, 30)), row(ks[1], None), row(ks[2], [1.0, 1.1])],
+    )
     c = write_run(
         tmp_path / "c",
         [row(ks[0], None), row(ks[1], lognormal(rng, 1, 0.02, 30)), row(ks[2], [1.0, 1.05])],
@@ -298,7 +233,8 @@ def test_junit_xml_has_one_testcase_per_point(tmp_path):
     assert len(cases) == 8 and suite.get("tests") == "8"
     assert {(tc.get("name"), tc.get("classname").rsplit(".", 1)[-1]) for tc in cases} == set(ks)
     failures = [tc for tc in cases if tc.find("failure") is not None]
-    assert [(tc.get("name"), tc.get("classname")) for tc in failures] == [(ks[3][0], f"attnbench.gate.{ks[3][1]}")]
+    failed = [(tc.get("name"), tc.get("classname")) for tc in failures]
+    assert failed == [(ks[3][0], f"attnbench.gate.{ks[3][1]}")]
     assert suite.get("failures") == "1" and suite.get("skipped") == "1"
     message = failures[0].find("failure").get("message")
     assert message.startswith("SLOW: baseline") and "ratio 1.2" in message and "interval [" in message
@@ -333,109 +269,58 @@ def test_rich_table_lists_every_point(tmp_path):
     assert "baseline ms" in out.stdout and "interval" in out.stdout
 
 
-# ---- baselines -------------------------------------------------------------------------------
-def test_baseline_save_list_and_gate_by_name(tmp_path):
-    b, c, _ = noisy_pair(tmp_path, 3, cv=0.03, n_samples=30, current_factor={1: 1.3})
-    (b / "report").mkdir()
-    (b / "report" / "report.md").write_text("# report\n")
-    root = tmp_path / "baselines"
-    out = runner.invoke(app, ["baseline", "save", str(b), "ci-gate-h100", "--baselines-dir", str(root)])
-    assert out.exit_code == 0, out.output
-    saved = root / "ci-gate-h100"
-    assert {p.name for p in saved.iterdir()} == {"manifest.json", "results.jsonl", "report", "baseline.json"}
-    assert (saved / "results.jsonl").read_text() == (b / "results.jsonl").read_text()
-    assert (saved / "report" / "report.md").exists()
-    again = runner.invoke(app, ["baseline", "save", str(c), "ci-gate-h100", "--baselines-dir", str(root)])
-    assert again.exit_code == 2 and "--force" in again.stderr
-    assert (saved / "results.jsonl").read_text() == (b / "results.jsonl").read_text()
-    listed = runner.invoke(app, ["baseline", "list", "--baselines-dir", str(root)], env={"COLUMNS": "200"})
-    assert listed.exit_code == 0 and "ci-gate-h100" in listed.stdout
-    out = gate_cli("--baseline", "ci-gate-h100", "--current", str(c), "--baselines-dir", str(root))
-    assert out.exit_code == 1
-    out = gate_cli("--baseline", "ci-gate-a100", "--current", str(c), "--baselines-dir", str(root))
-    assert out.exit_code == 2 and "ci-gate-h100" in out.stderr  # the message lists what exists
-    forced = runner.invoke(app, ["baseline", "save", str(c), "ci-gate-h100", "--force", "--baselines-dir", str(root)])
-    assert forced.exit_code == 0
-    assert (saved / "results.jsonl").read_text() == (c / "results.jsonl").read_text()
-    assert not (saved / "report").exists()
-    assert [e["name"] for e in list_baselines(root)] == ["ci-gate-h100"]  # no temporary folders left
+# ---- a real run ------------------------------------------------------------------------------
+REAL_CONFIG = """
+name: gate-e2e
+timing: {warmup_ms: 1, min_samples: 8, max_samples: 8, max_time_s: 10}
+workloads:
+  - name: p
+    phase: prefill
+    batch: [2]
+    lengths: ["fixed:16"]
+    q_heads: [2]
+    kv_heads: [1]
+    head_dim: [16]
+    dtype: [fp32]
+    causal: [true]
+"""
 
 
-def test_baseline_save_refuses_bad_input(tmp_path):
-    b, _, _ = noisy_pair(tmp_path, 2, cv=0.03, n_samples=10)
-    root = tmp_path / "baselines"
-    with pytest.raises(BaselineError, match="not allowed"):
-        save(str(b), "../escape", baselines_dir=root)
-    with pytest.raises(BaselineError, match="no such directory"):
-        save(str(tmp_path / "missing"), "x", baselines_dir=root)
-    write_run(tmp_path / "half", [], status="interrupted")
-    with pytest.raises(BaselineError, match="not complete"):
-        save(str(tmp_path / "half"), "x", baselines_dir=root)
-    assert save(str(tmp_path / "half"), "x", force=True, baselines_dir=root).is_dir()
+def test_gate_reads_a_run_the_sweep_wrote(tmp_path):
+    """The row and manifest format the runner writes is what the gate reads: a run against itself is
+    SAME on every measured point and UNKNOWN (with the skip reason) on the skipped ones."""
+    from attnbench.config import parse_config
+    from attnbench.plan import build_plan
+    from attnbench.results import RunDir
+    from attnbench.sweep import run_sweep
+    from attnbench.sysinfo import environment
+
+    cfg = parse_config(REAL_CONFIG, "gate-e2e.yaml")
+    plan = build_plan(cfg, "cpu", ["naive", "sdpa-math", "sdpa-flash"])
+    outcome = run_sweep(cfg, plan, RunDir(tmp_path / "run"), "cpu", environment("cpu"), None, isolate=False)
+    run = outcome.run_dir
+    res = compare(str(run.path), str(run.path))
+    verdicts = {p.backend: p.verdict for p in res.points}
+    assert verdicts == {"naive": "SAME", "sdpa-math": "SAME", "sdpa-flash": "UNKNOWN"}
+    flash = next(p for p in res.points if p.backend == "sdpa-flash")
+    assert "status skipped" in flash.note
+    assert gate_cli("--baseline", str(run.path), "--current", str(run.path)).exit_code == 0
 
 
-@pytest.mark.parametrize(
-    ("name", "slug"),
-    [
-        ("NVIDIA H100 80GB HBM3", "h100"),
-        ("NVIDIA H100 PCIe", "h100"),
-        ("NVIDIA A100-SXM4-80GB", "a100"),
-        ("NVIDIA GeForce RTX 4090", "rtx4090"),
-        ("NVIDIA L40S", "l40s"),
-        ("Tesla V100-SXM2-16GB", "v100"),
-    ],
-)
-def test_gpu_slug(name, slug):
-    assert gpu_slug(name) == slug
+def test_points_skipped_in_both_runs_say_so_once(tmp_path):
+    k = keys(1)[0]
+    skipped = row(k, None, status="skipped", reason="unavailable: runs on cuda only, not cpu")
+    b = write_run(tmp_path / "b", [skipped])
+    c = write_run(tmp_path / "c", [skipped])
+    (p,) = compare(str(b), str(c)).points
+    assert p.verdict == "UNKNOWN"
+    assert p.note == "no samples in either run (status skipped: unavailable: runs on cuda only, not cpu)"
 
 
-def test_baseline_slug_command_reads_the_run_manifest(tmp_path):
-    b, _, _ = noisy_pair(tmp_path, 1, cv=0.03, n_samples=10)
-    out = runner.invoke(app, ["baseline", "slug", str(b)])
-    assert out.exit_code == 0 and out.stdout.strip() == "h100"
-    assert runner.invoke(app, ["baseline", "slug", "--gpu-name", "NVIDIA A100 80GB PCIe"]).stdout.strip() == "a100"
-    assert runner.invoke(app, ["baseline", "slug", str(tmp_path / "none")]).exit_code == 2
-
-
-# ---- the statistics --------------------------------------------------------------------------
-def test_exact_null_distribution_matches_enumeration():
-    n, m = 3, 4
-    counts = np.zeros(n * m + 1)
-    for pos in itertools.combinations(range(n + m), n):  # ranks of the x's in the pooled sample
-        counts[sum(p - i for i, p in enumerate(pos))] += 1  # U = y's below each x, summed
-    assert np.allclose(np.cumsum(counts / counts.sum()), gate_stats.u_null_cdf(n, m))
-
-
-def test_critical_rank_exact_and_normal_agree_for_moderate_samples():
-    k_exact, how = gate_stats.critical_rank(40, 40, 0.01)
-    assert how == "exact"
-    k_normal, how = gate_stats.critical_rank(40, 40, 0.01, ties=1e-12)  # ties force the approximation
-    assert how == "normal"
-    assert k_normal <= k_exact <= k_normal + 0.02 * 40 * 40  # normal is slightly conservative
-    assert gate_stats.critical_rank(2, 2, 0.05)[0] == 0  # no bounded 95% interval from 2 vs 2
-
-
-@pytest.mark.parametrize(("n_b", "n_c"), [(15, 20), (80, 60)])  # exact and normal paths
-def test_interval_covers_the_true_ratio_at_its_level(n_b, n_c):
-    rng = np.random.default_rng(11)
-    true_ratio, hits, reps = 1.1, 0, 400
-    for _ in range(reps):
-        b = np.array(lognormal(rng, 1.0, 0.05, n_b))
-        c = np.array(lognormal(rng, true_ratio, 0.05, n_c))
-        iv = gate_stats.ratio_interval(b, c, alpha=0.1)
-        hits += iv.low <= true_ratio <= iv.high
-    assert 0.86 <= hits / reps <= 0.95
-
-
-def test_large_sample_sets_are_thinned_not_refused():
-    rng = np.random.default_rng(12)
-    b = np.array(lognormal(rng, 1.0, 0.05, 3000))
-    c = np.array(lognormal(rng, 1.2, 0.05, 3000))
-    iv = gate_stats.ratio_interval(b, c, alpha=0.001)
-    assert iv.n_baseline == iv.n_current == 3000
-    assert 1.15 < iv.low < 1.2 < iv.high < 1.25
-
-
-def test_clean_samples_drops_what_a_log_scale_cannot_take():
-    assert gate_stats.clean_samples([1.0, 0.0, -1.0, float("nan"), float("inf"), 2.0]).tolist() == [1.0, 2.0]
-    assert gate_stats.clean_samples(None).size == 0
+def test_a_changed_kernel_variant_is_noted(tmp_path):
+    rng = np.random.default_rng(9)
+    k = keys(1)[0]
+    b = write_run(tmp_path / "b", [row(k, lognormal(rng, 1.0, 0.02, 40), variant="v2")])
+    c = write_run(tmp_path / "c", [row(k, lognormal(rng, 3.0, 0.02, 40), variant="v1")])
+    (p,) = compare(str(b), str(c)).points
+    assert p.verdict == "SLOW" and p.note == "variant v2 -> v1"
