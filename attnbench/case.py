@@ -62,6 +62,8 @@ class Case:
             )
         if self.kv_layout not in KV_LAYOUTS:
             raise ValueError(f"kv_layout {self.kv_layout!r} is not one of {KV_LAYOUTS}")
+        if self.prefix_len < 0 or self.prefix_len > min(self.kv_lens):
+            raise ValueError(f"prefix_len {self.prefix_len} must be within 0 .. the shortest kv_len {min(self.kv_lens)}")
         if self.block_size is not None and self.block_size < 1:
             raise ValueError("block_size must be positive")
 

@@ -295,6 +295,40 @@ def _fmt(value) -> str:
 
 
 @app.command()
+def profile(
+    config: Optional[Path] = typer.Argument(None, help="Sweep YAML whose cases to profile; omit it to give "
+                                            "one case with the flags of `attnbench run`"),
+    backend: Optional[list[str]] = typer.Option(None, "--backend", help="Backend (repeatable)"),
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends"),
+    tool: Optional[str] = typer.Option(None, "--tool", help="ncu | torch (default: ncu when on the PATH)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
+    workload: Optional[list[str]] = typer.Option(None, "--workload", help="With CONFIG: only this workload"),
+    phase: Optional[str] = typer.Option(None, "--phase", help="prefill | decode | mixed; with CONFIG a filter: "
+                                        "decode,prefill"),
+    seqlen: Optional[str] = typer.Option(None, "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
+    kv_len: Optional[str] = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    q_heads: Optional[int] = typer.Option(None, "--q-heads", help="Default 32"),
+    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
+    head_dim: Optional[int] = typer.Option(None, "--head-dim", help="Default 128"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="bf16 | fp16 | fp32 (default bf16)"),
+    causal: Optional[bool] = typer.Option(None, "--causal/--no-causal", help="Default causal"),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="KV block size for paged backends"),
+    kv_layout: Optional[str] = typer.Option(None, "--kv-layout", help="shuffled | contiguous"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cuda | cpu (cpu: --tool torch only)"),
+    calls: int = typer.Option(5, "--calls", help="--tool torch: profiled calls per point"),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds per point, under the profiler"),
+    sweep: Optional[Path] = typer.Option(None, "--sweep", help="A sweep run whose rows (timings) the "
+                                         "profile's fields join, point by point"),
+) -> None:
+    """Profile each point's timed call (ncu: per-kernel time, DRAM bytes, L2, occupancy, tensor pipe;
+    torch: kernels, their share, launch gaps, a Chrome trace) into a run directory."""
+    from attnbench.profile.command import run_command
+
+    raise typer.Exit(run_command(dict(locals())))
+
+
+@app.command()
 def merge(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run directories to merge (shards)"),
     out: Path = typer.Option(..., "--out", help="Directory for the merged run (must not hold a run)"),

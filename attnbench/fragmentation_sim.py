@@ -82,8 +82,13 @@ def simulate(
     request_rate: float | None = None,
     seed: int = 0,
     warmup_fraction: float = 0.1,
+    trace: list[tuple[str, int, int]] | None = None,
 ) -> dict[str, Any]:
-    """Serve the requests (arrival order = array order) and return the time-averaged breakdown."""
+    """Serve the requests (arrival order = array order) and return the time-averaged breakdown.
+
+    trace, when given, receives the allocator calls in order: ("alloc", request id, slots asked for)
+    and ("free", request id, slots), for replaying the same churn on a real allocator.
+    """
     paged = policy == "paged"
     if not paged and policy not in CONTIGUOUS_POLICIES:
         raise ValueError(f"policy {policy!r} is not one of {(*CONTIGUOUS_POLICIES, 'paged')}")
@@ -97,7 +102,8 @@ def simulate(
     else:
         arrivals = np.zeros(n)
     waiting = [
-        _Req(i, int(inputs[i]), int(outputs[i]), int(inputs[i] + outputs[i]), float(arrivals[i])) for i in range(n)
+        _Req(i, int(inputs[i]), int(outputs[i]), int(inputs[i] + outputs[i]), float(arrivals[i]))
+        for i in range(n)
     ]
     waiting.reverse()  # a stack: the head of the queue is waiting[-1]
 
@@ -140,6 +146,8 @@ def simulate(
             sum_req -= r.requested
             sum_chunk -= r.chunk
             buddy.free(r.addr)
+        if trace is not None:
+            trace.append(("free", r.rid, r.requested if not paged else r.blocks * bs))
 
     while waiting or running:
         if not running and waiting[-1].arrival > now:
@@ -194,6 +202,8 @@ def simulate(
                 sum_req += r.requested
                 sum_chunk += r.chunk
             waiting.pop()
+            if trace is not None:
+                trace.append(("alloc", r.rid, r.requested if not paged else r.blocks * bs))
             r.admitted = t
             running[r.rid] = r
             sum_inp_a += r.inp - t + 1
@@ -221,7 +231,7 @@ def simulate(
                     requested_slots(policy, blocked.inp, blocked.out, setup.max_seq_len)
                 ):
                     external, free = external + free, 0
-            for key, val in zip(CATEGORIES, (tokens, reserved, internal, external, free)):
+            for key, val in zip(CATEGORIES, (tokens, reserved, internal, external, free), strict=True):
                 acc[key] += dt * val / cap
             acc_batch += dt * nrun
             acc_time += dt
@@ -244,5 +254,6 @@ def simulate(
         completed_requests=completed,
         iterations=t,
         simulated_seconds=now,
+        measured_seconds=acc_time,
     )
     return result

@@ -194,7 +194,9 @@ class KVCacheManager:
         free_hits = sum(1 for b in hits if b.ref_cnt == 0)
         fresh = self.blocks_needed(n) - len(hits)
         if fresh > self.num_free_blocks - free_hits:
-            raise NoFreeBlocks(f"request {request_id!r} needs {fresh} new blocks, {self.num_free_blocks} free")
+            raise NoFreeBlocks(
+                f"request {request_id!r} needs {fresh} new blocks, {self.num_free_blocks} free"
+            )
         self.prefix_hits += len(hits)
         for b in hits:
             self._share(b)
@@ -205,7 +207,9 @@ class KVCacheManager:
         self._cache_full_blocks(req, len(hits))
         return [b.block_id for b in blocks]
 
-    def append_tokens(self, request_id: Any, count: int = 1, token_ids: Sequence[int] | None = None) -> list[int]:
+    def append_tokens(
+        self, request_id: Any, count: int = 1, token_ids: Sequence[int] | None = None
+    ) -> list[int]:
         """Grow a request by `count` tokens (or by token_ids); returns the ids of newly taken blocks.
 
         A new block is taken only at a block boundary. Writing into a shared partial last block first
@@ -222,7 +226,9 @@ class KVCacheManager:
         cow = partial and req.blocks[-1].ref_cnt > 1
         new = self.blocks_needed(req.num_tokens + count) - len(req.blocks)
         if new + int(cow) > self.num_free_blocks:
-            raise NoFreeBlocks(f"request {request_id!r} needs {new + int(cow)} blocks, {self.num_free_blocks} free")
+            raise NoFreeBlocks(
+                f"request {request_id!r} needs {new + int(cow)} blocks, {self.num_free_blocks} free"
+            )
         taken: list[int] = []
         if cow:
             old = req.blocks[-1]
@@ -304,7 +310,9 @@ class KVCacheManager:
             assert not in_queue[b.block_id], f"block {b.block_id} twice in the free queue"
             in_queue[b.block_id] = True
         for b in self.blocks:
-            assert b.ref_cnt == refs[b.block_id], f"block {b.block_id}: ref_cnt {b.ref_cnt} != {refs[b.block_id]}"
+            assert b.ref_cnt == refs[b.block_id], (
+                f"block {b.block_id}: ref_cnt {b.ref_cnt} != {refs[b.block_id]}"
+            )
             assert in_queue[b.block_id] == (b.ref_cnt == 0), f"block {b.block_id}: free-queue membership"
         for key, b in self.cached.items():
             assert b.key == key, f"cached block {b.block_id} has another key"
@@ -397,7 +405,7 @@ def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list
         "prefix_cache_queries": stats_m["prefix_queries"],
         "prefix_cache_hits": stats_m["prefix_hits"],
         "prefix_cache_hit_rate": stats_m["prefix_hit_rate"],
-        "kv_layout_used": case.kv_layout,
+        "kv_pool_layout": case.kv_layout,
     }
     lens = torch.tensor(case.kv_lens, dtype=torch.int32, device=k.device)
     return PagedKV(k_cache, v_cache, table_t.to(k.device), lens, bs, stats)

@@ -36,11 +36,19 @@ class LengthStats:
 
 
 SHAREGPT = LengthStats(
-    "sharegpt", 161.31, 337.99, sigma_input=1.0, sigma_output=0.8,
+    "sharegpt",
+    161.31,
+    337.99,
+    sigma_input=1.0,
+    sigma_output=0.8,
     source="Kwon et al. SOSP'23 §6.1 / Fig. 11 (means); spreads assumed",
 )
 ALPACA = LengthStats(
-    "alpaca", 19.31, 58.45, sigma_input=0.5, sigma_output=0.8,
+    "alpaca",
+    19.31,
+    58.45,
+    sigma_input=0.5,
+    sigma_output=0.8,
     source="Kwon et al. SOSP'23 §6.1 / Fig. 11 (means); spreads assumed",
 )
 DATASETS = {"sharegpt": SHAREGPT, "alpaca": ALPACA}
