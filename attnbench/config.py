@@ -22,7 +22,7 @@ allowed; the CLI prints it on one line and exits 2.
         block_size: [16]            # paged backends only (one case per block size)
         kv_layout: [shuffled]       # paged backends only
         chunk: [128]                # mixed only: new query tokens per sequence
-        prefix_len: [0]             # tokens of a prompt prefix all sequences share
+        prefix_len: [0]             # leading tokens of every context that all sequences share
         backends: [...]             # optional: only these backends for this workload
     exclude:                        # points to leave out; keys match row columns, *_gt / *_lt compare
       - {backend: naive, max_kv_gt: 8192}
@@ -307,7 +307,9 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     ):
         if hkv > hq:
             continue
-        kv_lens = tuple(n + prefix for n in draw_lengths(mix, batch, seed, wl.phase))
+        # The shared prefix is part of each context (a sequence shorter than it is lengthened to it),
+        # so prefix_len 0 and N give the same shapes and differ only in what the pool shares.
+        kv_lens = tuple(max(n, prefix) for n in draw_lengths(mix, batch, seed, wl.phase))
         if wl.phase == "prefill":
             q_lens = kv_lens
         elif wl.phase == "decode":
