@@ -1,0 +1,163 @@
+"""cuda-paged: attnbench's own CUDA paged-attention decode (kernels/cuda/paged_attention.cu).
+
+Two variants of one kernel: v1 walks each sequence's whole context in one thread block per
+(sequence, KV head); v2 cuts the context into partitions computed by separate blocks and merged by a
+second kernel. v2 pays off when v1 would leave most of the GPU idle (few sequences x KV heads, long
+contexts); the choice is automatic, recorded in the row's "variant", and ATTNBENCH_CUDA_PAGED_VARIANT
+(v1 | v2) overrides it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from attnbench import cuda_build
+from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
+from attnbench.backends.base import Backend, Prepared, Unsupported, register
+from attnbench.case import Case
+from attnbench.inputs import Inputs
+
+HEAD_DIMS = (64, 128, 256)
+BLOCK_SIZES = (8, 16, 32, 64, 128)
+VARIANTS = ("v1", "v2")
+VARIANT_ENV = "ATTNBENCH_CUDA_PAGED_VARIANT"
+PARTITION_ENV = "ATTNBENCH_CUDA_PAGED_PARTITION"  # v2 partition size in tokens (tuning only)
+V2_MIN_CONTEXT = 1024  # shorter contexts: a partition would hold too few tiles to repay the merge
+MIN_PARTITION = 256
+PARTITION_ALIGN = 64  # the kernel's largest token tile
+KV_LAYOUT_USED = "NHD (num_blocks, block_size, num_kv_heads, head_dim), as given"
+
+
+def heads_per_block(group: int) -> int:
+    """Query heads one thread block serves (mirrors heads_per_block in paged_attention.cu)."""
+    return 1 if group <= 1 else 2 if group <= 2 else 4 if group <= 4 else 8
+
+
+def work_items(batch: int, num_q_heads: int, num_kv_heads: int) -> int:
+    """Thread blocks v1 launches: sequences x KV heads x head tiles."""
+    group = num_q_heads // num_kv_heads
+    return batch * num_kv_heads * math.ceil(group / heads_per_block(group))
+
+
+def choose_variant(work: int, max_kv: int, slots: int, override: str | None = None) -> str:
+    """v2 when v1's blocks fill at most half of the GPU's resident-block slots and contexts are long.
+
+    slots = SMs x blocks per SM (occupancy). With work >= slots / 2, v1 already keeps the memory
+    system busy and v2 would only add the partial-output traffic and the merge kernel.
+    """
+    if override:
+        if override not in VARIANTS:
+            raise ValueError(f"{VARIANT_ENV}={override!r}: allowed {', '.join(VARIANTS)}")
+        return override
+    return "v2" if max_kv >= V2_MIN_CONTEXT and slots // max(work, 1) >= 2 else "v1"
+
+
+def partition_tokens(work: int, max_kv: int, slots: int) -> int:
+    """Partition size that makes work x partitions fill the slots once (one wave, no straggler wave)."""
+    parts = max(1, slots // max(work, 1))
+    tokens = math.ceil(max_kv / parts)
+    tokens = PARTITION_ALIGN * math.ceil(tokens / PARTITION_ALIGN)
+    return max(MIN_PARTITION, tokens)
+
+
+@register
+class CudaPaged(Backend):
+    name = "cuda-paged"
+    family = "paged"
+    impl = "cuda"
+    purpose = "paged-attention decode over block tables (CUDA C++, v1 one-pass / v2 split-K)"
+    memory_model = "paged KV cache: fixed-size blocks scattered in a pool, read through block tables"
+    kv_inputs = ("paged",)
+    devices = ("cuda",)
+
+    def available(self, device: str) -> tuple[bool, str]:
+        ok, reason = super().available(device)
+        return (ok, reason) if not ok else cuda_available(device)
+
+    def supports(self, case: Case) -> tuple[bool, str]:
+        if not case.paged:
+            return False, "needs a paged KV cache (a block size)"
+        if case.phase != "decode" or case.max_q != 1:
+            return False, f"phase {case.phase}: decode only (one query token per sequence)"
+        if case.dtype not in DTYPES:
+            return False, f"dtype {case.dtype}: allowed {', '.join(DTYPES)}"
+        if case.head_dim not in HEAD_DIMS:
+            return False, f"head_dim {case.head_dim}: allowed {', '.join(map(str, HEAD_DIMS))}"
+        if case.block_size not in BLOCK_SIZES:
+            return False, f"block_size {case.block_size}: allowed {', '.join(map(str, BLOCK_SIZES))}"
+        return True, ""
+
+    def prepare(self, case: Case, inputs: Inputs) -> Prepared:
+        ok, reason = self.supports(case)
+        if not ok:
+            raise Unsupported(reason)
+        paged = inputs.paged
+        assert paged is not None
+        lib = cuda_build.load()
+        code = dtype_code(case.dtype)
+        q = inputs.q.contiguous()
+        k_cache, v_cache = paged.k_cache.contiguous(), paged.v_cache.contiguous()
+        tables = paged.block_tables.to(torch.int32).contiguous()
+        kv_lens = paged.kv_lens.to(torch.int32).contiguous()
+        out = torch.empty_like(q)
+
+        props = torch.cuda.get_device_properties(q.device)
+        per_sm = lib.paged_blocks_per_sm(case.head_dim, case.num_q_heads, case.num_kv_heads, code)
+        slots = props.multi_processor_count * max(1, per_sm)
+        work = work_items(case.batch, case.num_q_heads, case.num_kv_heads)
+        try:
+            variant = choose_variant(work, case.max_kv, slots, os.environ.get(VARIANT_ENV) or None)
+        except ValueError as e:
+            raise Unsupported(str(e)) from None
+        info: dict = {
+            "variant": variant,
+            "kv_layout_used": KV_LAYOUT_USED,
+            "heads_per_block": heads_per_block(case.gqa_ratio),
+        }
+        part_tokens, max_parts = 0, 0
+        part_acc = part_ml = None
+        if variant == "v2":
+            env = os.environ.get(PARTITION_ENV)
+            part_tokens = int(env) if env else partition_tokens(work, case.max_kv, slots)
+            if part_tokens <= 0 or part_tokens % PARTITION_ALIGN:
+                raise Unsupported(f"{PARTITION_ENV}={part_tokens}: a positive multiple of {PARTITION_ALIGN}")
+            max_parts = math.ceil(case.max_kv / part_tokens)
+            part_acc = torch.empty(
+                (case.batch, case.num_q_heads, max_parts, case.head_dim), dtype=torch.float32, device=q.device
+            )
+            part_ml = torch.empty(
+                (case.batch, case.num_q_heads, max_parts, 2), dtype=torch.float32, device=q.device
+            )
+            info.update(partition_tokens=part_tokens, partitions=max_parts)
+
+        args = dict(
+            out=out.data_ptr(),
+            q=q.data_ptr(),
+            k_cache=k_cache.data_ptr(),
+            v_cache=v_cache.data_ptr(),
+            block_tables=tables.data_ptr(),
+            kv_lens=kv_lens.data_ptr(),
+            batch=case.batch,
+            num_q_heads=case.num_q_heads,
+            num_kv_heads=case.num_kv_heads,
+            head_dim=case.head_dim,
+            block_size=case.block_size,
+            table_stride=tables.shape[1],
+            dtype=code,
+            scale=case.softmax_scale,
+            partition_tokens=part_tokens,
+            part_acc=part_acc.data_ptr() if part_acc is not None else 0,
+            part_ml=part_ml.data_ptr() if part_ml is not None else 0,
+            max_partitions=max_parts,
+        )
+        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml)  # alive as long as run()
+
+        def run() -> torch.Tensor:
+            _ = keep
+            lib.paged_decode(**args, stream=current_stream())
+            return out
+
+        return Prepared(run=run, to_packed=lambda o: o, info=info)

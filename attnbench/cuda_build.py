@@ -1,0 +1,402 @@
+"""Build the CUDA kernels (kernels/cuda/*.cu) into one shared library with nvcc; load it with ctypes.
+
+The library exposes a plain C ABI (kernels/cuda/api.h): launch functions take raw device pointers,
+sizes and a cudaStream_t as an integer, so no CUDA build of torch (and no torch headers) is needed
+to compile. Builds are cached under ~/.cache/attnbench/cuda/<key>/ (ATTNBENCH_CUDA_CACHE overrides),
+the key hashing the sources, the target architecture, the compiler flags and `nvcc --version`; the
+first use builds with a message on stderr, `make kernels` builds ahead of time.
+
+    python -m attnbench.cuda_build build [--arch sm_90a]   # build (GPU's arch, or sm_80 + sm_90a)
+    python -m attnbench.cuda_build check                   # every .cu, sm_80 and sm_90a, -Werror
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from attnbench.paths import kernels_dir
+
+LIB_NAME = "libattnbench_cuda.so"
+ABI_VERSION = 1
+SOURCE_SUFFIXES = (".cu", ".cuh", ".h")
+# -lineinfo keeps source lines for profilers and compute-sanitizer at no run-time cost.
+COMMON_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC"]
+WERROR_FLAGS = ["-Werror", "all-warnings", "-Xcompiler", "-Wall,-Werror"]
+CHECK_ARCHS = ("sm_80", "sm_90a")
+NO_NVCC_HINT = (
+    "nvcc not found: install the CUDA toolkit, or point CUDA_HOME / ATTNBENCH_NVCC at it, "
+    "then run `make kernels`"
+)
+
+
+class BuildError(RuntimeError):
+    """nvcc failed, or no usable compiler or GPU architecture was found."""
+
+
+class KernelError(RuntimeError):
+    """A launch function returned a non-zero code (the message comes from the library)."""
+
+
+# ---- toolchain ----------------------------------------------------------------------------------
+def cuda_src_dir() -> Path:
+    return kernels_dir() / "cuda"
+
+
+def sources(src_dir: Path | None = None) -> list[Path]:
+    """The translation units, sorted (each .cu compiles on its own)."""
+    return sorted((src_dir or cuda_src_dir()).glob("*.cu"))
+
+
+def find_nvcc() -> str | None:
+    """nvcc from ATTNBENCH_NVCC, $CUDA_HOME/bin, PATH or /usr/local/cuda/bin, in that order."""
+    candidates = [os.environ.get("ATTNBENCH_NVCC")]
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc"))
+    candidates += [shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+@lru_cache(maxsize=8)
+def nvcc_version(nvcc: str) -> str:
+    """The full `nvcc --version` text (part of the cache key: another compiler, another build)."""
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def nvcc_release(nvcc: str) -> str:
+    """Short form, e.g. '13.0' (for messages)."""
+    for line in nvcc_version(nvcc).splitlines():
+        if "release" in line:
+            return line.split("release", 1)[1].split(",")[0].strip()
+    return "unknown"
+
+
+def arch_for_capability(major: int, minor: int) -> str:
+    """nvcc target for a compute capability; Hopper gets sm_90a (wgmma/setmaxnreg-capable target)."""
+    if major < 8:
+        raise BuildError(f"compute capability {major}.{minor}: the kernels need sm_80 or newer")
+    if (major, minor) == (9, 0):
+        return "sm_90a"
+    return f"sm_{major}{minor}"
+
+
+def gencode(arch: str) -> list[str]:
+    """-gencode flags for one target: machine code only (the arch is known at build time)."""
+    if not arch.startswith("sm_") or not arch[3:].rstrip("a").isdigit():
+        raise BuildError(f"arch {arch!r}: expected sm_XY or sm_XYa, e.g. sm_80, sm_90a")
+    num = arch[3:]
+    return [f"-gencode=arch=compute_{num},code=sm_{num}"]
+
+
+def detect_arch() -> str:
+    """ATTNBENCH_CUDA_ARCH, else the arch of the current CUDA device (needs torch with CUDA)."""
+    env = os.environ.get("ATTNBENCH_CUDA_ARCH")
+    if env:
+        gencode(env)  # validates
+        return env
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BuildError("no CUDA device to build for; set ATTNBENCH_CUDA_ARCH (e.g. sm_90a)")
+    return arch_for_capability(*torch.cuda.get_device_capability())
+
+
+def cache_root() -> Path:
+    env = os.environ.get("ATTNBENCH_CUDA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "attnbench" / "cuda"
+
+
+def build_key(arch: str, nvcc_text: str, src_dir: Path | None = None) -> str:
+    """Hash of every source and header, the arch, the flags and the compiler's version text."""
+    h = hashlib.sha256()
+    root = src_dir or cuda_src_dir()
+    for path in sorted(p for p in root.iterdir() if p.suffix in SOURCE_SUFFIXES):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(f"{arch}\0{' '.join(COMMON_FLAGS)}\0{nvcc_text}\0abi{ABI_VERSION}".encode())
+    return h.hexdigest()[:16]
+
+
+# ---- building -------------------------------------------------------------------------------------
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _compile_objects(nvcc: str, arch: str, srcs: list[Path], out_dir: Path, extra: list[str]) -> list[Path]:
+    """Compile each .cu to an object in parallel; raise BuildError with nvcc's output on failure."""
+    objs = [out_dir / (s.stem + ".o") for s in srcs]
+    cmds = [
+        [nvcc, *COMMON_FLAGS, *extra, *gencode(arch), "-c", str(s), "-o", str(o)]
+        for s, o in zip(srcs, objs, strict=True)
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(cmds), os.cpu_count() or 1))) as pool:
+        results = list(pool.map(_run, cmds))
+    failed = [(s, r) for s, r in zip(srcs, results, strict=True) if r.returncode != 0]
+    if failed:
+        msg = "\n".join(f"--- {s.name} ({arch}):\n{r.stderr.strip()}" for s, r in failed)
+        raise BuildError(f"nvcc failed for {', '.join(s.name for s, _ in failed)}:\n{msg}")
+    return objs
+
+
+def library_path(arch: str, nvcc: str) -> Path:
+    return cache_root() / f"{build_key(arch, nvcc_version(nvcc))}-{arch}" / LIB_NAME
+
+
+def build(arch: str | None = None, nvcc: str | None = None, quiet: bool = False) -> Path:
+    """The cached library for `arch` (default: the GPU's), building it first if absent."""
+    nvcc = nvcc or find_nvcc()
+    if nvcc is None:
+        raise BuildError(NO_NVCC_HINT)
+    arch = arch or detect_arch()
+    target = library_path(arch, nvcc)
+    if target.is_file():
+        return target
+    srcs = sources()
+    if not quiet:
+        print(
+            f"attnbench: compiling {len(srcs)} CUDA sources for {arch} with nvcc {nvcc_release(nvcc)} "
+            f"(once; cached in {target.parent})",
+            file=sys.stderr,
+            flush=True,
+        )
+    t0 = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a private folder beside the target, then rename: concurrent builders never see a
+    # half-written library.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tmp_dir = Path(tmp)
+        objs = _compile_objects(nvcc, arch, srcs, tmp_dir, [])
+        lib_tmp = tmp_dir / LIB_NAME
+        link = _run([nvcc, "-shared", *gencode(arch), *map(str, objs), "-o", str(lib_tmp)])
+        if link.returncode != 0:
+            raise BuildError(f"nvcc link failed:\n{link.stderr.strip()}")
+        os.replace(lib_tmp, target)
+    seconds = time.perf_counter() - t0
+    meta = {"arch": arch, "nvcc": nvcc_release(nvcc), "sources": [s.name for s in srcs], "build_s": seconds}
+    (target.parent / "build.json").write_text(json.dumps(meta, indent=1))
+    if not quiet:
+        print(f"attnbench: CUDA kernels built in {seconds:.0f} s", file=sys.stderr, flush=True)
+    return target
+
+
+@dataclass
+class CheckResult:
+    source: str
+    arch: str
+    ok: bool
+    output: str
+
+
+def compile_check(archs: tuple[str, ...] = CHECK_ARCHS, nvcc: str | None = None) -> list[CheckResult]:
+    """Compile every .cu for each arch with warnings as errors into a temporary folder (no GPU)."""
+    nvcc = nvcc or find_nvcc()
+    if nvcc is None:
+        raise BuildError(NO_NVCC_HINT)
+    srcs = sources()
+    jobs = [(s, a) for a in archs for s in srcs]
+    with tempfile.TemporaryDirectory(prefix="attnbench-kernels-check-") as tmp:
+
+        def one(job: tuple[Path, str]) -> CheckResult:
+            src, arch = job
+            obj = Path(tmp) / f"{src.stem}-{arch}.o"
+            r = _run([nvcc, *COMMON_FLAGS, *WERROR_FLAGS, *gencode(arch), "-c", str(src), "-o", str(obj)])
+            return CheckResult(src.name, arch, r.returncode == 0, (r.stdout + r.stderr).strip())
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            return list(pool.map(one, jobs))
+
+
+# ---- loading --------------------------------------------------------------------------------------
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+
+
+class CudaLib:
+    """The loaded library: thin wrappers over the C functions that raise KernelError on failure."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        lib = ctypes.CDLL(str(path))
+        lib.attnbench_abi_version.restype = _I
+        lib.attnbench_last_error.restype = ctypes.c_char_p
+        lib.attnbench_paged_decode.restype = _I
+        lib.attnbench_paged_decode.argtypes = [_P] * 6 + [_I] * 7 + [_F, _I, _P, _P, _I, _P]
+        lib.attnbench_paged_decode_blocks_per_sm.restype = _I
+        lib.attnbench_paged_decode_blocks_per_sm.argtypes = [_I] * 4
+        lib.attnbench_flash_fwd.restype = _I
+        lib.attnbench_flash_fwd.argtypes = [_P] * 6 + [_I] * 7 + [_F, _I, _P]
+        lib.attnbench_flash_num_configs.restype = _I
+        version = lib.attnbench_abi_version()
+        if version != ABI_VERSION:
+            raise BuildError(f"{path}: ABI {version}, expected {ABI_VERSION}; rebuild with `make kernels`")
+        self._lib = lib
+        self.flash_num_configs = lib.attnbench_flash_num_configs()
+
+    def last_error(self) -> str:
+        return (self._lib.attnbench_last_error() or b"").decode(errors="replace")
+
+    def _check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise KernelError(f"{what}: {self.last_error()} (code {rc})")
+
+    def paged_decode(
+        self,
+        *,
+        out: int,
+        q: int,
+        k_cache: int,
+        v_cache: int,
+        block_tables: int,
+        kv_lens: int,
+        batch: int,
+        num_q_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        block_size: int,
+        table_stride: int,
+        dtype: int,
+        scale: float,
+        partition_tokens: int = 0,
+        part_acc: int = 0,
+        part_ml: int = 0,
+        max_partitions: int = 0,
+        stream: int = 0,
+    ) -> None:
+        rc = self._lib.attnbench_paged_decode(
+            out,
+            q,
+            k_cache,
+            v_cache,
+            block_tables,
+            kv_lens,
+            batch,
+            num_q_heads,
+            num_kv_heads,
+            head_dim,
+            block_size,
+            table_stride,
+            dtype,
+            scale,
+            partition_tokens,
+            part_acc or None,
+            part_ml or None,
+            max_partitions,
+            stream or None,
+        )
+        self._check(rc, "paged_decode")
+
+    def paged_blocks_per_sm(self, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: int) -> int:
+        return self._lib.attnbench_paged_decode_blocks_per_sm(head_dim, num_q_heads, num_kv_heads, dtype)
+
+    def flash_fwd(
+        self,
+        *,
+        out: int,
+        q: int,
+        k: int,
+        v: int,
+        cu_q: int,
+        cu_k: int,
+        batch: int,
+        max_q_len: int,
+        num_q_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        dtype: int,
+        causal: bool,
+        scale: float,
+        config: int = 0,
+        stream: int = 0,
+    ) -> None:
+        rc = self._lib.attnbench_flash_fwd(
+            out,
+            q,
+            k,
+            v,
+            cu_q,
+            cu_k,
+            batch,
+            max_q_len,
+            num_q_heads,
+            num_kv_heads,
+            head_dim,
+            dtype,
+            int(causal),
+            scale,
+            config,
+            stream or None,
+        )
+        self._check(rc, "flash_fwd")
+
+
+_LOADED: dict[str, CudaLib] = {}
+
+
+def load(arch: str | None = None) -> CudaLib:
+    """Build if needed and load the library for `arch` (default: the current GPU's), once per process."""
+    arch = arch or detect_arch()
+    if arch not in _LOADED:
+        _LOADED[arch] = CudaLib(build(arch))
+    return _LOADED[arch]
+
+
+def toolchain_status() -> tuple[bool, str]:
+    """(True, '') if the kernels can be built and run here, else (False, why, with the fix)."""
+    if find_nvcc() is None:
+        return False, NO_NVCC_HINT
+    return True, ""
+
+
+DTYPE_CODES = {"fp16": 0, "bf16": 1}
+
+
+# ---- command line (make kernels / make kernels-check) -------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnbench.cuda_build", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the library into the cache (GPU's arch, or sm_80 and sm_90a)")
+    b.add_argument("--arch", action="append", help="target, e.g. sm_90a (repeatable)")
+    c = sub.add_parser("check", help="compile every .cu with warnings as errors (no GPU needed)")
+    c.add_argument("--arch", action="append", help=f"target (repeatable; default {' '.join(CHECK_ARCHS)})")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            archs = args.arch
+            if not archs:
+                try:
+                    archs = [detect_arch()]
+                except BuildError:
+                    archs = list(CHECK_ARCHS)
+                    print(f"attnbench: no CUDA device here; building for {', '.join(archs)}", file=sys.stderr)
+            for arch in archs:
+                print(build(arch))
+            return 0
+        results = compile_check(tuple(args.arch or CHECK_ARCHS))
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.source} {r.arch}")
+        if not r.ok:
+            print(r.output, file=sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

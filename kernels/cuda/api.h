@@ -1,0 +1,63 @@
+// The plain C ABI of libattnbench_cuda.so, loaded from Python with ctypes (attnbench/cuda_build.py).
+//
+// Every launch function takes raw device pointers, sizes and a cudaStream_t passed as void*, enqueues
+// its kernels on that stream and returns 0, or a non-zero code with a message readable through
+// attnbench_last_error(): 1 = invalid argument (nothing launched), 2 = CUDA error at launch.
+// Launches are asynchronous: errors inside a running kernel surface at the next synchronisation.
+#pragma once
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { ATTNBENCH_OK = 0, ATTNBENCH_EINVAL = 1, ATTNBENCH_ECUDA = 2 };
+enum { ATTNBENCH_FP16 = 0, ATTNBENCH_BF16 = 1 };
+
+// Version of this ABI; bumped whenever a signature below changes.
+int attnbench_abi_version(void);
+
+// Message of the last failed call on this host thread ("" if none).
+const char* attnbench_last_error(void);
+
+// Paged-attention decode (one query token per sequence) over an NHD block pool.
+//   out, q:            (batch, num_q_heads, head_dim), contiguous.
+//   k_cache, v_cache:  (num_blocks, block_size, num_kv_heads, head_dim), contiguous.
+//   block_tables:      int32 (batch, table_stride); kv_lens: int32 (batch,), each >= 1.
+//   partition_tokens:  0 = v1 (one pass per sequence and KV head); > 0 = v2, the context cut into
+//                      partitions of this many tokens (a multiple of 64), merged by a second kernel.
+//   part_acc:          v2 workspace, float32 (batch, num_q_heads, max_partitions, head_dim).
+//   part_ml:           v2 workspace, float32 (batch, num_q_heads, max_partitions, 2).
+//   max_partitions:    >= ceil(max(kv_lens) / partition_tokens).
+int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
+                           const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
+                           int num_kv_heads, int head_dim, int block_size, int table_stride, int dtype,
+                           float softmax_scale, int partition_tokens, float* part_acc, float* part_ml,
+                           int max_partitions, void* stream);
+
+// Shared memory per block of the paged decode kernel, and how many blocks fit on one SM (for the
+// host's v1/v2 choice); 0 on error.
+int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads, int dtype);
+
+// Flash-attention forward over packed varlen sequences (prefill, or a chunk at the end of a context).
+//   q, out:  (total_q, num_q_heads, head_dim); k, v: (total_kv, num_kv_heads, head_dim); contiguous.
+//   cu_seqlens_q / cu_seqlens_k: int32 (batch + 1,), q_len <= kv_len per sequence.
+//   causal:  bottom-right aligned (query i sees keys 0 .. kv_len - q_len + i).
+//   config:  tile configuration (0 = default; see flash_attention.cu), for tuning experiments.
+int attnbench_flash_fwd(void* out, const void* q, const void* k, const void* v, const int* cu_seqlens_q,
+                        const int* cu_seqlens_k, int batch, int max_q_len, int num_q_heads,
+                        int num_kv_heads, int head_dim, int dtype, int causal, float softmax_scale,
+                        int config, void* stream);
+
+// Number of flash tile configurations (valid values of config are 0 .. n - 1).
+int attnbench_flash_num_configs(void);
+
+#ifdef __cplusplus
+}
+
+namespace attnbench {
+// Records a message for attnbench_last_error() and returns code.
+int set_error(int code, const char* fmt, ...);
+// Checks cudaGetLastError() after a launch: 0, or ATTNBENCH_ECUDA with the message recorded.
+int check_launch(const char* what);
+}  // namespace attnbench
+#endif

@@ -1,0 +1,439 @@
+// Paged-attention decode: one query token per sequence against a KV cache stored in fixed-size blocks
+// that a per-sequence block table maps to places in a shared pool.
+//
+// KV layout used: the harness's NHD pool, k_cache/v_cache (num_blocks, block_size, num_kv_heads, D),
+// unchanged. For one KV head, a token's key is D contiguous elements (128-512 bytes), so a row of
+// D/8 lanes reads it with 16-byte loads that fill whole 32-byte sectors; the head interleaving only
+// spaces consecutive tokens Hkv*D elements apart, which costs nothing once every sector fetched is
+// used. No conversion is needed, and the kernel reads the same bytes a copy would.
+//
+// Work split. A thread block (128 threads) owns one sequence and one KV head, and up to GT of the
+// query heads that share it (GQA): each K/V element is loaded once and used by all GT heads.
+//   v1: the block walks the whole context (grid: KV heads x head tiles, batch).
+//   v2: the context is cut into partitions of `partition_tokens` tokens, one block each (grid z), each
+//       writing an unnormalised float32 partial output with its running max and sum; a second kernel
+//       merges the partitions. This fills the GPU when batch x KV heads is small and contexts are long.
+// Per block, K/V tiles of kTile tokens (8 KiB of K + 8 KiB of V) stream through a 3-stage cp.async
+// pipeline into shared memory, addresses taken from the block table per token, so two tiles are in
+// flight while one is computed. Each tile: logits (each row of D/8 lanes holds 8 dims of every query
+// head in registers, dots its slice, reduces across the row by shuffles), an online-softmax update
+// per head (running max and sum, base-2 exponentials with the scale folded into q), then P.V into
+// per-thread float32 accumulators (8 dims x GT heads). Rows of lanes are merged once at the end.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "api.h"
+#include "common.cuh"
+
+namespace attnbench {
+namespace {
+
+struct PagedParams {
+  void* out;
+  const void* q;
+  const void* k_cache;
+  const void* v_cache;
+  const int* block_tables;
+  const int* kv_lens;
+  float* part_acc;       // v2: (batch, Hq, max_partitions, D)
+  float* part_ml;        // v2: (batch, Hq, max_partitions, 2): running max, running sum
+  int num_q_heads;
+  int num_kv_heads;
+  int group;             // query heads per KV head
+  int head_tiles;        // blocks per KV head: ceil(group / GT)
+  int block_shift;       // log2(block_size)
+  int table_stride;      // entries per block-table row
+  int partition_tokens;  // v2 only
+  int max_partitions;    // v2 only
+  float scale_log2;      // softmax scale * log2(e): logits live in the base-2 domain
+};
+
+template <int D>
+struct DecodeShape {
+  static constexpr int kThreads = 128;
+  static constexpr int kWarps = kThreads / 32;
+  static constexpr int kLanesPerRow = D / kVec;                           // 8, 16, 32
+  static constexpr int kRowsPerWarp = 32 / kLanesPerRow;                  // 4, 2, 1 tokens per warp step
+  static constexpr int kTile = 4096 / D;                                  // 64, 32, 16 tokens per stage
+  static constexpr int kSteps = kTile / (kWarps * kRowsPerWarp);          // 4 compute steps per tile
+  static constexpr int kLoadsPerThread = kTile * kLanesPerRow / kThreads;  // 4 copies per tensor
+  static constexpr int kGroups = kWarps * kRowsPerWarp;                   // partial sums per output
+  static constexpr int kStages = 3;
+  static_assert(kSteps * kWarps * kRowsPerWarp == kTile, "tile must split evenly over the warps");
+  static_assert(kLoadsPerThread * kThreads == kTile * kLanesPerRow, "copies must split evenly");
+};
+
+template <int D, int GT>
+constexpr int decode_smem_bytes() {
+  using S = DecodeShape<D>;
+  constexpr int kv = 2 * S::kStages * S::kTile * D * 2;  // K and V stages, 2-byte elements
+  constexpr int reduce = S::kGroups * GT * D * 4;        // end-of-block merge overlays the stages
+  static_assert(reduce <= kv, "merge buffer must fit in the K/V stages");
+  return kv + (GT * S::kTile + 3 * GT) * 4;              // + logits, alpha, max, sum
+}
+
+template <typename T, int D, int GT, bool kSplit>
+__global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(const PagedParams p) {
+  using S = DecodeShape<D>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* k_smem = reinterpret_cast<T*>(smem_raw);                                     // [stage][token][D]
+  T* v_smem = k_smem + S::kStages * S::kTile * D;                                 // [stage][token][D]
+  float* logits = reinterpret_cast<float*>(v_smem + S::kStages * S::kTile * D);  // [GT][kTile]
+  float* alpha_s = logits + GT * S::kTile;  // [GT] rescale of the accumulators for this tile
+  float* max_s = alpha_s + GT;              // [GT] running max of the base-2 logits
+  float* sum_s = max_s + GT;                // [GT] running sum of exp2(logit - max)
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int row_in_warp = lane / S::kLanesPerRow;  // which token of the warp's step this lane serves
+  const int chunk = lane % S::kLanesPerRow;        // which 8 dims of the head
+
+  const int seq = blockIdx.y;
+  const int kv_head = blockIdx.x / p.head_tiles;
+  const int g0 = (blockIdx.x % p.head_tiles) * GT;
+  const int n_heads = min(GT, p.group - g0);
+  const int q_head0 = kv_head * p.group + g0;
+
+  const int ctx = p.kv_lens[seq];
+  int begin = 0, end = ctx;
+  if constexpr (kSplit) {
+    begin = blockIdx.z * p.partition_tokens;
+    if (begin >= ctx) return;  // whole block leaves: this sequence is shorter than the partition grid
+    end = min(ctx, begin + p.partition_tokens);
+  }
+
+  // This lane's 8 dims of every query head, pre-scaled so that q.k is already a base-2 logit.
+  float qf[GT][kVec];
+  {
+    const T* q = static_cast<const T*>(p.q) + (size_t(seq) * p.num_q_heads + q_head0) * D + chunk * kVec;
+#pragma unroll
+    for (int g = 0; g < GT; ++g) {
+      if (g < n_heads) {
+        vec8_to_float<T>(*reinterpret_cast<const uint4*>(q + size_t(g) * D), qf[g]);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) qf[g][j] *= p.scale_log2;
+      } else {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) qf[g][j] = 0.f;  // padding head: computed, never stored
+      }
+    }
+  }
+
+  const int* table = p.block_tables + size_t(seq) * p.table_stride;
+  const T* k_base = static_cast<const T*>(p.k_cache);
+  const T* v_base = static_cast<const T*>(p.v_cache);
+  const size_t token_stride = size_t(p.num_kv_heads) * D;  // elements between tokens of one block
+  const int in_block_mask = (1 << p.block_shift) - 1;
+
+  // Issue the copies of tile `tile` into stage `stage`: lane-consecutive 16-byte pieces of each token
+  // row, the physical block looked up per token. Tokens past `end` are zero-filled, not read.
+  auto load_tile = [&](int tile, int stage) {
+    const int t0 = begin + tile * S::kTile;
+#pragma unroll
+    for (int i = 0; i < S::kLoadsPerThread; ++i) {
+      const int idx = tid + i * S::kThreads;
+      const int row = idx / S::kLanesPerRow;
+      const int c = idx % S::kLanesPerRow;
+      const int token = t0 + row;
+      const bool valid = token < end;
+      size_t offset = 0;
+      if (valid) {
+        const size_t block = static_cast<size_t>(table[token >> p.block_shift]);
+        offset = ((block << p.block_shift) + (token & in_block_mask)) * token_stride + size_t(kv_head) * D +
+                 c * kVec;
+      }
+      const int s = (stage * S::kTile + row) * D + c * kVec;
+      cp_async_16(k_smem + s, k_base + offset, valid);
+      cp_async_16(v_smem + s, v_base + offset, valid);
+    }
+    cp_async_commit();
+  };
+
+  const int n_tiles = (end - begin + S::kTile - 1) / S::kTile;
+#pragma unroll
+  for (int s = 0; s < S::kStages - 1; ++s) {
+    if (s < n_tiles) {
+      load_tile(s, s);
+    } else {
+      cp_async_commit();  // empty group keeps the wait counts uniform
+    }
+  }
+  if (tid < GT) {
+    max_s[tid] = -INFINITY;
+    sum_s[tid] = 0.f;
+  }
+
+  float acc[GT][kVec];
+#pragma unroll
+  for (int g = 0; g < GT; ++g) {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[g][j] = 0.f;
+  }
+
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    cp_async_wait<S::kStages - 2>();  // this thread's copies of `tile` have landed ...
+    __syncthreads();                  // ... and everyone's; the stage refilled next is free
+    {
+      const int next = tile + S::kStages - 1;
+      if (next < n_tiles) {
+        load_tile(next, next % S::kStages);
+      } else {
+        cp_async_commit();
+      }
+    }
+    const int stage = tile % S::kStages;
+    const T* ks = k_smem + stage * S::kTile * D;
+    const T* vs = v_smem + stage * S::kTile * D;
+    const int t0 = begin + tile * S::kTile;
+
+    // 1. Logits of this tile's tokens for every head.
+#pragma unroll
+    for (int step = 0; step < S::kSteps; ++step) {
+      const int row = (step * S::kWarps + warp) * S::kRowsPerWarp + row_in_warp;
+      float kf[kVec];
+      vec8_to_float<T>(*reinterpret_cast<const uint4*>(ks + row * D + chunk * kVec), kf);
+#pragma unroll
+      for (int g = 0; g < GT; ++g) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) dot = fmaf(qf[g][j], kf[j], dot);
+#pragma unroll
+        for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (chunk == 0) logits[g * S::kTile + row] = (t0 + row < end) ? dot : -INFINITY;
+      }
+    }
+    __syncthreads();
+
+    // 2. Online softmax, one warp per head: new max, probabilities in place, running sum.
+    for (int g = warp; g < GT; g += S::kWarps) {
+      float m = -INFINITY;
+      for (int i = lane; i < S::kTile; i += 32) m = fmaxf(m, logits[g * S::kTile + i]);
+      m = warp_max(m);
+      const float m_old = max_s[g];
+      const float m_new = fmaxf(m_old, m);  // finite: every tile holds at least one valid token
+      float sum = 0.f;
+      for (int i = lane; i < S::kTile; i += 32) {
+        const float e = fast_exp2(logits[g * S::kTile + i] - m_new);
+        logits[g * S::kTile + i] = e;
+        sum += e;
+      }
+      sum = warp_sum(sum);
+      __syncwarp();
+      if (lane == 0) {
+        const float a = fast_exp2(m_old - m_new);  // 0 on the first tile (m_old = -inf)
+        alpha_s[g] = a;
+        sum_s[g] = sum_s[g] * a + sum;
+        max_s[g] = m_new;
+      }
+    }
+    __syncthreads();
+
+    // 3. Rescale the accumulators and add P.V for this tile.
+#pragma unroll
+    for (int g = 0; g < GT; ++g) {
+      const float a = alpha_s[g];
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) acc[g][j] *= a;
+    }
+#pragma unroll
+    for (int step = 0; step < S::kSteps; ++step) {
+      const int row = (step * S::kWarps + warp) * S::kRowsPerWarp + row_in_warp;
+      float vf[kVec];
+      vec8_to_float<T>(*reinterpret_cast<const uint4*>(vs + row * D + chunk * kVec), vf);
+#pragma unroll
+      for (int g = 0; g < GT; ++g) {
+        const float pr = logits[g * S::kTile + row];
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[g][j] = fmaf(pr, vf[j], acc[g][j]);
+      }
+    }
+  }
+
+  // Merge the kGroups partial accumulators of each (head, dim) through shared memory.
+  cp_async_wait<0>();
+  __syncthreads();
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kGroups][GT][D], overlays the K/V stages
+  const int grp = warp * S::kRowsPerWarp + row_in_warp;
+#pragma unroll
+  for (int g = 0; g < GT; ++g) {
+    float4* dst = reinterpret_cast<float4*>(red + (grp * GT + g) * D + chunk * kVec);
+    dst[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+    dst[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+  }
+  __syncthreads();
+
+  for (int i = tid; i < n_heads * D; i += S::kThreads) {
+    const int g = i / D, d = i % D;
+    float o = 0.f;
+#pragma unroll
+    for (int r = 0; r < S::kGroups; ++r) o += red[(r * GT + g) * D + d];
+    const size_t row = size_t(seq) * p.num_q_heads + q_head0 + g;
+    if constexpr (!kSplit) {
+      static_cast<T*>(p.out)[row * D + d] = from_float<T>(o / sum_s[g]);
+    } else {
+      const size_t slot = row * p.max_partitions + blockIdx.z;
+      p.part_acc[slot * D + d] = o;
+      if (d == 0) {
+        p.part_ml[slot * 2] = max_s[g];
+        p.part_ml[slot * 2 + 1] = sum_s[g];
+      }
+    }
+  }
+}
+
+// v2 merge: out = sum_i 2^(m_i - M) acc_i / sum_i 2^(m_i - M) l_i over the partitions of a sequence.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) {
+  const int head = blockIdx.x, seq = blockIdx.y;
+  const int n_parts = (p.kv_lens[seq] + p.partition_tokens - 1) / p.partition_tokens;
+  const size_t base = (size_t(seq) * p.num_q_heads + head) * p.max_partitions;
+  const float* ml = p.part_ml + base * 2;
+  float m = -INFINITY;
+  for (int i = 0; i < n_parts; ++i) m = fmaxf(m, ml[2 * i]);
+  float denom = 0.f;
+  for (int i = 0; i < n_parts; ++i) denom += ml[2 * i + 1] * fast_exp2(ml[2 * i] - m);
+  const float inv = 1.f / denom;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float o = 0.f;
+    for (int i = 0; i < n_parts; ++i) o += fast_exp2(ml[2 * i] - m) * p.part_acc[(base + i) * D + d];
+    static_cast<T*>(p.out)[(size_t(seq) * p.num_q_heads + head) * D + d] = from_float<T>(o * inv);
+  }
+}
+
+template <typename T, int D, int GT>
+int launch(const PagedParams& p, int batch, cudaStream_t stream) {
+  constexpr int smem = decode_smem_bytes<D, GT>();
+  const dim3 block(DecodeShape<D>::kThreads);
+  if (p.partition_tokens == 0) {
+    auto kernel = paged_decode_kernel<T, D, GT, false>;
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    kernel<<<dim3(p.num_kv_heads * p.head_tiles, batch), block, smem, stream>>>(p);
+    return check_launch("paged_decode_kernel (v1)");
+  }
+  auto kernel = paged_decode_kernel<T, D, GT, true>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  kernel<<<dim3(p.num_kv_heads * p.head_tiles, batch, p.max_partitions), block, smem, stream>>>(p);
+  if (const int rc = check_launch("paged_decode_kernel (v2)")) return rc;
+  paged_reduce_kernel<T, D><<<dim3(p.num_q_heads, batch), 128, 0, stream>>>(p);
+  return check_launch("paged_reduce_kernel (v2)");
+}
+
+// Query heads a block serves: the group rounded up to a power of two, at most 8 (more would not fit
+// the registers; larger groups take several blocks per KV head, each re-reading the K/V).
+int heads_per_block(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+
+template <typename T, int D>
+int dispatch_heads(const PagedParams& p, int batch, cudaStream_t stream) {
+  switch (heads_per_block(p.group)) {
+    case 1: return launch<T, D, 1>(p, batch, stream);
+    case 2: return launch<T, D, 2>(p, batch, stream);
+    case 4: return launch<T, D, 4>(p, batch, stream);
+    default: return launch<T, D, 8>(p, batch, stream);
+  }
+}
+
+template <typename T>
+int dispatch_dim(const PagedParams& p, int batch, int head_dim, cudaStream_t stream) {
+  switch (head_dim) {
+    case 64: return dispatch_heads<T, 64>(p, batch, stream);
+    case 128: return dispatch_heads<T, 128>(p, batch, stream);
+    default: return dispatch_heads<T, 256>(p, batch, stream);
+  }
+}
+
+template <typename T, int D, int GT>
+int occupancy_of() {
+  constexpr int smem = decode_smem_bytes<D, GT>();
+  auto kernel = paged_decode_kernel<T, D, GT, false>;
+  int blocks = 0;
+  // The calculator answers 0 for more than 48 KiB unless the kernel's limit was raised first.
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, DecodeShape<D>::kThreads, smem) !=
+      cudaSuccess) {
+    return 0;
+  }
+  return blocks;
+}
+
+template <typename T, int D>
+int occupancy(int gt) {
+  switch (gt) {
+    case 1: return occupancy_of<T, D, 1>();
+    case 2: return occupancy_of<T, D, 2>();
+    case 4: return occupancy_of<T, D, 4>();
+    default: return occupancy_of<T, D, 8>();
+  }
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+}  // namespace
+}  // namespace attnbench
+
+extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
+                                      const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
+                                      int num_kv_heads, int head_dim, int block_size, int table_stride,
+                                      int dtype, float softmax_scale, int partition_tokens, float* part_acc,
+                                      float* part_ml, int max_partitions, void* stream) {
+  using namespace attnbench;
+  if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
+    return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128, 256", head_dim);
+  }
+  if (dtype != ATTNBENCH_FP16 && dtype != ATTNBENCH_BF16) {
+    return set_error(ATTNBENCH_EINVAL, "dtype code %d: allowed 0 (fp16), 1 (bf16)", dtype);
+  }
+  if (block_size < 1 || block_size > 1024 || (block_size & (block_size - 1)) != 0) {
+    return set_error(ATTNBENCH_EINVAL, "block_size %d: must be a power of two in 1..1024", block_size);
+  }
+  if (batch < 1 || batch > 65535 || num_kv_heads < 1 || num_q_heads % num_kv_heads != 0) {
+    return set_error(ATTNBENCH_EINVAL, "batch %d (1..65535) / heads %d:%d (q a multiple of kv)", batch,
+                     num_q_heads, num_kv_heads);
+  }
+  if (!aligned16(out) || !aligned16(q) || !aligned16(k_cache) || !aligned16(v_cache)) {
+    return set_error(ATTNBENCH_EINVAL, "out, q, k_cache and v_cache must be 16-byte aligned");
+  }
+  if (partition_tokens < 0 || partition_tokens % 64 != 0) {
+    return set_error(ATTNBENCH_EINVAL, "partition_tokens %d: 0 (v1) or a positive multiple of 64",
+                     partition_tokens);
+  }
+  if (partition_tokens > 0 &&
+      (part_acc == nullptr || part_ml == nullptr || max_partitions < 1 || max_partitions > 65535)) {
+    return set_error(ATTNBENCH_EINVAL, "v2 needs part_acc, part_ml and 1 <= max_partitions <= 65535");
+  }
+  PagedParams p{};
+  p.out = out;
+  p.q = q;
+  p.k_cache = k_cache;
+  p.v_cache = v_cache;
+  p.block_tables = block_tables;
+  p.kv_lens = kv_lens;
+  p.part_acc = part_acc;
+  p.part_ml = part_ml;
+  p.num_q_heads = num_q_heads;
+  p.num_kv_heads = num_kv_heads;
+  p.group = num_q_heads / num_kv_heads;
+  const int gt = heads_per_block(p.group);
+  p.head_tiles = (p.group + gt - 1) / gt;
+  p.block_shift = __builtin_ctz(static_cast<unsigned>(block_size));
+  p.table_stride = table_stride;
+  p.partition_tokens = partition_tokens;
+  p.max_partitions = partition_tokens > 0 ? max_partitions : 0;
+  p.scale_log2 = softmax_scale * 1.4426950408889634f;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, head_dim, s);
+  return dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
+}
+
+extern "C" int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads,
+                                                    int dtype) {
+  using namespace attnbench;
+  if (num_kv_heads < 1 || num_q_heads % num_kv_heads != 0) return 0;
+  const int gt = heads_per_block(num_q_heads / num_kv_heads);
+  const bool half = dtype == ATTNBENCH_FP16;
+  switch (head_dim) {
+    case 64: return half ? occupancy<__half, 64>(gt) : occupancy<__nv_bfloat16, 64>(gt);
+    case 128: return half ? occupancy<__half, 128>(gt) : occupancy<__nv_bfloat16, 128>(gt);
+    case 256: return half ? occupancy<__half, 256>(gt) : occupancy<__nv_bfloat16, 256>(gt);
+    default: return 0;
+  }
+}
