@@ -330,7 +330,7 @@ def profile(
 
 @app.command()
 def merge(
-    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run directories to merge (shards)"),
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="Run directories to merge (shards)"),
     out: Path = typer.Option(..., "--out", help="Directory for the merged run (must not hold a run)"),
     force: bool = typer.Option(False, "--force", help="Merge although config, GPU, version or shards differ"),
     require_complete: bool = typer.Option(False, "--require-complete",
@@ -344,11 +344,13 @@ def merge(
 
 @app.command()
 def report(
-    runs: list[Path] = typer.Argument(None, metavar="RUN", help="Run directories (default: the newest run under results/)"),
+    runs: list[Path] = typer.Argument(None, metavar="RUN",
+                                      help="Run directories (default: the newest run under results/)"),
     plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
-    fragmentation: Optional[Path] = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
+    fragmentation: Path | None = typer.Option(None, "--fragmentation",
+                                              help="fragmentation.json to include"),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
     from rich.markup import escape

@@ -23,14 +23,12 @@ def min_read_bytes(row: pd.Series) -> float:
 
 
 def dram_ratios(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows with counters, with read_ratio = DRAM bytes read / minimum read and total_ratio =
-    DRAM bytes read + written / minimum bytes."""
+    """Rows with counters, with read_ratio = DRAM bytes read / minimum bytes read."""
     have = rows[rows["dram_read_bytes"].notna() & rows["min_hbm_bytes"].notna()]
     if have.empty:
         return have
     have = have.copy()
     have["read_ratio"] = have["dram_read_bytes"] / have.apply(min_read_bytes, axis=1)
-    have["total_ratio"] = (have["dram_read_bytes"] + have["dram_write_bytes"].fillna(0)) / have["min_hbm_bytes"]
     return have
 
 
@@ -53,12 +51,15 @@ def build(run: RunData) -> Table:
     else:
         table.notes.append("Calibrated copy bandwidth: " + not_measured("the manifest has no calibration"))
     ok = run.ok
+    if (ok["prefix_len"] > 0).any():
+        table.notes.append("Prefix-sharing cases are left out: the minimum-byte model counts the shared "
+                           "prefix once per sequence, so a kernel that reads it once would exceed 100%.")
     any_dram = ok["dram_read_bytes"].notna().any()
     if not any_dram:
         table.notes.append("DRAM bytes: " + not_measured("no row has Nsight Compute dram_read_bytes"))
     for label in label_order(ok):
         rows = ok[ok["label"] == label]
-        dec = rows[(rows["phase"] == "decode") & rows["hbm_gbps"].notna()]
+        dec = rows[(rows["phase"] == "decode") & rows["hbm_gbps"].notna() & ~(rows["prefix_len"] > 0)]
         rec: dict[str, Any] = {"backend": label, "kind": str(rows["kind"].iloc[0]), "points": len(dec)}
         if dec.empty:
             cells = [label, rec["kind"], "0", not_measured("no ok decode rows"), "—", "—", "—", "—"]
@@ -84,6 +85,9 @@ def build(run: RunData) -> Table:
             cells.append(f"{ratio(rec['dram_read_ratio'])} (median of {len(dram)} {phases} points)")
         table.rows.append(cells)
         table.records.append(rec)
+        if copy and rec.get("peak_gbps", 0) > copy:
+            table.notes.append(f"{label}: peak above the calibrated copy bandwidth (L2 hits or a calibration "
+                               "below the true ceiling); check the case.")
     if not table.rows:
         table.empty_reason = "no ok rows in the run"
     return table

@@ -7,7 +7,6 @@ the range: a measured 9x speed-up means the claim understates, and the verdict s
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,18 +15,20 @@ import pandas as pd
 
 from attnbench.report import fragmentation as frag
 from attnbench.report.bandwidth import ELEM_BYTES
-from attnbench.report.classify import add_classes
 from attnbench.report.complexity import TOLERANCE
 from attnbench.report.load import RunData
-from attnbench.report.select import best_per_label, paired, paired_summary
-from attnbench.report.table import Table, geomean, not_measured, num, pct, ratio, signed_pct
+from attnbench.report.select import best_per_label, class_paired, paired, paired_summary
+from attnbench.report.table import Table, not_measured, pct, ratio, signed_pct
 
 HOLDS, FAILS = "holds", "does not hold"
 # A "~0.1%" cost is indistinguishable from noise below 1% (ten times the claim) with medians of
 # tens of samples; above it the claim is off by more than an order of magnitude.
 INDIRECTION_LIMIT = 0.01
-# Paged kernels and the contiguous kernel of the same implementation (same tiling, same code base).
-SIBLINGS = {"flex-paged": "flex", "triton-paged": "triton-flash", "cuda-paged": "cuda-flash"}
+# A paged backend and the contiguous backend of the same implementation (FlexAttention with and
+# without a paged block mask). A backend with both KV forms (flash-attn) pairs with itself.
+SAME_IMPL = {"flex-paged": "flex"}
+# Paged and contiguous kernels of one code base but different kernels: shown as context only.
+OTHER_KERNEL = {"triton-paged": "triton-flash", "cuda-paged": "cuda-flash"}
 
 
 @dataclass
@@ -46,7 +47,8 @@ def _verdict(ok: bool) -> str:
 
 
 def flash_vs_standard(run: RunData, _tables: dict) -> Claim:
-    c = Claim("flash_2_4x", "FlashAttention is 2-4x faster than standard attention", "FlashAttention: Advantages",
+    c = Claim("flash_2_4x", "FlashAttention is 2-4x faster than standard attention",
+              "FlashAttention: Advantages",
               "median over prefill cases of best naive-family time / best flash time lies in [2, 4]")
     ok = run.ok
     pre = paired(ok[ok["phase"] != "decode"], "naive", "flash")
@@ -59,7 +61,10 @@ def flash_vs_standard(run: RunData, _tables: dict) -> Claim:
     c.values = {"median": med, "min": float(speed.min()), "max": float(speed.max()), "n": len(speed),
                 "in_range": inside}
     c.verdict = _verdict(2.0 <= med <= 4.0)
-    c.numbers = (f"median {ratio(med)} over {len(speed)} prefill case(s) (range {ratio(speed.min())}–"
+    side = ""
+    if not 2.0 <= med <= 4.0:
+        side = ": above the claimed range" if med > 4 else ": below the claimed range"
+    c.numbers = (f"median {ratio(med)}{side} over {len(speed)} prefill case(s) (range {ratio(speed.min())}–"
                  f"{ratio(speed.max())}; {inside} inside 2–4x)")
     dec = paired(ok[ok["phase"] == "decode"], "naive", "flash")
     if not dec.empty:
@@ -77,9 +82,10 @@ def _overhead_text(values: pd.Series, what: str) -> str:
 def layout_cost(run: RunData, _tables: dict) -> Claim:
     c = Claim("indirection_layout", "Block-table indirection costs ~0.1% (scattered vs contiguous blocks)",
               "Memory Bandwidth Comparison",
-              f"same paged kernel, case and block size: median (shuffled / contiguous - 1) <= {pct(INDIRECTION_LIMIT)}")
+              "same paged kernel, case and block size: median (shuffled / contiguous - 1) "
+              f"<= {pct(INDIRECTION_LIMIT)}")
     ok = run.ok
-    paged_rows = ok[ok["paged"]]
+    paged_rows = ok[ok["paged"] & (ok["kind"] == "paged")]  # naive gathers blocks first: not a paged kernel
     key = ["problem", "label", "block_size"]
     lat = paged_rows.pivot_table(index=key, columns="kv_layout", values="latency_ms_p50", aggfunc="min")
     if not {"shuffled", "contiguous"} <= set(lat.columns) or lat[["shuffled", "contiguous"]].dropna().empty:
@@ -96,35 +102,46 @@ def layout_cost(run: RunData, _tables: dict) -> Claim:
 
 
 def paged_vs_contiguous(run: RunData, _tables: dict) -> Claim:
-    c = Claim("indirection_kernel", "Block-table indirection costs ~0.1% (paged vs contiguous kernel)",
+    c = Claim("indirection_kernel",
+              "Block-table indirection costs ~0.1% (paged vs contiguous KV, same kernel)",
               "Memory Bandwidth Comparison",
-              "same implementation, same case: median (paged time / contiguous time - 1) "
-              f"<= {pct(INDIRECTION_LIMIT)}; paged at its best block size, shuffled blocks")
-    ok = run.ok
-    best = best_per_label(ok)
-    paged_best = best[best["paged"] & (best["kind"] == "paged")]
-    contiguous = best[~best["paged"]].set_index(["problem", "label"])["latency_ms_p50"]
-    pairs = []
+              "one implementation run on both KV forms (a backend's paged and contiguous paths, or "
+              f"{', '.join(f'{a} / {b}' for a, b in SAME_IMPL.items())}), same case: median (paged time / "
+              f"contiguous time - 1) <= {pct(INDIRECTION_LIMIT)}; paged at its best block size, "
+              "shuffled blocks")
+    best = best_per_label(run.ok)
+    paged_best = best[best["paged"] & (best["kind"] != "naive")]
+    contiguous = best[~best["paged"]].groupby(["problem", "backend"])["latency_ms_p50"].min()
+    same, other = [], []
     for _, row in paged_best.iterrows():
-        sib = SIBLINGS.get(row["label"], row["label"])
-        if (row["problem"], sib) in contiguous.index:
-            pairs.append((f"{row['label']} vs {sib}", row["latency_ms_p50"] / contiguous[(row["problem"], sib)] - 1))
-    if not pairs:
-        c.verdict = not_measured("no case ran a paged kernel and its contiguous counterpart")
+        for sib, bucket in ((SAME_IMPL.get(row["backend"], row["backend"]), same),
+                            (OTHER_KERNEL.get(row["backend"]), other)):
+            if sib is not None and (row["problem"], sib) in contiguous.index:
+                over = row["latency_ms_p50"] / contiguous[(row["problem"], sib)] - 1
+                bucket.append((f"{row['backend']} vs {sib}", over))
+    context = ""
+    if other:
+        per = pd.Series([o for _, o in other], index=[k for k, _ in other]).groupby(level=0).median()
+        context = ("; different kernels, context only: "
+                   + ", ".join(f"{k} {signed_pct(v)}" for k, v in per.items()))
+    if not same:
+        c.verdict = not_measured("no case ran one implementation on both a paged and a contiguous KV cache")
+        c.numbers = context.lstrip("; ")
         return c
-    over = pd.Series([p[1] for p in pairs])
-    per = pd.Series([p[1] for p in pairs], index=[p[0] for p in pairs]).groupby(level=0).median()
+    over = pd.Series([o for _, o in same])
+    per = pd.Series([o for _, o in same], index=[k for k, _ in same]).groupby(level=0).median()
     c.values = {"median": float(over.median()), "n": len(over), "per_pair": per.to_dict()}
     c.verdict = _verdict(over.median() <= INDIRECTION_LIMIT)
-    c.numbers = _overhead_text(over, "case pairs") + "; per pair: " + ", ".join(
-        f"{k} {signed_pct(v)}" for k, v in per.items())
+    c.numbers = (_overhead_text(over, "case pairs") + "; per implementation: "
+                 + ", ".join(f"{k} {signed_pct(v)}" for k, v in per.items()) + context)
     return c
 
 
 def hbm_traffic(run: RunData, _tables: dict) -> Claim:
     c = Claim("flash_halves_hbm", "FlashAttention halves HBM traffic (~2x instead of ~4x K/V loads)",
               "Memory Bandwidth Comparison",
-              "Nsight Compute DRAM bytes (read + written), flash / standard on the same case: median in [0.4, 0.6]")
+              "Nsight Compute DRAM bytes (read + written), flash / standard on the same case: "
+              "median in [0.4, 0.6]")
     ok = run.ok
     have = ok[ok["dram_read_bytes"].notna()].copy()
     if have.empty:
@@ -139,7 +156,9 @@ def hbm_traffic(run: RunData, _tables: dict) -> Claim:
     r = both["flash"] / both["naive"]
     c.values = {"median": float(r.median()), "n": len(r)}
     c.verdict = _verdict(0.4 <= r.median() <= 0.6)
-    c.numbers = (f"flash moves {ratio(r.median())} of standard attention's DRAM bytes (median of "
+    side = "" if 0.4 <= r.median() <= 0.6 else (": a larger cut than claimed" if r.median() < 0.4
+                                                 else ": a smaller cut than claimed")
+    c.numbers = (f"flash moves {ratio(r.median())} of standard attention's DRAM bytes{side} (median of "
                  f"{len(r)} case(s), range {ratio(r.min())}–{ratio(r.max())})")
     return c
 
@@ -155,14 +174,16 @@ def fits_more(run: RunData, _tables: dict) -> Claim:
             worst = min(cmp, key=lambda x: x["ratio"])
             c.values = {"source": "fragmentation", "ratios": cmp}
             c.verdict = _verdict(all(x["ratio"] > 1 for x in cmp))
-            c.numbers = "mean batched requests, paged / Orca: " + "; ".join(
-                f"{x['dataset']} vs {x['policy']} {ratio(x['ratio'])}" for x in cmp
-            ) + f" (smallest: {ratio(worst['ratio'])})"
+            pairs = "; ".join(f"{x['dataset']} vs {x['policy']} {ratio(x['ratio'])}" for x in cmp)
+            c.numbers = (f"mean batched requests, paged (block size {worst['block_size']}) / Orca: {pairs} "
+                         f"(smallest: {ratio(worst['ratio'])})")
             return c
     rows = run.ok
-    rows = rows[rows["paged"] & (rows["batch"] > 1) & ~rows["lengths_equal"] & rows["kv_bytes_allocated"].notna()]
+    rows = rows[rows["paged"] & (rows["batch"] > 1) & ~rows["lengths_equal"]]
+    rows = rows[rows["kv_bytes_allocated"].notna()]
     if rows.empty:
-        c.verdict = not_measured("no fragmentation study and no batched mixed-length paged rows with KV bytes")
+        c.verdict = not_measured("no fragmentation study and no batched mixed-length paged rows with "
+                                 "KV bytes")
         return c
     token = 2 * rows["num_kv_heads"] * rows["head_dim"] * rows["dtype"].map(ELEM_BYTES).fillna(2)
     padded = rows["batch"] * rows["max_kv"] * token
@@ -177,7 +198,8 @@ def fits_more(run: RunData, _tables: dict) -> Claim:
 def less_fragmentation(run: RunData, _tables: dict) -> Claim:
     c = Claim("paged_less_waste", "Paging reduces KV-cache memory fragmentation",
               "PagedAttention: Advantages",
-              "fragmentation study: paged wastes less (reserved + internal + external) than every Orca policy")
+              "fragmentation study: paged wastes less (reserved + internal + external) than every "
+              "Orca policy")
     if run.fragmentation is None:
         c.verdict = not_measured("no fragmentation.json in the run (attnbench fragmentation writes one)")
         return c
@@ -187,8 +209,8 @@ def less_fragmentation(run: RunData, _tables: dict) -> Claim:
         return c
     c.values = {"comparisons": cmp}
     c.verdict = _verdict(all(x["paged"] < x["orca"] for x in cmp))
-    c.numbers = "; ".join(f"{x['dataset']}: paged {pct(x['paged'])} vs {x['policy']} {pct(x['orca'])} wasted"
-                          for x in cmp)
+    c.numbers = f"paged at block size {cmp[0]['block_size']}: " + "; ".join(
+        f"{x['dataset']}: paged {pct(x['paged'])} vs {x['policy']} {pct(x['orca'])} wasted" for x in cmp)
     return c
 
 
@@ -208,31 +230,28 @@ def working_memory(run: RunData, tables: dict) -> Claim:
     n_exp = {r["backend"]: r["memory_fit"].exponent for r in naive}
     f_exp = {r["backend"]: (r["memory_fit"].exponent if r["memory_fit"] else 0.0) for r in flash_known}
     c.values = {"naive": n_exp, "flash": f_exp}
-    good = all(abs(e - 2) <= TOLERANCE for e in n_exp.values()) and all(e <= 1 + TOLERANCE for e in f_exp.values())
+    good = all(abs(e - 2) <= TOLERANCE for e in n_exp.values())
+    good = good and all(e <= 1 + TOLERANCE for e in f_exp.values())
     c.verdict = _verdict(good)
     c.numbers = ("standard: " + ", ".join(f"{k} N^{v:.2f}" for k, v in n_exp.items()) + "; flash: "
                  + ", ".join(f"{k} N^{v:.2f}" for k, v in f_exp.items()))
     return c
 
 
-def _class_pair(run: RunData, key: str) -> pd.DataFrame:
-    ok = add_classes(run.ok)
-    if ok.empty:
-        return ok
-    return paired(ok[ok["classes"].apply(lambda cl: key in cl)], "paged", "flash")
-
-
 def single_latency(run: RunData, _tables: dict) -> Claim:
-    c = Claim("flash_single_latency", "FlashAttention for single-sequence latency; paged is 'not optimized' for it",
+    c = Claim("flash_single_latency",
+              "FlashAttention for single-sequence latency; paged is 'not optimized' for it",
               "When to Use Each / PagedAttention trade-off",
               "batch-1 cases: geometric mean of best paged time / best flash time > 1")
-    return _side_claim(c, _class_pair(run, "single"), want_flash=True, what="batch-1")
+    return _side_claim(c, class_paired(run.ok, "single"), want_flash=True, what="batch-1")
 
 
 def batched_mixed(run: RunData, _tables: dict) -> Claim:
     c = Claim("paged_mixed_batches", "PagedAttention for multi-request batches of mixed lengths",
-              "When to Use Each", "batched mixed-length cases: geometric mean of best paged / best flash time < 1")
-    return _side_claim(c, _class_pair(run, "batched-mixed"), want_flash=False, what="batched mixed-length")
+              "When to Use Each",
+              "batched mixed-length cases: geometric mean of best paged / best flash time < 1")
+    pairs = class_paired(run.ok, "batched-mixed")
+    return _side_claim(c, pairs, want_flash=False, what="batched mixed-length")
 
 
 def _side_claim(c: Claim, pairs: pd.DataFrame, want_flash: bool, what: str) -> Claim:
@@ -253,17 +272,24 @@ def prefix_sharing(run: RunData, _tables: dict) -> Claim:
               "prefix-sharing paged rows allocate fewer KV bytes than one private copy per sequence")
     ok = run.ok
     rows = ok[ok["paged"] & (ok["prefix_len"] > 0) & ok["kv_bytes_allocated"].notna()]
+    rows = rows[rows["kv_lens"].apply(lambda v: isinstance(v, list) and len(v) > 0)]
     if rows.empty:
-        c.verdict = not_measured("no paged row of a prefix-sharing case with kv_bytes_allocated")
+        c.verdict = not_measured("no paged row of a prefix-sharing case with kv_lens and kv_bytes_allocated")
         return c
     token = 2 * rows["num_kv_heads"] * rows["head_dim"] * rows["dtype"].map(ELEM_BYTES).fillna(2)
-    private = rows.apply(lambda r: sum(-(-k // int(r["block_size"])) for k in r["kv_lens"]) * r["block_size"], axis=1)
+
+    def private_tokens(r: pd.Series) -> float:
+        """Slots of one private copy per sequence: ceil(kv_len / block_size) blocks each."""
+        bs = int(r["block_size"])
+        return float(sum(-(-int(k) // bs) for k in r["kv_lens"]) * bs)
+
+    private = rows.apply(private_tokens, axis=1)
     saved = 1 - rows["kv_bytes_allocated"] / (private * token)
     med = float(saved.median())
     c.values = {"saved": med, "n": len(saved)}
     c.verdict = _verdict(med > 0)
     c.numbers = f"KV bytes saved by sharing: median {pct(med)} over {len(saved)} paged row(s)"
-    pair = paired_summary(_class_pair(run, "prefix"))
+    pair = paired_summary(class_paired(run.ok, "prefix"))
     if pair["n"]:
         c.values["paged_over_flash"] = pair["geomean"]
         c.numbers += f"; time best paged / best flash {ratio(pair['geomean'])}"
@@ -296,9 +322,3 @@ def build(run: RunData, tables: dict[str, Table]) -> Table:
     )
     return table
 
-
-def median_or_nan(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-__all__ = ["build", "Claim", "CHECKS", "HOLDS", "FAILS", "geomean", "num"]

@@ -68,7 +68,9 @@ def classes_of(row: pd.Series) -> list[str]:
     ):
         out.append("long")
     ratio = row.get("gqa_ratio")
-    if (ratio is not None and ratio == ratio and ratio > 1) or (ratio != ratio and ("gqa" in words or "mqa" in words)):
+    if (ratio is not None and ratio == ratio and ratio > 1) or (
+        ratio != ratio and ("gqa" in words or "mqa" in words)
+    ):
         out.append("gqa")
     prefix = row.get("prefix_len")
     if (prefix is not None and prefix == prefix and prefix > 0) or (prefix != prefix and "prefix" in words):

@@ -4,8 +4,10 @@ backend (log-log least squares over the run's main length sweep), beside the doc
 Expected exponents (head dim, heads and batch fixed along a sweep):
 - time, prefill: the document's O(N²d) -> 2; decode (one new token against N keys): O(Nd) -> 1.
 - working memory (peak minus inputs and outputs): the document says O(N²) for standard and paged
-  attention and O(Nd) for FlashAttention -> 2 / 2 / 1 in prefill; a decode query row is 1 x N, so
-  every claim drops by one power there (N² -> N, N -> constant).
+  attention and O(Nd) for FlashAttention -> 2 / 2 / 1 in prefill. The document's table is about
+  attending a whole sequence; a decode step is one query row (1 x N), so each claim loses one
+  power of N there (N² -> N, Nd -> d, a constant). Split-K decode kernels keep partial results per
+  KV partition, O(N / partition), and show up as growing faster than that constant.
 A fit matches a claim when the exponent is within TOLERANCE of it.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 from attnbench.report.fit import Fit, loglog_fit, upper_fit
 from attnbench.report.load import RunData
 from attnbench.report.select import label_order, length_series
-from attnbench.report.table import Table, missing, n_range, not_measured, num
+from attnbench.report.table import Table, missing, n_range, not_measured
 
 TOLERANCE = 0.25
 DOC_CLAIM = {  # kind -> (time, space) as written in the comparison's complexity table
@@ -47,12 +49,14 @@ def compare(exponent: float, expected: float | None) -> str:
 def fit_text(fit: Fit | None) -> str:
     if fit is None:
         return "—"
-    return f"N^{fit.exponent:.2f} (R² {fit.r2:.3f})"
+    if fit.exponent == 0.0:  # loglog_fit's constant case: the same value at every N
+        return "constant (N^0)"
+    return f"N^{round(fit.exponent, 2) + 0.0:.2f} (R² {fit.r2:.3f})"
 
 
 def memory_fit(ns: list[float], mem: list[float]) -> tuple[Fit | None, str]:
     """The working-memory fit and a note, or None with the reason."""
-    known = [(n, m) for n, m in zip(ns, mem) if not missing(m)]
+    known = [(n, m) for n, m in zip(ns, mem, strict=True) if not missing(m)]
     if not known:
         return None, not_measured("rows carry no working_mem_bytes")
     positive = [(n, m) for n, m in known if m > 0]
@@ -62,7 +66,8 @@ def memory_fit(ns: list[float], mem: list[float]) -> tuple[Fit | None, str]:
     dropped = len(known) - len(positive)
     note = f"{dropped} zero-byte point(s) left out" if dropped else ""
     if fit is None:
-        return None, not_measured(f"fewer than 3 lengths with working memory > 0{'; ' + note if note else ''}")
+        extra = f"; {note}" if note else ""
+        return None, not_measured(f"fewer than 3 lengths with working memory > 0{extra}")
     return fit, note
 
 
@@ -73,7 +78,8 @@ def build(run: RunData) -> Table:
         intro="Latency and working memory fitted as c·N^b over each backend's points of the run's main "
         "length sweep (equal-length cases differing only in N). 'Upper half' fits the larger half of "
         "the lengths, where launch overhead no longer flattens the curve; the claim check uses it. "
-        f"A fit matches a claim within ±{TOLERANCE} in the exponent.",
+        f"A fit matches a claim within ±{TOLERANCE} in the exponent. A decode step is one query row, so "
+        "there each claim loses one power of N (time N²d → N; space N² → N, Nd → constant).",
         columns=["Backend", "Kind", "Phase", "Points", "Time (all)", "Time (upper half)", "Document",
                  "Time vs claim", "Working memory", "Memory vs claim"],
     )
@@ -81,12 +87,14 @@ def build(run: RunData) -> Table:
     for phase in ("prefill", "decode"):
         series = length_series(ok, phase)
         if not series:
-            table.notes.append(f"{phase}: {not_measured('no equal-length ' + phase + ' sweep with ok rows')}")
+            why = f"no {phase} sweep with ok rows at 2 or more equal lengths"
+            table.notes.append(f"{phase}: {not_measured(why)}")
             continue
         first = next(iter(series.values())).iloc[0]
         table.notes.append(
             f"{phase} sweep: workload {first['workload']}, batch {first['batch']:.0f}, heads "
-            f"{first['num_q_heads']:.0f}/{first['num_kv_heads']:.0f}, d{first['head_dim']:.0f}, {first['dtype']}."
+            f"{first['num_q_heads']:.0f}/{first['num_kv_heads']:.0f}, d{first['head_dim']:.0f}, "
+            f"{first['dtype']}."
         )
         for label in [lab for lab in label_order(ok) if lab in series]:
             table.records.append(_record(series[label], label, phase))
@@ -130,8 +138,8 @@ def _cells(rec: dict[str, Any]) -> list[str]:
     mem = fit_text(rec["memory_fit"]) if rec["memory_fit"] else rec["memory_note"]
     if rec["memory_fit"] and rec["memory_note"]:
         mem += f"; {rec['memory_note']}"
-    exp_t = num(rec["expected_time"]) if rec["expected_time"] is not None else "?"
-    exp_s = num(rec["expected_space"]) if rec["expected_space"] is not None else "?"
+    exp_t = f"{rec['expected_time']:g}" if rec["expected_time"] is not None else "?"
+    exp_s = f"{rec['expected_space']:g}" if rec["expected_space"] is not None else "?"
     doc = f"time {rec['doc_time']} → N^{exp_t}; space {rec['doc_space']} → N^{exp_s}"
     return [label, rec["kind"], rec["phase"], n_range(rec["lengths"]), fit_text(rec["time_fit"]),
             fit_text(rec["time_fit_upper"]), doc, rec["time_vs_claim"], mem, rec["memory_vs_claim"]]

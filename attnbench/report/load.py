@@ -1,13 +1,15 @@
 """Run directories -> one tidy pandas frame per run, with the derived columns every table uses.
 
 Derived columns (all computed here, once):
-- label: the backend name, plus "-<variant>" only where one backend wrote two variants of one case.
+- label: the backend name, plus "-<variant>" only where one backend wrote two variants of one case,
+  plus " [paged]" on paged-KV rows of a non-paged-family backend (see _labels).
 - paged: the row ran on a paged KV cache (block_size set).
 - kind: naive | flash | paged, the side of the comparison a row stands for. Any non-naive row on a
   paged KV cache counts as "paged" (flash-attn's block_table path included); contiguous flash rows
   are "flash"; every naive-family row is "naive".
-- problem: the attention problem without its KV form (workload, phase, lengths, heads, head dim,
-  dtype, masking, prefix), so a paged row and a contiguous row of the same work share it.
+- problem: the attention problem without its KV form (phase, lengths, heads, head dim, dtype,
+  masking, prefix), so a paged row and a contiguous row of the same work share it, as do two
+  workloads of a config that sweep the same geometry (a block-size sweep and the main decode case).
 - n_len: the sequence length of an equal-length case (prefill N, decode context), else NaN.
 - ok: status == "ok" with a latency.
 """
@@ -91,10 +93,10 @@ def _as_tuple(value: Any) -> tuple:
 
 
 def _problem_key(row: pd.Series) -> str:
-    parts = [row.get("workload"), row.get("phase"), list(_as_tuple(row.get("q_lens"))),
+    parts = [row.get("phase"), list(_as_tuple(row.get("q_lens"))),
              list(_as_tuple(row.get("kv_lens"))), row.get("num_q_heads"), row.get("num_kv_heads"),
              row.get("head_dim"), row.get("dtype"), row.get("causal"), row.get("prefix_len")]
-    if not parts[2] and isinstance(row.get("case_id"), str):
+    if not parts[1] and isinstance(row.get("case_id"), str):
         # No length lists: the case_id without its "/bs<N>-<layout>" suffix names the problem.
         cid = row["case_id"]
         return cid.rsplit("/bs", 1)[0] if "/bs" in cid else cid
@@ -102,11 +104,15 @@ def _problem_key(row: pd.Series) -> str:
 
 
 def _labels(df: pd.DataFrame) -> pd.Series:
-    """Backend name, suffixed with the variant where one backend has two variants for one case."""
+    """Backend name; "-<variant>" where one backend wrote two variants of one case; " [paged]" on the
+    paged-KV rows of a backend outside the paged family (flash-attn's block_table path), so its two
+    KV forms are two series."""
     labels = df["backend"].astype(str)
     variant = df["variant"].where(df["variant"].notna(), "")
     dup = df.duplicated(subset=["case_id", "backend"], keep=False) & (variant != "")
-    return labels.where(~dup, labels + "-" + variant.astype(str))
+    labels = labels.where(~dup, labels + "-" + variant.astype(str))
+    paged_form = df["block_size"].notna() & (df["family"].fillna("") != "paged")
+    return labels.where(~paged_form, labels + " [paged]")
 
 
 def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -118,8 +124,9 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     if df.empty:
-        for col in ("label", "paged", "kind", "problem", "n_len", "ok", "lengths_equal"):
-            df[col] = pd.Series(dtype=object)
+        for col, dtype in (("label", object), ("kind", object), ("problem", object), ("n_len", float),
+                           ("paged", bool), ("ok", bool), ("lengths_equal", bool)):
+            df[col] = pd.Series(dtype=dtype)
         return df
     df["status"] = df["status"].fillna("unknown").astype(str)
     df["reason"] = df["reason"].fillna("").astype(str)
@@ -161,7 +168,8 @@ def read_fragmentation(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read the fragmentation study ({exc.__class__.__name__}: {exc})")
+        why = f"{exc.__class__.__name__}: {exc}"
+        raise ReportError(f"{path}: cannot read the fragmentation study ({why})") from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise ReportError(f"{path}: not a fragmentation study (expected an object with a 'rows' list)")
     return data

@@ -48,7 +48,10 @@ def build(run: RunData) -> Table:
             name = f"{label} ({version})"
         rec = {"backend": label, "family": info.family, "impl": info.impl, "purpose": info.purpose,
                "memory_model": info.memory_model, "n_ok": int(rows["ok"].sum()), "n_rows": len(rows)}
-        cells = [name, info.family, info.impl, info.purpose, info.memory_model]
+        family = info.family
+        if first["kind"] == "paged" and info.family != "paged":
+            family += " (paged KV path)"
+        cells = [name, family, info.impl, info.purpose, info.memory_model]
         p = representative_row(ok, pre, label) if pre else None
         if p is not None:
             rec.update(prefill_ms=p["latency_ms_p50"], prefill_tflops=p["tflops"])

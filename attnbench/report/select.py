@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from attnbench.report.classify import add_classes
 from attnbench.report.table import geomean
 
 # The block size the comparison (and vLLM) uses by default; preferred where a choice is arbitrary.
@@ -44,8 +45,17 @@ def paired(ok: pd.DataFrame, kind_a: str, kind_b: str) -> pd.DataFrame:
     out["lat_b"] = b.loc[common, "latency_ms_p50"]
     out["label_a"] = a.loc[common, "label"]
     out["label_b"] = b.loc[common, "label"]
-    out["block_a"] = a.loc[common, "block_size"]
     return out
+
+
+def class_paired(
+    ok: pd.DataFrame, class_key: str, kind_a: str = "paged", kind_b: str = "flash"
+) -> pd.DataFrame:
+    """paired() restricted to the cases of one workload class (classify.CLASSES)."""
+    if ok.empty:
+        return paired(ok, kind_a, kind_b)
+    ok = add_classes(ok)
+    return paired(ok[ok["classes"].apply(lambda cl: class_key in cl)], kind_a, kind_b)
 
 
 def paired_summary(pairs: pd.DataFrame) -> dict:
@@ -79,13 +89,12 @@ def representative_row(ok: pd.DataFrame, problem: str, label: str) -> pd.Series 
 
 
 def _series_key(df: pd.DataFrame) -> pd.Series:
-    cols = ["workload", "phase", "batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal",
-            "prefix_len"]
+    cols = ["phase", "batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal", "prefix_len"]
     return df[cols].astype(str).agg("|".join, axis=1)
 
 
 def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
-    """Per label, the rows of the run's main length sweep of a phase, sorted by N.
+    """Per label, the rows of the run's main length sweep of a phase, sorted by N ({} without one).
 
     The sweep is the set of equal-length cases that differ only in length and has the most
     (backend, N) points. A paged backend contributes one (block size, layout) sub-series: the one
@@ -100,18 +109,21 @@ def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
     score = pd.DataFrame({"points": size, "lengths": distinct}).sort_values(
         ["lengths", "points"], ascending=False
     )
+    if score["lengths"].iloc[0] < 2:
+        return {}  # one length is a point, not a sweep
     main = rows[rows["_series"] == score.index[0]]
     out: dict[str, pd.DataFrame] = {}
     for label, g in main.groupby("label"):
         g = g.assign(
             _bs=g["block_size"].fillna(-1),
-            _pref=(g["kv_layout"] != "shuffled").astype(int) + (g["block_size"].fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK),
+            _pref=(g["kv_layout"] != "shuffled").astype(int)
+            + (g["block_size"].fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK),
         )
         subs = sorted(
             g.groupby(["_bs", "kv_layout"]),
             key=lambda kv: (-kv[1]["n_len"].nunique(), int(kv[1]["_pref"].min())),
         )
-        sub = subs[0][1].sort_values("n_len").drop_duplicates("n_len")
+        sub = subs[0][1].sort_values(["n_len", "latency_ms_p50"]).drop_duplicates("n_len")
         out[str(label)] = sub.drop(columns=["_bs", "_pref", "_series"])
     return out
 
@@ -141,8 +153,9 @@ KIND_ORDER = {"naive": 0, "flash": 1, "paged": 2, "other": 3}
 
 
 def label_order(df: pd.DataFrame) -> list[str]:
-    """Labels sorted by family (naive, flash, paged) then name."""
+    """Labels sorted by kind (naive, flash, paged: a flash backend's paged-KV path sits with the
+    paged kernels) then name."""
     if df.empty:
         return []
-    fam = df.groupby("label")["family"].first().fillna("other")
-    return sorted(fam.index, key=lambda lab: (KIND_ORDER.get(fam[lab], 3), lab))
+    kind = df.groupby("label")["kind"].first().fillna("other")
+    return sorted(kind.index, key=lambda lab: (KIND_ORDER.get(kind[lab], 3), lab))

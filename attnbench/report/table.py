@@ -42,7 +42,7 @@ def num(value: Any, digits: int = 3) -> str:
     """A number with `digits` significant digits, no scientific notation for ordinary sizes."""
     if missing(value):
         return "—"
-    v = float(value)
+    v = float(f"{float(value):.{digits}g}")  # round first: 0.00099996 is 0.00100, one magnitude up
     if v == 0:
         return "0"
     mag = math.floor(math.log10(abs(v)))
@@ -57,7 +57,8 @@ def ms(value: Any) -> str:
 
 
 def pct(fraction: Any, digits: int = 1) -> str:
-    return "—" if missing(fraction) else f"{100.0 * float(fraction):.{digits}f}%"
+    # round() then + 0.0 turns a tiny negative (float noise) into "0.0%", not "-0.0%"
+    return "—" if missing(fraction) else f"{round(100.0 * float(fraction), digits) + 0.0:.{digits}f}%"
 
 
 def ratio(value: Any) -> str:

@@ -1,11 +1,11 @@
 """When to use each: per workload class and phase, the fastest backend and its margin, and whether
 the flash or the paged side wins, beside the comparison document's recommendation.
 
-Per case, each backend's best row is taken (fastest block size, shuffled blocks preferred). The
-class winner is the backend fastest on the most cases (ties: lower geometric-mean slowdown against
-the per-case best); its margin is the geometric mean of the runner-up's time over the winner's on
-the cases both ran, the runner-up being the backend that covers most of those cases at the
-smallest such ratio.
+Per case, each backend's best row is taken (fastest block size, shuffled blocks preferred). Among the
+backends that ran the most of the class's cases, the winner has the smallest geometric-mean
+slowdown against the per-case best; its margin is the geometric mean of the runner-up's time over
+the winner's on the cases both ran, the runner-up being the backend sharing the most cases with the
+winner at the smallest such ratio. "wins" counts the cases where the winner was fastest.
 """
 
 from __future__ import annotations
@@ -23,20 +23,19 @@ from attnbench.report.table import Table, geomean, not_measured, ratio
 def winner(best: pd.DataFrame) -> dict[str, Any]:
     """Winner, wins, runner-up and margin over a frame of best rows (problem, label, latency)."""
     lat = best.pivot_table(index="problem", columns="label", values="latency_ms_p50", aggfunc="min")
-    fastest = lat.idxmin(axis=1)
-    wins = fastest.value_counts()
+    wins = lat.idxmin(axis=1).value_counts()
     slowdown = lat.div(lat.min(axis=1), axis=0)
-    gm = {lab: geomean(list(slowdown[lab].dropna())) for lab in lat.columns}
-    top = sorted(wins.index, key=lambda lab: (-wins[lab], gm[lab]))[0]
+    coverage = lat.notna().sum()
+    candidates = coverage[coverage == coverage.max()].index
+    gm = {lab: geomean(list(slowdown[lab].dropna())) for lab in candidates}
+    top = min(candidates, key=lambda lab: (gm[lab], lab))
     rivals = []
     for lab in lat.columns:
-        if lab == top:
-            continue
-        both = lat[[top, lab]].dropna()
-        if not both.empty:
+        both = lat[[top, lab]].dropna() if lab != top else None
+        if both is not None and not both.empty:
             rivals.append((-len(both), geomean(list(both[lab] / both[top])), lab))
-    out = {"winner": top, "wins": int(wins[top]), "cases": len(lat), "runner_up": None,
-           "margin": float("nan")}
+    out = {"winner": top, "wins": int(wins.get(top, 0)), "cases": len(lat), "covered": int(coverage[top]),
+           "slowdown": gm[top], "runner_up": None, "margin": float("nan")}
     if rivals:
         _, margin, lab = sorted(rivals)[0]
         out.update(runner_up=lab, margin=margin)
@@ -47,10 +46,12 @@ def build(run: RunData) -> Table:
     table = Table(
         key="when_to_use",
         title="When to use each",
-        intro="For each workload class in the run (a case can be in several), the backend fastest on the "
-        "most cases, how much faster it is than the runner-up (geometric mean over shared cases), and "
-        "the best paged against the best flash backend (time ratio > 1: flash faster).",
-        columns=["Workload class", "Phase", "Cases", "Fastest backend (wins)", "Margin over runner-up",
+        intro="For each workload class in the run (a case can be in several): the fastest backend (smallest "
+        "geometric-mean slowdown against the per-case best, among the backends that ran the most of the "
+        "class's cases; 'wins' counts cases where it was fastest), how much faster it is than the runner-up "
+        "(geometric mean over shared cases), and the best paged against the best flash backend "
+        "(time ratio > 1: flash faster).",
+        columns=["Workload class", "Phase", "Cases", "Fastest backend (wins/cases)", "Margin over runner-up",
                  "Best paged / best flash time", "Document recommends", "Measurement agrees"],
     )
     ok = add_classes(run.ok)
