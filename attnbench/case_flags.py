@@ -1,0 +1,90 @@
+"""One case from command-line flags: shared by `attnbench run` and `attnbench profile`.
+
+The flags describe the lengths per sequence (--seqlen, --kv-len), heads, head dim, dtype, masking and
+the paged-KV block size. Errors are FlagError with a one-line message naming the flag and what is
+allowed; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from attnbench.case import Case
+
+# The defaults of `attnbench run` (profile fills the flags a user left out from these).
+RUN_DEFAULTS: dict[str, Any] = {
+    "phase": "prefill",
+    "seqlen": "512",
+    "kv_len": None,
+    "q_heads": 32,
+    "kv_heads": None,
+    "head_dim": 128,
+    "dtype": "bf16",
+    "causal": True,
+    "block_size": None,
+    "kv_layout": "shuffled",
+    "seed": 0,
+}
+
+
+class FlagError(ValueError):
+    """Flags that do not make a case; str() is the one-line message for the user."""
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def case_from_flags(
+    phase: str,
+    seqlen: str,
+    kv_len: str | None,
+    q_heads: int,
+    kv_heads: int | None,
+    head_dim: int,
+    dtype: str,
+    causal: bool,
+    block_size: int | None,
+    kv_layout: str,
+    seed: int,
+    workload: str = "cli",
+) -> Case:
+    """The case the flags describe.
+
+    prefill: q_len == kv_len == each --seqlen entry (--kv-len overrides the KV lengths);
+    decode: one query per sequence against --kv-len contexts (else --seqlen);
+    mixed: --seqlen new tokens per sequence at the end of --kv-len contexts.
+    Decode is never causal: the one query sits at the end and sees every key.
+    """
+    try:
+        lens = _lengths(seqlen)
+        kvs = _lengths(kv_len) if kv_len else None
+    except ValueError:
+        raise FlagError(
+            f"--seqlen/--kv-len must be comma-separated integers, got {seqlen!r} / {kv_len!r}"
+        ) from None
+    if phase == "prefill":
+        q_lens, kv_lens = lens, kvs or lens
+    elif phase == "decode":
+        kv_lens = kvs or lens
+        q_lens = tuple(1 for _ in kv_lens)
+    else:
+        kv_lens = kvs or lens
+        q_lens = lens
+    if len(q_lens) != len(kv_lens):
+        raise FlagError(f"--seqlen has {len(q_lens)} sequences but --kv-len has {len(kv_lens)}; "
+                        "give one length per sequence")
+    try:
+        return Case(workload, phase, q_lens, kv_lens, q_heads, kv_heads or q_heads, head_dim, dtype,
+                    causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
+    except ValueError as err:
+        raise FlagError(str(err)) from None
+
+
+def check_backend_names(names: Iterable[str], known: Iterable[str]) -> None:
+    """Raise FlagError naming the first unknown backend and the known ones."""
+    known = list(known)
+    for name in names:
+        if name not in known:
+            raise FlagError(f"unknown backend {name!r}; known: {', '.join(known)}")
