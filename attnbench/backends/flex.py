@@ -3,6 +3,13 @@
 Variable lengths without padding: all sequences sit in one packed row and a document mask keeps
 each query inside its own sequence (bottom-right causal within it). The kernel is compiled once per
 shape in prepare; the compile time is excluded from timing and recorded as compile_s.
+
+Below 128 query rows FlexAttention switches to its decoding kernel, whose query tile is
+next_pow2(rows x GQA group) and must divide the block mask's query block: the default 128 left
+inductor no valid configuration for 64 packed decode queries with group 4 (NoValidChoicesError).
+q_block_size() picks a query block that fits. Decode also gets its own layout: queries as
+(batch, Hq, 1, D) against the packed K/V row (K/V batch 1, broadcast), with each sequence's KV
+blocks as masked-only block lists, so the kernel splits each sequence's keys across SMs.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from attnbench.case import Case
 from attnbench.inputs import Inputs
 
 _compiled = None
+DECODE_KV_BLOCK = 128  # keys per block-mask column in the decode layout
+RECOMPILE_LIMIT = 256  # one compiled kernel per shape; a sweep meets many shapes in one worker
 
 
 def compiled_flex():
@@ -23,12 +32,42 @@ def compiled_flex():
     if _compiled is None:
         from torch.nn.attention.flex_attention import flex_attention
 
+        cfg = torch._dynamo.config
+        for knob in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                     "accumulated_cache_size_limit"):
+            if hasattr(cfg, knob):
+                setattr(cfg, knob, max(getattr(cfg, knob), RECOMPILE_LIMIT))
+        # Past the limit dynamo would silently run flex eagerly (dense scores): fail instead.
+        if hasattr(cfg, "fail_on_recompile_limit_hit"):
+            cfg.fail_on_recompile_limit_hit = True
         _compiled = torch.compile(flex_attention, dynamic=False)
     return _compiled
 
 
+def q_block_size(q_len: int, gqa_group: int) -> int:
+    """The block mask's query block for a query length.
+
+    Below 128 queries FlexAttention uses its decoding kernel, whose query tile is
+    next_pow2(q_len * group) rows (at least 16) and must divide the mask's query block; the default
+    128 fails for longer tiles (NoValidChoicesError). One block covering the whole query fits.
+    """
+    if q_len >= 128:
+        return 128
+    return max(128, 1 << max(0, q_len * gqa_group - 1).bit_length())
+
+
+def flex_import_reason() -> str:
+    """Why FlexAttention cannot be imported here ("" when it can)."""
+    try:
+        from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention  # noqa: F401
+    except ImportError as err:
+        return f"torch {torch.__version__} lacks FlexAttention ({err})"
+    return ""
+
+
 def document_ids(lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+    counts = torch.tensor(lengths, device=device)
+    return torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)
 
 
 def positions(lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -44,16 +83,14 @@ class Flex(Backend):
     memory_model = "Tiled, scores stay on chip; a block mask skips empty tiles (O(N) working memory)"
     kv_inputs = ("contiguous",)
     devices = ("cuda",)
+    compile = True  # tests on a CPU turn it off and run FlexAttention eagerly
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = super().available(device)
         if not ok:
             return ok, why
-        try:
-            from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
-        except ImportError as err:
-            return False, f"torch {torch.__version__} lacks FlexAttention ({err})"
-        return True, ""
+        why = flex_import_reason()
+        return (False, why) if why else (True, "")
 
     def supports(self, case: Case) -> tuple[bool, str]:
         if case.dtype == "fp32":
@@ -63,12 +100,14 @@ class Flex(Backend):
         return True, ""
 
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:
-        from torch.nn.attention.flex_attention import create_block_mask
+        if case.max_q == 1:
+            return self._prepare_decode(case, inputs)
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         dev = inputs.device
         q_doc, k_doc = document_ids(case.q_lens, dev), document_ids(case.kv_lens, dev)
         # Shift each query's position by kv_len - q_len so causal aligns bottom-right.
-        shift = torch.tensor([k - q for q, k in zip(case.q_lens, case.kv_lens)], device=dev)
+        shift = torch.tensor([k - q for q, k in zip(case.q_lens, case.kv_lens, strict=True)], device=dev)
         q_pos = positions(case.q_lens, dev) + shift[q_doc]
         k_pos = positions(case.kv_lens, dev)
         causal = case.causal
@@ -80,24 +119,85 @@ class Flex(Backend):
             return same
 
         t0 = time.perf_counter()
-        block_mask = create_block_mask(mask_mod, 1, None, case.total_q, case.total_kv, device=dev)
+        qb = q_block_size(case.total_q, case.gqa_ratio)
+        block_mask = create_block_mask(mask_mod, 1, None, case.total_q, case.total_kv, device=dev,
+                                       BLOCK_SIZE=(qb, 128))
         q = inputs.q.transpose(0, 1).unsqueeze(0)  # (1, Hq, total_q, D)
         k = inputs.k.transpose(0, 1).unsqueeze(0)
         v = inputs.v.transpose(0, 1).unsqueeze(0)
-        fn = compiled_flex()
+        fn = compiled_flex() if self.compile else flex_attention
         gqa = case.gqa_ratio > 1
 
         def run() -> torch.Tensor:
             return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa)
 
-        try:
-            run()
-            torch.cuda.synchronize(dev)
-        except Exception as err:  # noqa: BLE001 - inductor errors come in many types
-            raise Unsupported(f"FlexAttention failed to compile: {' '.join(str(err).split())[:300]}") from None
-        compile_s = time.perf_counter() - t0
+        compile_s = _first_call(run, dev, t0)
         return Prepared(
             run=run,
             to_packed=lambda out: out[0].transpose(0, 1),
-            info={"compile_s": round(compile_s, 3), "input_mode": "packed-document-mask"},
+            info={"compile_s": compile_s, "input_mode": "packed-document-mask", "flex_q_block": qb},
         )
+
+    def _prepare_decode(self, case: Case, inputs: Inputs) -> Prepared:
+        """One query per sequence: q (B, Hq, 1, D) against the packed K/V row, one mask row per sequence.
+
+        The single query is the last position, so causal or not it sees all of its sequence's keys.
+        """
+        from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+        dev = inputs.device
+        k_doc = document_ids(case.kv_lens, dev)
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return k_doc[kv_idx] == b
+
+        t0 = time.perf_counter()
+        count, indices = sequence_kv_blocks(inputs.cu_seqlens_k, case.total_kv, DECODE_KV_BLOCK)
+        q_block = q_block_size(1, case.gqa_ratio)
+        block_mask = BlockMask.from_kv_blocks(
+            count[:, None, None].contiguous(), indices[:, None, None].contiguous(),
+            BLOCK_SIZE=(q_block, DECODE_KV_BLOCK), mask_mod=mask_mod, seq_lengths=(1, case.total_kv),
+        )
+        q = inputs.q.unsqueeze(2)  # (B, Hq, 1, D), a view
+        k = inputs.k.transpose(0, 1).unsqueeze(0)  # (1, Hkv, total_kv, D): K/V batch broadcast
+        v = inputs.v.transpose(0, 1).unsqueeze(0)
+        fn = compiled_flex() if self.compile else flex_attention
+        gqa = case.gqa_ratio > 1
+
+        def run() -> torch.Tensor:
+            return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa)
+
+        compile_s = _first_call(run, dev, t0)
+        return Prepared(
+            run=run,
+            to_packed=lambda out: out[:, :, 0],
+            info={"compile_s": compile_s, "input_mode": "batched-q1-document-mask"},
+        )
+
+
+def sequence_kv_blocks(
+    cu_seqlens_k: torch.Tensor, total_kv: int, block: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence, the KV blocks of the packed row that hold its keys: (count (B,), indices (B, W)).
+
+    Only masked ("partial") lists: with full lists the decoding kernel sizes its KV splits by the
+    whole packed length rather than the sequence's blocks, leaving most splits idle.
+    """
+    cu = cu_seqlens_k.long()
+    width = -(-total_kv // block)
+    start, end = cu[:-1] // block, (cu[1:] - 1) // block
+    count = end - start + 1
+    j = torch.arange(width, device=cu.device)[None, :]
+    indices = torch.where(j < count[:, None], start[:, None] + j, 0)
+    return count.to(torch.int32), indices.to(torch.int32)
+
+
+def _first_call(run, dev: torch.device, t0: float) -> float:
+    """Compile (the first call), untimed; a compile failure makes the case unsupported."""
+    try:
+        run()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    except Exception as err:  # noqa: BLE001 - inductor errors come in many types
+        raise Unsupported(f"FlexAttention failed to compile: {' '.join(str(err).split())[:300]}") from None
+    return round(time.perf_counter() - t0, 3)
