@@ -86,6 +86,7 @@ def run_sweep(
     resume: bool = False,
     config_path: str | None = None,
     executor_env: dict[str, str] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     progress = progress or Progress()
     policy = cfg.timing_policy(device)
@@ -95,7 +96,9 @@ def run_sweep(
         run.update_manifest(status="running", resumed_at=now_iso())
     else:
         run.create()
-        run.write_manifest(manifest_for(cfg, env, policy, run.path.name, config_path, plan))
+        # manifest_extra: fields a caller adds, e.g. the shard of the plan this run covers
+        run.write_manifest({**manifest_for(cfg, env, policy, run.path.name, config_path, plan),
+                            **(manifest_extra or {})})
     outcome.resumed_points = len(done)
     executor = ProcessExecutor(device, policy, executor_env) if isolate else LocalExecutor(device, policy)
     todo = [(pc, [b for b in pc.run if (pc.case.case_id, b) not in done]) for pc in plan.cases]

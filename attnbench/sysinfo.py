@@ -58,7 +58,7 @@ def triton_version() -> str | None:
 
 
 def flash_attn_version() -> str | None:
-    for name in ("flash-attn-4", "flash_attn", "flash-attn"):
+    for name in ("flash-attn-4", "flash-attn-3", "flash_attn_3", "flash_attn", "flash-attn"):
         v = package_version(name)
         if v:
             return f"{name} {v}"

@@ -1,0 +1,300 @@
+"""One host, several GPUs: `attnbench sweep CONFIG --devices 0,1,...` (or `all`).
+
+One worker process per device (attnbench.worker.ProcessExecutor, so a crash or hang costs one point
+and a fresh child, as in a one-GPU sweep), each pinned to its GPU by CUDA_VISIBLE_DEVICES in the
+child's environment, so inside it the GPU is cuda:0. The workers take cases (all of a case's
+backends) from one shared queue: a fast device simply takes more. The queue holds input groups (a
+contiguous case, then its paged variants) longest estimated first (attnbench.shard's cost model),
+so a worker usually takes a paged variant right after the contiguous case whose inputs it reuses;
+when the other worker takes it, the inputs are built again, which is cheap next to timing. Cases,
+not whole groups, are the unit so that a small sweep of a few large groups still splits evenly.
+
+One writer: each worker's thread in this process hands its rows to the main thread through a queue,
+and only the main thread appends to results.jsonl and rewrites manifest.json, so rows never
+interleave. Every row names the device that measured it (`worker_device`); the manifest holds each
+device's calibration (`calibration_by_device`; `calibration` is the first device's).
+
+For tests on a CPU, `--devices cpu,cpu` runs two CPU workers the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from attnbench.backends import get_backend
+from attnbench.config import SweepConfig
+from attnbench.plan import Plan, PlannedCase
+from attnbench.point import base_row, failed, skipped
+from attnbench.results import RunDir, now_iso
+from attnbench.shard import groups_of
+from attnbench.sweep import Progress, SweepOutcome, manifest_for
+from attnbench.worker import ProcessExecutor, Task
+
+
+class DevicesError(ValueError):
+    """A --devices value that cannot be used, or no worker could start; str() is the message."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    label: str  # "0", "1", ... (the GPU index as this process numbers it) or "cpu-0", "cpu-1", ...
+    device: str  # "cuda" | "cpu"
+    env: dict[str, str]  # set in the worker process before it touches CUDA
+
+
+def parse_devices(spec: str, device: str, gpu_names: list[str] | None = None,
+                  visible: str | None = None) -> list[Worker]:
+    """Workers for a --devices value.
+
+    spec: "all", comma-separated GPU indices as this process numbers them ("0,1"), or "cpu" entries
+    ("cpu,cpu": one CPU worker each, for tests). device: the sweep's resolved device (cpu|cuda).
+    gpu_names: the name of each visible GPU (default: asked of torch). visible: this process's
+    CUDA_VISIBLE_DEVICES (default: the environment's); index i maps to its i-th entry.
+    """
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise DevicesError(f"--devices {spec!r}: expected 'all', GPU indices like 0,1 or cpu,cpu")
+    if all(s == "cpu" for s in items):
+        if device != "cpu":
+            raise DevicesError(f"--devices {spec}: CPU workers need --device cpu (the sweep runs on "
+                               f"{device})")
+        return [Worker(f"cpu-{i}", "cpu", {"ATTNBENCH_WORKER": f"cpu-{i}"}) for i in range(len(items))]
+    if device != "cuda":
+        raise DevicesError(f"--devices {spec}: GPU workers need a CUDA device (the sweep runs on {device}); "
+                           "for CPU workers use --devices cpu,cpu")
+    if gpu_names is None:
+        gpu_names = _gpu_names()
+    count = len(gpu_names)
+    if items == ["all"]:
+        indices = list(range(count))
+        if not indices:
+            raise DevicesError("--devices all: no CUDA GPU is visible")
+    else:
+        if not all(s.isdigit() for s in items):
+            raise DevicesError(f"--devices {spec!r}: expected 'all', GPU indices like 0,1 or cpu,cpu")
+        indices = [int(s) for s in items]
+        if len(set(indices)) != len(indices):
+            raise DevicesError(f"--devices {spec}: each GPU at most once")
+        bad = [i for i in indices if i >= count]
+        if bad:
+            raise DevicesError(f"--devices {spec}: no GPU {bad[0]}; this process sees {count} "
+                               f"(indices 0..{count - 1})")
+    models = {gpu_names[i] for i in indices}
+    if len(models) > 1:
+        raise DevicesError(f"--devices {spec}: GPUs of different models ({', '.join(sorted(models))}); "
+                           "a run holds one GPU model: pick devices of one model")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    entries = [v.strip() for v in visible.split(",")] if visible else None
+    workers = []
+    for i in indices:
+        physical = entries[i] if entries and i < len(entries) else str(i)
+        workers.append(Worker(str(i), "cuda", {"CUDA_VISIBLE_DEVICES": physical, "ATTNBENCH_WORKER": str(i)}))
+    return workers
+
+
+def _gpu_names() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def _gpu_facts(workers: list[Worker]) -> dict[str, Any]:
+    """Name and UUID of each worker's GPU (the parent's numbering), for the manifest."""
+    if not workers or any(w.device != "cuda" for w in workers):
+        return {}
+    import torch
+
+    gpus = []
+    try:
+        for w in workers:
+            props = torch.cuda.get_device_properties(int(w.label))
+            gpus.append({"index": int(w.label), "cuda_visible_devices": w.env["CUDA_VISIBLE_DEVICES"],
+                         "name": props.name, "uuid": str(getattr(props, "uuid", "")) or None})
+    except (RuntimeError, AssertionError, ValueError) as err:  # metadata only: the workers report errors
+        return {"gpus": f"unavailable: {err}"}
+    return {"gpu_name": gpus[0]["name"], "gpu_uuid": gpus[0]["uuid"], "gpus": gpus}
+
+
+# ---- the runner --------------------------------------------------------------------------------
+
+# a queue item: cases with the backends still to measure (one case per item; a failed worker's
+# unfinished case goes back as one item)
+Batch = list[tuple[PlannedCase, list[str]]]
+
+
+class _Board:
+    """How many workers hold a case: an idle worker waits while another might still hand one back."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.busy = 0
+
+
+def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queue, stop: threading.Event,
+          board: _Board, device: str) -> None:
+    """A worker's thread: start its process, then take cases until none is left anywhere."""
+    try:
+        events.put(("calibration", w.label, ex.start()))
+    except Exception as err:  # noqa: BLE001 - reported; the other workers go on
+        events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
+        events.put(("exit", w.label))
+        return
+    try:
+        while not stop.is_set():
+            with board.lock:
+                try:
+                    batch: Batch | None = tasks.get_nowait()
+                    board.busy += 1
+                except queue.Empty:
+                    if board.busy == 0:
+                        break
+                    batch = None
+            if batch is None:
+                time.sleep(0.2)
+                continue
+            try:
+                _measure(w, ex, batch, events, stop, device)
+            except Exception as err:  # noqa: BLE001 - a worker that cannot restart: hand its points back
+                if not stop.is_set():
+                    rest = [(pc, names) for pc, names in batch if names]
+                    if rest:
+                        tasks.put(rest)
+                    events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
+                return
+            finally:
+                with board.lock:
+                    board.busy -= 1
+    finally:
+        with contextlib.suppress(Exception):  # closing after a kill from the main thread
+            ex.close()
+        events.put(("exit", w.label))
+
+
+def _measure(w: Worker, ex: ProcessExecutor, batch: Batch, events: queue.Queue, stop: threading.Event,
+             device: str) -> None:
+    """Measure a batch's cases, removing each case and backend from it once its row is sent."""
+    while batch and not stop.is_set():
+        pc, names = batch[0]
+        case = pc.case
+        make_failed: Callable[[str, str], dict[str, Any]] = (
+            lambda name, reason, case=case: failed(base_row(case, get_backend(name), device), reason)
+        )
+        on_start = lambda name, case=case: events.put(("start", w.label, case.case_id, name))
+        for row in ex.run(Task(case, list(names)), on_start, make_failed):
+            if stop.is_set():  # interrupted: the main thread writes nothing more
+                return
+            events.put(("row", w.label, row))
+            if row["backend"] in names:
+                names.remove(row["backend"])
+        batch.pop(0)
+
+
+def run_multi_device(
+    cfg: SweepConfig,
+    plan: Plan,
+    run: RunDir,
+    device: str,
+    env: dict[str, Any],
+    workers: list[Worker],
+    progress: Progress | None = None,
+    resume: bool = False,
+    config_path: str | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+) -> SweepOutcome:
+    """run_sweep's contract (rows, manifest, resume, Ctrl-C) with one worker process per device."""
+    if not workers:
+        raise DevicesError("no devices given")
+    progress = progress or Progress()
+    policy = cfg.timing_policy(device)
+    outcome = SweepOutcome(run)
+    done = run.done_keys() if resume else set()
+    facts = {"devices": [w.label for w in workers], "worker_count": len(workers), **_gpu_facts(workers)}
+    if resume:
+        run.update_manifest(status="running", resumed_at=now_iso(), **facts)
+    else:
+        run.create()
+        run.write_manifest({**manifest_for(cfg, env, policy, run.path.name, config_path, plan),
+                            **(manifest_extra or {}), **facts})
+    outcome.resumed_points = len(done)
+    tasks: queue.Queue = queue.Queue()
+    # longest group first: the last cases to finish are short ones, so devices end close together
+    for g in sorted(groups_of(plan, policy, device), key=lambda g: (-g.cost_s, g.key)):
+        for i in g.indices:
+            pc = plan.cases[i]
+            names = [b for b in pc.run if (pc.case.case_id, b) not in done]
+            if names:
+                tasks.put([(pc, names)])
+    progress.start(plan.n_points, len(done))
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    executors = {w.label: ProcessExecutor(w.device, policy, w.env) for w in workers}
+    calibrations: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    started = time.monotonic()
+
+    def emit(row: dict[str, Any]) -> None:
+        run.append_row(row)
+        outcome.rows.append(row)
+        progress.point_finished(row)
+
+    threads: list[threading.Thread] = []
+    try:
+        for pc in plan.cases:
+            for name, reason in pc.skip.items():
+                if (pc.case.case_id, name) not in done:
+                    emit(skipped(base_row(pc.case, get_backend(name), device), reason))
+        if not tasks.empty():
+            board = _Board()
+            threads = [threading.Thread(target=_work, name=f"attnbench-worker-{w.label}", daemon=True,
+                                        args=(w, executors[w.label], tasks, events, stop, board, device))
+                       for w in workers]
+            for t in threads:
+                t.start()
+        alive = len(threads)
+        while alive:
+            try:
+                msg = events.get(timeout=0.5)  # wake up now and then so Ctrl-C lands here
+            except queue.Empty:
+                continue
+            kind, label = msg[0], msg[1]
+            if kind == "row":
+                emit({**msg[2], "worker_device": label})
+            elif kind == "start":
+                progress.point_started(msg[2], msg[3])
+            elif kind == "calibration":
+                calibrations[label] = msg[2]
+                first = next(w.label for w in workers if w.label in calibrations)
+                run.update_manifest(calibration=calibrations[first], calibration_by_device=calibrations)
+            elif kind == "dead":
+                errors[label] = msg[2]
+                run.update_manifest(worker_errors=errors)
+            elif kind == "exit":
+                alive -= 1
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        stop.set()
+        if outcome.interrupted:
+            for ex in executors.values():
+                ex.kill()
+        for t in threads:
+            t.join(timeout=10)
+        progress.stop()
+        left = tasks.qsize()
+        status = "interrupted" if outcome.interrupted or left else "complete"
+        run.update_manifest(ended_at=now_iso(), status=status, rows_written=len(run.rows()),
+                            wall_s=round(time.monotonic() - started, 3))
+    if left and not outcome.interrupted:
+        raise DevicesError(f"no worker left to measure {left} case(s); "
+                           + "; ".join(f"device {k}: {v}" for k, v in errors.items())
+                           + f" (the run in {run.path} is resumable with --resume)")
+    return outcome
