@@ -73,14 +73,11 @@ def _calibrate_cuda(device: torch.device) -> dict[str, Any]:
     dst = torch.empty_like(src)
     copy_ms = _cuda_ms(lambda: dst.copy_(src), reps=20)
     copy_gbps = 2 * copy_bytes / (copy_ms * 1e-3) / 1e9
-    del src, dst
     n = 8192
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     mm_ms = _cuda_ms(lambda: torch.matmul(a, b), reps=10)
     tflops = 2 * n**3 / (mm_ms * 1e-3) / 1e12
-    del a, b
-    torch.cuda.empty_cache()
     name = torch.cuda.get_device_name(device)
     return {
         "copy_gbps": copy_gbps,

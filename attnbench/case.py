@@ -54,7 +54,7 @@ class Case:
             raise ValueError(f"dtype {self.dtype!r} is not one of {DTYPES}")
         if len(self.q_lens) != len(self.kv_lens) or not self.q_lens:
             raise ValueError("q_lens and kv_lens must be non-empty and of equal length")
-        if any(q < 1 or k < q for q, k in zip(self.q_lens, self.kv_lens)):
+        if any(q < 1 or k < q for q, k in zip(self.q_lens, self.kv_lens, strict=True)):
             raise ValueError("every sequence needs 1 <= q_len <= kv_len")
         if self.num_q_heads % self.num_kv_heads:
             raise ValueError(
@@ -63,7 +63,9 @@ class Case:
         if self.kv_layout not in KV_LAYOUTS:
             raise ValueError(f"kv_layout {self.kv_layout!r} is not one of {KV_LAYOUTS}")
         if self.prefix_len < 0 or self.prefix_len > min(self.kv_lens):
-            raise ValueError(f"prefix_len {self.prefix_len} must be within 0 .. the shortest kv_len {min(self.kv_lens)}")
+            raise ValueError(
+                f"prefix_len {self.prefix_len} must be within 0 .. the shortest kv_len {min(self.kv_lens)}"
+            )
         if self.block_size is not None and self.block_size < 1:
             raise ValueError("block_size must be positive")
 

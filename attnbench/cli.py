@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -30,7 +29,7 @@ def _device(requested: str) -> str:
         fail(str(err))
 
 
-def _csv(text: Optional[str]) -> Optional[list[str]]:
+def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
@@ -48,22 +47,32 @@ def _default_config(device: str) -> Path:
 
 @app.command()
 def sweep(
-    config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: the embedded config for this device"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
-    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (overrides config)"),
+    config: Path | None = typer.Argument(
+        None, help="Sweep YAML; default: the embedded config for this device"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
+    backends: str | None = typer.Option(
+        None, "--backends", help="Comma-separated backends (overrides config)"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the point count, run nothing"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the newest one)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="Run points in a child process"),
-    shard: str | None = typer.Option(None, "--shard", help="Run only shard K/N of the plan (1<=K<=N), "
-                                     "balanced by estimated cost; merge shards with `attnbench merge`"),
-    devices: str | None = typer.Option(None, "--devices", help="One worker process per GPU: 0,1,... or "
-                                       "all (cpu,cpu: CPU workers, for tests)"),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Run only shard K/N of the plan (1<=K<=N), "
+        "balanced by estimated cost; merge shards with `attnbench merge`",
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="One worker process per GPU: 0,1,... or all (cpu,cpu: CPU workers, for tests)"
+    ),
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory."""
     from attnbench.backends import backend_names
     from attnbench.config import ConfigError, load_config
-    from attnbench.console import SweepProgress, fail, out as console, plan_table, summary_table
+    from attnbench.console import SweepProgress, fail, plan_table, summary_table
+    from attnbench.console import out as console
     from attnbench.plan import build_plan
     from attnbench.results import RunDir, latest_run, new_run_id
     from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
@@ -87,12 +96,15 @@ def sweep(
         plan = sharding.plan
     if dry_run:
         if sharding is not None:
-            console.print(f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
-                          "points; estimated seconds per shard: "
-                          + ", ".join(f"{x:.1f}" for x in sharding.loads_s))
+            console.print(
+                f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
+                "points; estimated seconds per shard: " + ", ".join(f"{x:.1f}" for x in sharding.loads_s)
+            )
         console.print(plan_table(plan))
-        console.print(f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
-                      f"{plan.excluded_points} excluded by the config")
+        console.print(
+            f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
+            f"{plan.excluded_points} excluded by the config"
+        )
         for name, why in plan.unavailable.items():
             console.print(f"  [dim]{name}: {why}[/]")
         return
@@ -124,17 +136,39 @@ def sweep(
 
         console.print(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
         try:
-            outcome = run_multi_device(cfg, plan, run, dev, env, workers, SweepProgress(), resume=resume,
-                                       config_path=str(config), manifest_extra=extra)
+            outcome = run_multi_device(
+                cfg,
+                plan,
+                run,
+                dev,
+                env,
+                workers,
+                SweepProgress(),
+                resume=resume,
+                config_path=str(config),
+                manifest_extra=extra,
+            )
         except DevicesError as err:
             fail(str(err))
     else:
-        outcome = run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
-                            config_path=str(config), manifest_extra=extra)
+        outcome = run_sweep(
+            cfg,
+            plan,
+            run,
+            dev,
+            env,
+            SweepProgress(),
+            isolate=isolate,
+            resume=resume,
+            config_path=str(config),
+            manifest_extra=extra,
+        )
     console.print(summary_table(summarize(run.rows())))
     if outcome.interrupted:
-        console.print(f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
-                      "continue with: attnbench sweep CONFIG --resume --out " + str(run.path))
+        console.print(
+            f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
+            "continue with: attnbench sweep CONFIG --resume --out " + str(run.path)
+        )
         raise typer.Exit(130)
     console.print(f"results: {run.rows_path}")
 
@@ -169,13 +203,13 @@ def run_case(
     backend: list[str] = typer.Option(["naive"], "--backend", help="Backend name (repeatable)"),
     phase: str = typer.Option("prefill", "--phase", help="prefill | decode | mixed"),
     seqlen: str = typer.Option("512", "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
-    kv_len: Optional[str] = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    kv_len: str | None = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
     q_heads: int = typer.Option(32, "--q-heads"),
-    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
+    kv_heads: int | None = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
     head_dim: int = typer.Option(128, "--head-dim"),
     dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32"),
     causal: bool = typer.Option(True, "--causal/--no-causal"),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="KV block size for paged backends"),
+    block_size: int | None = typer.Option(None, "--block-size", help="KV block size for paged backends"),
     kv_layout: str = typer.Option("shuffled", "--kv-layout", help="shuffled | contiguous"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -185,7 +219,8 @@ def run_case(
     from attnbench.backends import all_backends
     from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
     from attnbench.config import TimingPolicy
-    from attnbench.console import fail, out as console, rows_table
+    from attnbench.console import fail, rows_table
+    from attnbench.console import out as console
     from attnbench.point import base_row, skipped
     from attnbench.worker import LocalExecutor, Task
 
@@ -196,8 +231,9 @@ def run_case(
         os.environ.setdefault("TRITON_INTERPRET", "1")
     every = all_backends()
     try:
-        case = case_from_flags(phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size,
-                               kv_layout, seed)
+        case = case_from_flags(
+            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, kv_layout, seed
+        )
         check_backend_names(backend, every)
     except FlagError as err:
         fail(str(err))
@@ -210,8 +246,14 @@ def run_case(
         if ok:
             ok, why = b.supports(case)
         if ok and not b.wants(case):
-            ok, why = False, ("needs --block-size (a paged backend)" if "paged" in b.kv_inputs
-                              else "takes contiguous KV: drop --block-size")
+            ok, why = (
+                False,
+                (
+                    "needs --block-size (a paged backend)"
+                    if "paged" in b.kv_inputs
+                    else "takes contiguous KV: drop --block-size"
+                ),
+            )
         if ok:
             runnable.append(name)
         else:
@@ -243,14 +285,22 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
         t.add_column(col, overflow="fold")
     for name, b in all_backends().items():
         ok, why = b.available(dev)
-        t.add_row(name, b.family, b.impl, "+".join(b.kv_inputs), "[green]yes[/]" if ok else "[red]no[/]",
-                  b.purpose if ok else why)
+        t.add_row(
+            name,
+            b.family,
+            b.impl,
+            "+".join(b.kv_inputs),
+            "[green]yes[/]" if ok else "[red]no[/]",
+            b.purpose if ok else why,
+        )
     console.print(t)
 
 
 @app.command()
 def doctor(
-    calibrate_now: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Measure copy and matmul ceilings"),
+    calibrate_now: bool = typer.Option(
+        True, "--calibrate/--no-calibrate", help="Measure copy and matmul ceilings"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Device, driver, CUDA/torch/triton versions, clocks, NVML telemetry and calibrated ceilings."""
@@ -281,8 +331,10 @@ def doctor(
         t.add_row(key, _fmt(value))
     console.print(t)
     if dev == "cpu":
-        console.print("[yellow]no CUDA GPU visible: GPU backends will be listed as skipped; "
-                      "CPU backends, reports, the gate and the fragmentation study work.[/]")
+        console.print(
+            "[yellow]no CUDA GPU visible: GPU backends will be listed as skipped; "
+            "CPU backends, reports, the gate and the fragmentation study work.[/]"
+        )
 
 
 def _fmt(value) -> str:
@@ -296,30 +348,34 @@ def _fmt(value) -> str:
 
 @app.command()
 def profile(
-    config: Optional[Path] = typer.Argument(None, help="Sweep YAML whose cases to profile; omit it to give "
-                                            "one case with the flags of `attnbench run`"),
-    backend: Optional[list[str]] = typer.Option(None, "--backend", help="Backend (repeatable)"),
-    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends"),
-    tool: Optional[str] = typer.Option(None, "--tool", help="ncu | torch (default: ncu when on the PATH)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
-    workload: Optional[list[str]] = typer.Option(None, "--workload", help="With CONFIG: only this workload"),
-    phase: Optional[str] = typer.Option(None, "--phase", help="prefill | decode | mixed; with CONFIG a filter: "
-                                        "decode,prefill"),
-    seqlen: Optional[str] = typer.Option(None, "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
-    kv_len: Optional[str] = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
-    q_heads: Optional[int] = typer.Option(None, "--q-heads", help="Default 32"),
-    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
-    head_dim: Optional[int] = typer.Option(None, "--head-dim", help="Default 128"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="bf16 | fp16 | fp32 (default bf16)"),
-    causal: Optional[bool] = typer.Option(None, "--causal/--no-causal", help="Default causal"),
-    block_size: Optional[int] = typer.Option(None, "--block-size", help="KV block size for paged backends"),
-    kv_layout: Optional[str] = typer.Option(None, "--kv-layout", help="shuffled | contiguous"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    config: Path | None = typer.Argument(
+        None,
+        help="Sweep YAML whose cases to profile; omit it to give one case with the flags of `attnbench run`",
+    ),
+    backend: list[str] | None = typer.Option(None, "--backend", help="Backend (repeatable)"),
+    backends: str | None = typer.Option(None, "--backends", help="Comma-separated backends"),
+    tool: str | None = typer.Option(None, "--tool", help="ncu | torch (default: ncu when on the PATH)"),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
+    workload: list[str] | None = typer.Option(None, "--workload", help="With CONFIG: only this workload"),
+    phase: str | None = typer.Option(
+        None, "--phase", help="prefill | decode | mixed; with CONFIG a filter: decode,prefill"
+    ),
+    seqlen: str | None = typer.Option(None, "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
+    kv_len: str | None = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    q_heads: int | None = typer.Option(None, "--q-heads", help="Default 32"),
+    kv_heads: int | None = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
+    head_dim: int | None = typer.Option(None, "--head-dim", help="Default 128"),
+    dtype: str | None = typer.Option(None, "--dtype", help="bf16 | fp16 | fp32 (default bf16)"),
+    causal: bool | None = typer.Option(None, "--causal/--no-causal", help="Default causal"),
+    block_size: int | None = typer.Option(None, "--block-size", help="KV block size for paged backends"),
+    kv_layout: str | None = typer.Option(None, "--kv-layout", help="shuffled | contiguous"),
+    seed: int | None = typer.Option(None, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cuda | cpu (cpu: --tool torch only)"),
     calls: int = typer.Option(5, "--calls", help="--tool torch: profiled calls per point"),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds per point, under the profiler"),
-    sweep: Optional[Path] = typer.Option(None, "--sweep", help="A sweep run whose rows (timings) the "
-                                         "profile's fields join, point by point"),
+    sweep: Path | None = typer.Option(
+        None, "--sweep", help="A sweep run whose rows (timings) the profile's fields join, point by point"
+    ),
 ) -> None:
     """Profile each point's timed call (ncu: per-kernel time, DRAM bytes, L2, occupancy, tensor pipe;
     torch: kernels, their share, launch gaps, a Chrome trace) into a run directory."""
@@ -333,8 +389,9 @@ def merge(
     runs: list[Path] = typer.Argument(..., metavar="RUN", help="Run directories to merge (shards)"),
     out: Path = typer.Option(..., "--out", help="Directory for the merged run (must not hold a run)"),
     force: bool = typer.Option(False, "--force", help="Merge although config, GPU, version or shards differ"),
-    require_complete: bool = typer.Option(False, "--require-complete",
-                                          help="Exit 1 when shards or planned points are missing"),
+    require_complete: bool = typer.Option(
+        False, "--require-complete", help="Exit 1 when shards or planned points are missing"
+    ),
 ) -> None:
     """One run from shards: refuses mismatched runs; a point measured twice keeps one row by a stated rule."""
     from attnbench.merge import run_command
@@ -344,13 +401,13 @@ def merge(
 
 @app.command()
 def report(
-    runs: list[Path] = typer.Argument(None, metavar="RUN",
-                                      help="Run directories (default: the newest run under results/)"),
+    runs: list[Path] = typer.Argument(
+        None, metavar="RUN", help="Run directories (default: the newest run under results/)"
+    ),
     plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
-    fragmentation: Path | None = typer.Option(None, "--fragmentation",
-                                              help="fragmentation.json to include"),
+    fragmentation: Path | None = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
     from rich.markup import escape

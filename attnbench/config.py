@@ -65,8 +65,15 @@ class TimingPolicy:
     @classmethod
     def for_device(cls, device: str) -> TimingPolicy:
         if device == "cpu":
-            return cls(warmup_ms=5.0, min_warmup_calls=1, min_samples=3, max_samples=20,
-                       target_rel_ci=0.05, max_time_s=1.0, l2_flush=False)
+            return cls(
+                warmup_ms=5.0,
+                min_warmup_calls=1,
+                min_samples=3,
+                max_samples=20,
+                target_rel_ci=0.05,
+                max_time_s=1.0,
+                l2_flush=False,
+            )
         return cls()
 
 
@@ -164,8 +171,16 @@ def parse_config(text: str, source: str = "<config>", known_backends: list[str] 
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
         ctx.fail("exclude", exclude, "a list of non-empty mappings of row column -> value")
     return SweepConfig(
-        name=name, workloads=workloads, description=str(raw.get("description", "")), device=device,
-        seed=seed, backends=backends, timing=timing, exclude=tuple(exclude), source=source, text=text,
+        name=name,
+        workloads=workloads,
+        description=str(raw.get("description", "")),
+        device=device,
+        seed=seed,
+        backends=backends,
+        timing=timing,
+        exclude=tuple(exclude),
+        source=source,
+        text=text,
     )
 
 
@@ -179,7 +194,11 @@ class _Ctx:
     def no_unknown(self, d: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in d:
             if key not in allowed:
-                self.fail(f"{prefix}{key}", d[key], f"no key {key!r} here; allowed keys: {', '.join(sorted(allowed))}")
+                self.fail(
+                    f"{prefix}{key}",
+                    d[key],
+                    f"no key {key!r} here; allowed keys: {', '.join(sorted(allowed))}",
+                )
 
     def string(self, d: dict[str, Any], key: str, prefix: str) -> str:
         value = d.get(key)
@@ -201,8 +220,16 @@ class _Ctx:
             self.fail(prefix + key, value, "a list of strings")
         return value
 
-    def axis(self, d: dict[str, Any], key: str, prefix: str, kind: type, default: Any,
-             allowed: tuple[Any, ...] | None = None, minimum: int | None = None) -> tuple[Any, ...]:
+    def axis(
+        self,
+        d: dict[str, Any],
+        key: str,
+        prefix: str,
+        kind: type,
+        default: Any,
+        allowed: tuple[Any, ...] | None = None,
+        minimum: int | None = None,
+    ) -> tuple[Any, ...]:
         value = d.get(key, default)
         if value is None:
             self.fail(prefix + key, value, "a value or a list of values")
@@ -319,15 +346,33 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
         is_causal = causal if wl.phase != "decode" else False  # one query at the end sees everything
         label = mix.label + (f"-chunk{chunk}" if wl.phase == "mixed" else "")
         base = Case(
-            workload=wl.name, phase=wl.phase, q_lens=q_lens, kv_lens=kv_lens, num_q_heads=hq,
-            num_kv_heads=hkv, head_dim=d, dtype=dtype, causal=is_causal, seqlen_mix=label, seed=seed,
-            prefix_len=prefix, tags=wl.tags,
+            workload=wl.name,
+            phase=wl.phase,
+            q_lens=q_lens,
+            kv_lens=kv_lens,
+            num_q_heads=hq,
+            num_kv_heads=hkv,
+            head_dim=d,
+            dtype=dtype,
+            causal=is_causal,
+            seqlen_mix=label,
+            seed=seed,
+            prefix_len=prefix,
+            tags=wl.tags,
         )
         if base not in cases:
             cases.append(base)
         for bs, layout in itertools.product(wl.block_size, wl.kv_layout):
-            paged = Case(**{**base.to_json(), "q_lens": q_lens, "kv_lens": kv_lens, "tags": wl.tags,
-                            "block_size": bs, "kv_layout": layout})
+            paged = Case(
+                **{
+                    **base.to_json(),
+                    "q_lens": q_lens,
+                    "kv_lens": kv_lens,
+                    "tags": wl.tags,
+                    "block_size": bs,
+                    "kv_layout": layout,
+                }
+            )
             if paged not in cases:
                 cases.append(paged)
     return cases
@@ -335,10 +380,7 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
 
 def excluded(rules: tuple[dict[str, Any], ...], columns: dict[str, Any]) -> bool:
     """Whether a point (its case columns plus backend) matches any exclusion rule."""
-    for rule in rules:
-        if all(_matches(columns, key, want) for key, want in rule.items()):
-            return True
-    return False
+    return any(all(_matches(columns, key, want) for key, want in rule.items()) for rule in rules)
 
 
 def _matches(columns: dict[str, Any], key: str, want: Any) -> bool:

@@ -6,7 +6,14 @@ import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from attnbench.plan import Plan
@@ -63,16 +70,37 @@ class SweepProgress(RunnerProgress):
 
 
 def plan_table(plan: Plan, limit: int = 200) -> Table:
-    t = Table(title=f"plan: {len(plan.cases)} cases, {plan.n_points} points "
-                    f"({plan.n_run} to measure, {plan.n_skip} skipped, {plan.excluded_points} excluded)")
-    for col in ("workload", "phase", "batch", "lengths", "heads q/kv", "d", "dtype", "causal", "block", "run", "skipped"):
+    t = Table(
+        title=f"plan: {len(plan.cases)} cases, {plan.n_points} points "
+        f"({plan.n_run} to measure, {plan.n_skip} skipped, {plan.excluded_points} excluded)"
+    )
+    for col in (
+        "workload",
+        "phase",
+        "batch",
+        "lengths",
+        "heads q/kv",
+        "d",
+        "dtype",
+        "causal",
+        "block",
+        "run",
+        "skipped",
+    ):
         t.add_column(col, overflow="fold")
     for pc in plan.cases[:limit]:
         c = pc.case
         t.add_row(
-            c.workload, c.phase, str(c.batch), f"{c.seqlen_mix} (max {c.max_kv})", f"{c.num_q_heads}/{c.num_kv_heads}",
-            str(c.head_dim), c.dtype, "yes" if c.causal else "no",
-            f"{c.block_size} {c.kv_layout}" if c.paged else "-", ", ".join(pc.run) or "-",
+            c.workload,
+            c.phase,
+            str(c.batch),
+            f"{c.seqlen_mix} (max {c.max_kv})",
+            f"{c.num_q_heads}/{c.num_kv_heads}",
+            str(c.head_dim),
+            c.dtype,
+            "yes" if c.causal else "no",
+            f"{c.block_size} {c.kv_layout}" if c.paged else "-",
+            ", ".join(pc.run) or "-",
             str(len(pc.skip)) if pc.skip else "-",
         )
     if len(plan.cases) > limit:
@@ -82,12 +110,25 @@ def plan_table(plan: Plan, limit: int = 200) -> Table:
 
 def summary_table(summary: list[dict[str, Any]]) -> Table:
     t = Table(title="summary by backend")
-    for col in ("backend", "ok", "skipped", "failed", "incorrect", "best TFLOP/s", "best GB/s", "main reason"):
+    for col in (
+        "backend",
+        "ok",
+        "skipped",
+        "failed",
+        "incorrect",
+        "best TFLOP/s",
+        "best GB/s",
+        "main reason",
+    ):
         t.add_column(col)
     for s in summary:
         reason = max(s["reasons"].items(), key=lambda kv: kv[1])[0] if s["reasons"] else ""
         t.add_row(
-            s["backend"], str(s["ok"]), str(s["skipped"]), str(s["failed"]), str(s["incorrect"]),
+            s["backend"],
+            str(s["ok"]),
+            str(s["skipped"]),
+            str(s["failed"]),
+            str(s["incorrect"]),
             f"{s['best_tflops']:.2f}" if s["best_tflops"] is not None else "-",
             f"{s['best_gbps']:.1f}" if s["best_gbps"] is not None else "-",
             reason,
@@ -105,7 +146,8 @@ def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
         if r.get("interpreted"):
             note = "Triton interpreter on CPU: slow, for correctness only"
         t.add_row(
-            r["backend"], r["status"],
+            r["backend"],
+            r["status"],
             f"{r['latency_ms_p50']:.4f}" if ok else "-",
             f"{r['tflops']:.2f}" if ok else "-",
             f"{r['hbm_gbps']:.1f}" if ok else "-",

@@ -161,7 +161,9 @@ def _time_cuda(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy
     samples: list[float] = []
     started = time.perf_counter()
     while True:
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(ROUND)]
+        events = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(ROUND)
+        ]
         for start, end in events:
             if flush is not None:
                 flush()

@@ -26,7 +26,7 @@ def flops(case: Case) -> int:
     Two matmuls (Q K^T and P V), each 2 * d FLOPs per pair (a multiply and an add per element);
     softmax and scaling are not counted, as is customary.
     """
-    pairs = sum(attended_pairs(q, k, case.causal) for q, k in zip(case.q_lens, case.kv_lens))
+    pairs = sum(attended_pairs(q, k, case.causal) for q, k in zip(case.q_lens, case.kv_lens, strict=True))
     return 4 * case.head_dim * case.num_q_heads * pairs
 
 

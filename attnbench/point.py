@@ -58,8 +58,17 @@ def describe_error(err: BaseException) -> str:
 def cuda_poisoned(err: BaseException) -> bool:
     """Whether the error leaves the CUDA context unusable (the worker must be replaced)."""
     text = str(err).lower()
-    return any(s in text for s in ("illegal memory access", "unspecified launch failure", "device-side assert",
-                                   "illegal instruction", "misaligned address", "cuda error: an illegal"))
+    return any(
+        s in text
+        for s in (
+            "illegal memory access",
+            "unspecified launch failure",
+            "device-side assert",
+            "illegal instruction",
+            "misaligned address",
+            "cuda error: an illegal",
+        )
+    )
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -41,8 +41,14 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def manifest_for(cfg: SweepConfig, env: dict[str, Any], policy: TimingPolicy, run_id: str,
-                 config_path: str | None, plan: Plan) -> dict[str, Any]:
+def manifest_for(
+    cfg: SweepConfig,
+    env: dict[str, Any],
+    policy: TimingPolicy,
+    run_id: str,
+    config_path: str | None,
+    plan: Plan,
+) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {
@@ -70,7 +76,8 @@ def check_resume(run: RunDir, cfg: SweepConfig) -> None:
     manifest = run.read_manifest()
     if manifest.get("config_hash") != cfg.hash:
         raise ResumeError(
-            f"{run.path}: was run with config {manifest.get('config_name')!r} (hash {manifest.get('config_hash')}), "
+            f"{run.path}: was run with config {manifest.get('config_name')!r} "
+            f"(hash {manifest.get('config_hash')}), "
             f"not this one (hash {cfg.hash}); resume needs the same config"
         )
 
@@ -97,8 +104,9 @@ def run_sweep(
     else:
         run.create()
         # manifest_extra: fields a caller adds, e.g. the shard of the plan this run covers
-        run.write_manifest({**manifest_for(cfg, env, policy, run.path.name, config_path, plan),
-                            **(manifest_extra or {})})
+        run.write_manifest(
+            {**manifest_for(cfg, env, policy, run.path.name, config_path, plan), **(manifest_extra or {})}
+        )
     outcome.resumed_points = len(done)
     executor = ProcessExecutor(device, policy, executor_env) if isolate else LocalExecutor(device, policy)
     todo = [(pc, [b for b in pc.run if (pc.case.case_id, b) not in done]) for pc in plan.cases]
@@ -121,8 +129,8 @@ def run_sweep(
             if not names:
                 continue
             case = pc.case
-            make_failed: Callable[[str, str], dict[str, Any]] = (
-                lambda name, reason, case=case: failed(base_row(case, get_backend(name), device), reason)
+            make_failed: Callable[[str, str], dict[str, Any]] = lambda name, reason, case=case: failed(
+                base_row(case, get_backend(name), device), reason
             )
             on_start = lambda name, case=case: progress.point_started(case.case_id, name)
             for row in executor.run(Task(case, names), on_start, make_failed):
@@ -132,8 +140,11 @@ def run_sweep(
     finally:
         executor.close()
         progress.stop()
-        run.update_manifest(ended_at=now_iso(), status="interrupted" if outcome.interrupted else "complete",
-                            rows_written=len(run.rows()))
+        run.update_manifest(
+            ended_at=now_iso(),
+            status="interrupted" if outcome.interrupted else "complete",
+            rows_written=len(run.rows()),
+        )
     return outcome
 
 
@@ -141,8 +152,19 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per backend: counts by status and the best figures of its ok points."""
     by: dict[str, dict[str, Any]] = {}
     for r in rows:
-        s = by.setdefault(r["backend"], {"backend": r["backend"], "ok": 0, "skipped": 0, "failed": 0,
-                                         "incorrect": 0, "best_tflops": None, "best_gbps": None, "reasons": {}})
+        s = by.setdefault(
+            r["backend"],
+            {
+                "backend": r["backend"],
+                "ok": 0,
+                "skipped": 0,
+                "failed": 0,
+                "incorrect": 0,
+                "best_tflops": None,
+                "best_gbps": None,
+                "reasons": {},
+            },
+        )
         s[r["status"]] += 1
         if r["status"] == "ok":
             s["best_tflops"] = max(s["best_tflops"] or 0.0, r["tflops"])

@@ -20,7 +20,9 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but no CUDA GPU is visible (torch.cuda.is_available() is False)")
+        raise ValueError(
+            "device cuda was asked for but no CUDA GPU is visible (torch.cuda.is_available() is False)"
+        )
     return requested
 
 
@@ -38,9 +40,15 @@ def git_commit() -> str | None:
     if not (root / ".git").exists() or shutil.which("git") is None:
         return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -100,7 +108,9 @@ def environment(device: str) -> dict[str, Any]:
             info["driver"] = None
             info["clocks_at_start"] = f"NVML unavailable: {err}"
     else:
-        info.update(gpu_name=None, gpu_count=0, driver=None, gpu_uuid=None, cpu_model=platform.processor() or None)
+        info.update(
+            gpu_name=None, gpu_count=0, driver=None, gpu_uuid=None, cpu_model=platform.processor() or None
+        )
     return info
 
 

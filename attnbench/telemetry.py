@@ -110,12 +110,14 @@ class TelemetrySampler:
         h = self._h
         while not self._stop.is_set():
             try:
-                self.samples.append({
-                    "sm": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                    "mem": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
-                    "power": pynvml.nvmlDeviceGetPowerUsage(h) / 1000,
-                    "temp": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
-                })
+                self.samples.append(
+                    {
+                        "sm": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                        "mem": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+                        "power": pynvml.nvmlDeviceGetPowerUsage(h) / 1000,
+                        "temp": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+                    }
+                )
                 self.reasons |= pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
             except Exception as err:  # noqa: BLE001
                 self.error = str(err)

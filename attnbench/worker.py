@@ -46,7 +46,11 @@ class CaseRunner:
         from attnbench.point import base_row, cuda_poisoned, describe_error, failed, run_point
 
         try:
-            base = self._base if self._base is not None and self._base.case == task.case.without_paging() else None
+            base = (
+                self._base
+                if self._base is not None and self._base.case == task.case.without_paging()
+                else None
+            )
             inputs = build_inputs(task.case, self.device, base=base)
             if not task.case.paged:
                 self._base = inputs
@@ -74,8 +78,9 @@ def _release(device) -> None:
 # ---- the child process ---------------------------------------------------------------------
 
 
-def _child_main(conn, device: str, policy: TimingPolicy, calibration: dict[str, Any] | None,
-                env: dict[str, str]) -> None:
+def _child_main(
+    conn, device: str, policy: TimingPolicy, calibration: dict[str, Any] | None, env: dict[str, str]
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     os.environ.update(env)
     try:
@@ -113,7 +118,9 @@ class ProcessExecutor:
     def start(self) -> dict[str, Any]:
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(
-            target=_child_main, args=(child, self.device, self.policy, self.calibration, self.env), daemon=True
+            target=_child_main,
+            args=(child, self.device, self.policy, self.calibration, self.env),
+            daemon=True,
         )
         self._proc.start()
         child.close()
@@ -144,7 +151,9 @@ class ProcessExecutor:
         self._proc.join(timeout=1)
         return self._proc.exitcode
 
-    def run(self, task: Task, on_start: Callable[[str], None], make_failed: Callable[[str, str], Row]) -> Iterator[Row]:
+    def run(
+        self, task: Task, on_start: Callable[[str], None], make_failed: Callable[[str, str], Row]
+    ) -> Iterator[Row]:
         remaining = list(task.backends)
         while remaining:
             if self._proc is None or not self._proc.is_alive():
@@ -156,7 +165,9 @@ class ProcessExecutor:
                 msg = self._recv(self.policy.point_timeout_s)
                 if msg is None:
                     victim = current or remaining[0]
-                    yield make_failed(victim, f"timed out after {self.policy.point_timeout_s:g} s (worker replaced)")
+                    yield make_failed(
+                        victim, f"timed out after {self.policy.point_timeout_s:g} s (worker replaced)"
+                    )
                     remaining.remove(victim)
                     self.kill()
                     break
@@ -211,7 +222,9 @@ class LocalExecutor:
         self.calibration = self._runner.calibration
         return self.calibration
 
-    def run(self, task: Task, on_start: Callable[[str], None], make_failed: Callable[[str, str], Row]) -> Iterator[Row]:
+    def run(
+        self, task: Task, on_start: Callable[[str], None], make_failed: Callable[[str, str], Row]
+    ) -> Iterator[Row]:
         if self._runner is None:
             self.start()
         yield from self._runner.run(task, on_start)

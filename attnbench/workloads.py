@@ -90,7 +90,9 @@ class LengthMix:
         else:  # dataset presets
             from attnbench import length_dists
 
-            sampler = length_dists.sharegpt_lengths if self.dist == "sharegpt" else length_dists.alpaca_lengths
+            sampler = (
+                length_dists.sharegpt_lengths if self.dist == "sharegpt" else length_dists.alpaca_lengths
+            )
             prompt, output = sampler(batch, rng)
             prompt = np.asarray(prompt)
             output = np.asarray(output)
@@ -116,7 +118,9 @@ def parse_mix(spec: Any) -> LengthMix:
         allowed = _PARAMS[dist]
         unknown = set(d) - set(allowed)
         if unknown:
-            raise MixError(f"unknown key {sorted(unknown)[0]!r} for dist {dist}; allowed: {', '.join(allowed)}")
+            raise MixError(
+                f"unknown key {sorted(unknown)[0]!r} for dist {dist}; allowed: {', '.join(allowed)}"
+            )
         missing = _REQUIRED[dist] - set(d)
         if missing:
             raise MixError(f"dist {dist} needs {', '.join(sorted(missing))}")
@@ -155,7 +159,7 @@ def _check_ranges(mix: LengthMix) -> None:
 
 
 def _parse_mix_string(text: str) -> LengthMix:
-    """'fixed:512', 'uniform:64-2048', 'bimodal:128-4096:0.25', 'sharegpt', 'alpaca', 'lognormal:1024:0.8:8192'."""
+    """'fixed:512', 'uniform:64-2048', 'bimodal:128-4096:0.25', 'sharegpt', 'lognormal:1024:0.8:8192'..."""
     head, _, rest = text.strip().partition(":")
     try:
         if head == "fixed":
@@ -166,10 +170,14 @@ def _parse_mix_string(text: str) -> LengthMix:
         if head == "bimodal":
             pair, p_long = rest.split(":")
             short, long = pair.split("-")
-            return parse_mix({"dist": "bimodal", "short": int(short), "long": int(long), "p_long": float(p_long)})
+            return parse_mix(
+                {"dist": "bimodal", "short": int(short), "long": int(long), "p_long": float(p_long)}
+            )
         if head == "lognormal":
             mean, sigma, mx = rest.split(":")
-            return parse_mix({"dist": "lognormal", "mean": float(mean), "sigma": float(sigma), "max": int(mx)})
+            return parse_mix(
+                {"dist": "lognormal", "mean": float(mean), "sigma": float(sigma), "max": int(mx)}
+            )
         if head in ("sharegpt", "alpaca"):
             return parse_mix({"dist": head, **({"max": int(rest)} if rest else {})})
     except ValueError as err:

@@ -40,8 +40,10 @@ def test_dry_run_prints_plan_and_count(tmp_path):
 
 def test_bad_config_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nworkloads:\n  - phase: prefill\n    lengths: [fixed:8]\n    q_heads: [2]\n"
-                   "    kv_heads: [2]\n    head_dim: [sixteen]\n")
+    bad.write_text(
+        "name: x\nworkloads:\n  - phase: prefill\n    lengths: [fixed:8]\n    q_heads: [2]\n"
+        "    kv_heads: [2]\n    head_dim: [sixteen]\n"
+    )
     result = runner.invoke(app, ["sweep", str(bad), "--dry-run"])
     assert result.exit_code == 2
     assert "head_dim: bad value 'sixteen'" in result.output
@@ -66,9 +68,28 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_run_json_one_object_per_backend():
-    result = invoke("run", "--backend", "naive", "--backend", "sdpa-math", "--backend", "sdpa-flash",
-                    "--seqlen", "17,40", "--q-heads", "4", "--kv-heads", "2", "--head-dim", "32",
-                    "--dtype", "fp32", "--device", "cpu", "--json")
+    result = invoke(
+        "run",
+        "--backend",
+        "naive",
+        "--backend",
+        "sdpa-math",
+        "--backend",
+        "sdpa-flash",
+        "--seqlen",
+        "17,40",
+        "--q-heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--head-dim",
+        "32",
+        "--dtype",
+        "fp32",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines()]
     assert [r["backend"] for r in rows] == ["naive", "sdpa-math", "sdpa-flash"]
@@ -76,11 +97,32 @@ def test_run_json_one_object_per_backend():
 
 
 def test_run_decode_paged_naive():
-    result = invoke("run", "--backend", "naive", "--phase", "decode", "--kv-len", "1,17,129", "--q-heads", "4",
-                    "--kv-heads", "1", "--head-dim", "16", "--dtype", "fp32", "--block-size", "8", "--device",
-                    "cpu", "--json")
+    result = invoke(
+        "run",
+        "--backend",
+        "naive",
+        "--phase",
+        "decode",
+        "--kv-len",
+        "1,17,129",
+        "--q-heads",
+        "4",
+        "--kv-heads",
+        "1",
+        "--head-dim",
+        "16",
+        "--dtype",
+        "fp32",
+        "--block-size",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    )
     row = json.loads(result.output.strip().splitlines()[0])
-    assert row["status"] == "ok" and row["block_size"] == 8 and row["kv_bytes_allocated"] >= row["kv_bytes_used"]
+    assert (
+        row["status"] == "ok" and row["block_size"] == 8 and row["kv_bytes_allocated"] >= row["kv_bytes_used"]
+    )
 
 
 def test_resume_refuses_another_config(tmp_path):

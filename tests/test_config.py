@@ -31,13 +31,19 @@ def test_expands_cartesian_product():
 
 
 def test_block_sizes_add_paged_variants_sharing_lengths():
-    text = BASE.replace("causal: [true, false]", "causal: [true]\n    block_size: [8, 16]\n"
-                        "    kv_layout: [shuffled, contiguous]")
+    text = BASE.replace(
+        "causal: [true, false]",
+        "causal: [true]\n    block_size: [8, 16]\n    kv_layout: [shuffled, contiguous]",
+    )
     cases = expand_workload(parse_config(text, "t.yaml").workloads[0], 0)
     paged = [c for c in cases if c.paged]
     assert len(cases) == 2 * (1 + 4)
-    assert {(c.block_size, c.kv_layout) for c in paged} == {(8, "shuffled"), (8, "contiguous"),
-                                                           (16, "shuffled"), (16, "contiguous")}
+    assert {(c.block_size, c.kv_layout) for c in paged} == {
+        (8, "shuffled"),
+        (8, "contiguous"),
+        (16, "shuffled"),
+        (16, "contiguous"),
+    }
     assert all(c.without_paging() in cases for c in paged)
 
 

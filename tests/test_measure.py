@@ -41,8 +41,15 @@ def test_host_timer_stops_with_a_reason_and_keeps_raw_samples():
 
 
 def test_time_cap_is_respected():
-    policy = TimingPolicy(warmup_ms=0, min_warmup_calls=1, min_samples=1000, max_samples=10_000,
-                          target_rel_ci=1e-9, max_time_s=0.2, l2_flush=False)
+    policy = TimingPolicy(
+        warmup_ms=0,
+        min_warmup_calls=1,
+        min_samples=1000,
+        max_samples=10_000,
+        target_rel_ci=1e-9,
+        max_time_s=0.2,
+        l2_flush=False,
+    )
     start = time.perf_counter()
     t = time_callable(lambda: time.sleep(0.001), torch.device("cpu"), policy)
     assert t.stop_reason == "time-cap"

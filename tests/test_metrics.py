@@ -7,7 +7,9 @@ from attnbench.metrics import achieved, attended_pairs, flops, min_hbm_bytes, pa
 
 
 def case(q, k, causal=True, hq=2, hkv=1, d=8, dtype="fp16", bs=None):
-    return Case("t", "prefill" if q == k else "mixed", tuple(q), tuple(k), hq, hkv, d, dtype, causal, block_size=bs)
+    return Case(
+        "t", "prefill" if q == k else "mixed", tuple(q), tuple(k), hq, hkv, d, dtype, causal, block_size=bs
+    )
 
 
 def test_pairs_full_and_causal_square():

@@ -48,7 +48,9 @@ def sweep(tmp_path, backends, isolate=False, progress=None, resume=False, timing
     cfg = parse_config(text, "t.yaml")
     plan = build_plan(cfg, "cpu", backends)
     run = run or RunDir(tmp_path / "run")
-    return run_sweep(cfg, plan, run, "cpu", environment("cpu"), progress, isolate=isolate, resume=resume), plan
+    return run_sweep(
+        cfg, plan, run, "cpu", environment("cpu"), progress, isolate=isolate, resume=resume
+    ), plan
 
 
 def test_rows_for_every_point_with_positive_latencies(tmp_path):
@@ -79,8 +81,11 @@ def test_crashing_and_hanging_points_fail_in_a_child_and_the_rest_run(tmp_path):
     cfg_backends = ["test-crash", "test-hang", "test-good"]
     text = CONFIG.replace("{max_time_s: 0.05, point_timeout_s: 20}", timing)
     # one case only, to keep the child restarts few
-    text = text.split("  - name: d")[0].replace('["fixed:16", "uniform:3-40"]', '["fixed:16"]').replace(
-        "causal: [true, false]", "causal: [true]")
+    text = (
+        text.split("  - name: d")[0]
+        .replace('["fixed:16", "uniform:3-40"]', '["fixed:16"]')
+        .replace("causal: [true, false]", "causal: [true]")
+    )
     cfg = parse_config(text, "t.yaml")
     plan = build_plan(cfg, "cpu", cfg_backends)
     run = RunDir(tmp_path / "iso")

@@ -11,8 +11,18 @@ def test_string_and_mapping_forms_agree():
     assert parse_mix(512) == parse_mix("fixed:512")
 
 
-@pytest.mark.parametrize("spec", ["fixed:100", "uniform:1-1000", "lognormal:800:0.9:4096", "bimodal:64-2048:0.3",
-                                  {"dist": "list", "lens": [1, 17, 129, 1000]}, "sharegpt", "alpaca:1024"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "fixed:100",
+        "uniform:1-1000",
+        "lognormal:800:0.9:4096",
+        "bimodal:64-2048:0.3",
+        {"dist": "list", "lens": [1, 17, 129, 1000]},
+        "sharegpt",
+        "alpaca:1024",
+    ],
+)
 def test_seeded_and_in_range(spec):
     mix = parse_mix(spec)
     a = draw_lengths(mix, 64, seed=3, phase="prefill")
@@ -48,13 +58,16 @@ def test_dataset_presets_differ_in_scale():
     assert np.mean(decode) > np.mean(sharegpt)  # contexts include generated tokens
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("gauss:1", "unknown length mix"),
-    ({"dist": "uniform", "min": 3}, "needs max"),
-    ({"dist": "fixed", "len": 0}, ">= 1"),
-    ({"dist": "bimodal", "short": 1, "long": 2, "p_long": 2.0}, "within [0, 1]"),
-    ({"dist": "fixed", "len": 4, "colour": 1}, "unknown key 'colour'"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("gauss:1", "unknown length mix"),
+        ({"dist": "uniform", "min": 3}, "needs max"),
+        ({"dist": "fixed", "len": 0}, ">= 1"),
+        ({"dist": "bimodal", "short": 1, "long": 2, "p_long": 2.0}, "within [0, 1]"),
+        ({"dist": "fixed", "len": 4, "colour": 1}, "unknown key 'colour'"),
+    ],
+)
 def test_bad_specs(spec, needle):
     with pytest.raises(MixError, match=None) as info:
         parse_mix(spec)

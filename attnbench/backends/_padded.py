@@ -44,7 +44,7 @@ def keep_mask(case: Case, device: torch.device) -> torch.Tensor:
     qi = torch.arange(mq, device=device)[:, None]
     kj = torch.arange(mk, device=device)[None, :]
     masks = []
-    for nq, nk in zip(case.q_lens, case.kv_lens):
+    for nq, nk in zip(case.q_lens, case.kv_lens, strict=True):
         m = kj < nk
         if case.causal:
             m = m & (kj <= nk - nq + qi)

@@ -41,10 +41,16 @@ class SdpaBackend(Backend):
 
     def supports(self, case: Case) -> tuple[bool, str]:
         if case.dtype not in self.dtypes:
-            return False, f"dtype {case.dtype} not supported by SDPA {self.sdpa_backend}; allowed: {', '.join(self.dtypes)}"
+            return (
+                False,
+                f"dtype {case.dtype} not supported by SDPA {self.sdpa_backend}; "
+                f"allowed: {', '.join(self.dtypes)}",
+            )
         if not uniform(case) and not self.takes_mask:
-            return False, (f"variable lengths need a mask, which SDPA {self.sdpa_backend} does not take "
-                           "(padding without a mask would be wrong)")
+            return False, (
+                f"variable lengths need a mask, which SDPA {self.sdpa_backend} does not take "
+                "(padding without a mask would be wrong)"
+            )
         return True, ""
 
     def _mode(self, case: Case):
@@ -56,7 +62,11 @@ class SdpaBackend(Backend):
                 return True, None, "dense-causal"
             from torch.nn.attention.bias import causal_lower_right
 
-            return False, lambda device: causal_lower_right(case.max_q, case.max_kv), "dense-causal-lower-right"
+            return (
+                False,
+                lambda device: causal_lower_right(case.max_q, case.max_kv),
+                "dense-causal-lower-right",
+            )
         return False, lambda device: keep_mask(case, device), "padded-masked"
 
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:

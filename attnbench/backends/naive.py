@@ -36,7 +36,9 @@ class Naive(Backend):
         if case.paged:  # gathered K/V span whole blocks: mask the tail of the last block too
             nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size
             keep = torch.nn.functional.pad(keep, (0, nk_padded - case.max_kv), value=False)
-        bias = torch.zeros(keep.shape, dtype=torch.float32, device=q.device).masked_fill_(~keep, float("-inf"))
+        bias = torch.zeros(keep.shape, dtype=torch.float32, device=q.device).masked_fill_(
+            ~keep, float("-inf")
+        )
         group = case.gqa_ratio
         scale = case.softmax_scale
 

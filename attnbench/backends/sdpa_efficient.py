@@ -1,4 +1,4 @@
-"""sdpa-efficient: torch.nn.functional.scaled_dot_product_attention pinned to SDPBackend.EFFICIENT_ATTENTION."""
+"""sdpa-efficient: scaled_dot_product_attention pinned to SDPBackend.EFFICIENT_ATTENTION."""
 
 from __future__ import annotations
 
