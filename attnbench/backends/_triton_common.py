@@ -1,0 +1,61 @@
+"""What the two Triton backends share: availability (GPU or interpreter) and case limits."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from attnbench.case import Case
+
+MAX_HEAD_DIM = 256
+
+
+def triton_available(device: str) -> tuple[bool, str]:
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton is not installed (pip install triton)"
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if device == "cpu":
+        if not interpret:
+            return False, "on cpu the Triton kernels run only through the interpreter: " \
+                "set TRITON_INTERPRET=1"
+        if compiled_triton_loaded():
+            return False, "TRITON_INTERPRET=1 was set after triton was imported: set it before starting"
+        return True, ""
+    if interpret:
+        return False, "TRITON_INTERPRET=1 is set: the kernels would be interpreted, unset it for GPU runs"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, "no CUDA device visible"
+    major, minor = torch.cuda.get_device_capability()
+    if major < 8:
+        return False, f"needs compute capability 8.0+ (bf16 tensor cores), device has {major}.{minor}"
+    return True, ""
+
+
+def compiled_triton_loaded() -> bool:
+    """triton.language imported without the interpreter: its @jit helpers cannot be interpreted later."""
+    lang = sys.modules.get("triton.language")
+    return lang is not None and type(lang.zeros).__name__ != "InterpretedFunction"
+
+
+def common_limits(case: Case) -> tuple[bool, str]:
+    if case.dtype == "fp32":
+        return False, "fp32 inputs not supported: the kernels feed fp16/bf16 tensor cores (use bf16 or fp16)"
+    if case.head_dim % 16 or case.head_dim > MAX_HEAD_DIM:
+        return False, f"head_dim {case.head_dim} not supported: needs a multiple of 16, <= {MAX_HEAD_DIM}"
+    return True, ""
+
+
+def kernels_module(name: str):
+    """The kernel module (flash_fwd | paged_attn), interpreted or compiled to match TRITON_INTERPRET."""
+    from attnbench.paths import import_kernels
+
+    import_kernels()
+    triton_pkg = importlib.import_module("attnbench_kernels.triton")
+    return triton_pkg.load(name)
+
+
+def device_info(device_type: str) -> dict[str, object]:
+    return {"interpreted": True} if device_type == "cpu" else {}

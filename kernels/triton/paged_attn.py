@@ -1,0 +1,345 @@
+"""Paged attention in Triton: decode and chunked prefill over a block-table KV cache.
+
+Layout: q (total_q, Hq, D) packed by cu_seqlens_q (B + 1); k_cache / v_cache (num_blocks, block_size,
+Hkv, D); block_tables int32 (B, max_blocks) (logical block j of sequence b lives in physical block
+block_tables[b, j]); kv_lens int32 (B,). Sequence b's q_len queries are its last tokens: with causal
+masking, query i sees keys 0 .. kv_len - q_len + i (decode: q_len = 1 sees everything).
+
+One program owns one KV head of one sequence, a tile of BLOCK_Q query tokens, and one KV split:
+- GQA packing: the GROUP query heads of the KV head are rows of the same tile (row = token * GROUP_PAD
+  + head-in-group), so every K/V tile loaded from HBM serves all of them through one tl.dot (M = the
+  packed rows, padded to 16 for the tensor cores);
+- keys are streamed BLOCK_N tokens at a time; each token's physical slot comes from the block table
+  (any block size: tokens // block_size picks the table entry); when the block size is a multiple of
+  BLOCK_N a tile lies inside one block and needs a single table read;
+- split-KV: with few (sequence, KV head) pairs for the SM count, each pair's context is cut into
+  num_splits chunks processed by separate programs that write a normalised partial output and its
+  log-sum-exp; a reduce kernel merges them (weights 2^(lse_s - max lse)). The split count follows
+  FlashInfer/FA2-style reasoning: fill the machine's resident-program slots in one wave, never cut a
+  context into chunks so short that the reduce step dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from .tuning import LaunchConfig, Tuner, length_bucket, next_pow2
+
+MIN_SPLIT_TOKENS = 512  # a split streams at least this many keys, else the reduce step is not worth it
+SPLIT_ALIGN = 128  # chunk lengths are multiples of the largest BLOCK_N
+
+
+@triton.jit
+def _paged_kv_tile(
+    KC, VC, seq_table, n, kv_len, kv_head,
+    stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, KV_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASK_N: tl.constexpr,
+):
+    """K^T (BLOCK_D x BLOCK_N) and V (BLOCK_N x BLOCK_D) for logical tokens n .. n + BLOCK_N."""
+    tok = n + offs_n
+    if KV_BLOCK % BLOCK_N == 0:
+        # The whole tile sits in one block: one table entry, contiguous slots.
+        blk = tl.load(seq_table + n // KV_BLOCK).to(tl.int64)
+        slot = (n % KV_BLOCK) + offs_n
+        k_off = blk * stride_kb + slot * stride_ks
+        v_off = blk * stride_vb + slot * stride_vs
+    else:
+        if MASK_N:
+            blk = tl.load(seq_table + tok // KV_BLOCK, mask=tok < kv_len, other=0).to(tl.int64)
+        else:
+            blk = tl.load(seq_table + tok // KV_BLOCK).to(tl.int64)
+        slot = tok % KV_BLOCK
+        k_off = blk * stride_kb + slot * stride_ks
+        v_off = blk * stride_vb + slot * stride_vs
+    k_ptrs = KC + kv_head * stride_kh + k_off[None, :] + offs_d[:, None]
+    v_ptrs = VC + kv_head * stride_vh + v_off[:, None] + offs_d[None, :]
+    if MASK_N or BLOCK_D != HEAD_DIM:
+        # Slots past kv_len may hold anything (stale tokens, NaN): never let them in.
+        n_ok = tok < kv_len
+        d_ok = offs_d < HEAD_DIM
+        kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+    else:
+        kt = tl.load(k_ptrs)
+        v = tl.load(v_ptrs)
+    return kt, v
+
+
+@triton.jit
+def _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, MASKED: tl.constexpr):
+    qk = tl.dot(q, kt)
+    if MASKED:
+        qk = tl.where(mask, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    # Rows that have seen no key yet keep m = -inf; shift by 0 for them so exp2 gives 0, not NaN.
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk * qk_scale - m_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def paged_attn_kernel(
+    Q, KC, VC, Out, TABLES, KV_LENS, cu_q, PART_O, PART_LSE, sm_scale,
+    stride_qt, stride_qh, stride_ot, stride_oh,
+    stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_tb,
+    stride_pos, stride_pot, stride_poh, stride_pls, stride_plt,
+    chunk, num_splits,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    KV_BLOCK: tl.constexpr, CAUSAL: tl.constexpr, SPLIT: tl.constexpr,
+    BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    seq = tl.program_id(0)
+    q_tile = tl.program_id(1)
+    kv_head = tl.program_id(2) // num_splits
+    split = tl.program_id(2) % num_splits
+    split64 = split.to(tl.int64)  # partial buffers can pass 2^31 elements
+    q_start = tl.load(cu_q + seq)
+    q_len = tl.load(cu_q + seq + 1) - q_start
+    q0 = q_tile * BLOCK_Q
+    if q0 >= q_len:
+        return
+    kv_len = tl.load(KV_LENS + seq)
+
+    rows = tl.arange(0, BLOCK_M)
+    qi = rows // GROUP_PAD  # query token within the tile
+    g = rows % GROUP_PAD  # query head within the KV head's group
+    row_ok = (qi < BLOCK_Q) & (g < GROUP) & (q0 + qi < q_len)
+    head = kv_head * GROUP + g
+    tok = (q_start + q0 + qi).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    d_ok = offs_d < HEAD_DIM
+    io_mask = row_ok[:, None] & d_ok[None, :]
+    q = tl.load(Q + tok[:, None] * stride_qt + head[:, None] * stride_qh + offs_d[None, :],
+                mask=io_mask, other=0.0)
+
+    # Keys [lo, full) are seen by every row of the tile, [full, hi) need the mask.
+    if CAUSAL:
+        diag = kv_len - q_len  # token i of the chunk sees keys <= diag + i
+        hi = tl.minimum(kv_len, diag + q0 + BLOCK_Q)
+        full = tl.maximum(tl.minimum(kv_len, diag + q0 + 1), 0)
+    else:
+        diag = kv_len
+        hi = kv_len
+        full = kv_len
+    lo = split * chunk
+    hi = tl.minimum(hi, lo + chunk)
+    full = tl.maximum(lo, (tl.minimum(full, hi) // BLOCK_N) * BLOCK_N)
+
+    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    seq_table = TABLES + seq.to(tl.int64) * stride_tb
+
+    for n in tl.range(lo, full, BLOCK_N):
+        n = tl.multiple_of(n, BLOCK_N)
+        kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                               stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                               HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
+        acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
+
+    for n in tl.range(full, hi, BLOCK_N):
+        n = tl.multiple_of(n, BLOCK_N)
+        kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                               stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                               HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+        cols = n + offs_n
+        mask = cols[None, :] < kv_len
+        if CAUSAL:
+            mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])
+        acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
+
+    l_safe = tl.where(l_i > 0, l_i, 1.0)  # an empty split (context shorter than its start) has l = 0
+    out = acc / l_safe[:, None]
+    if not SPLIT:
+        tl.store(Out + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
+                 out.to(Out.dtype.element_ty), mask=io_mask)
+    else:
+        lse = tl.where(l_i > 0, m_i + tl.math.log2(l_safe), float("-inf"))  # log2 units
+        po = PART_O + split64 * stride_pos + tok[:, None] * stride_pot + head[:, None] * stride_poh
+        tl.store(po + offs_d[None, :], out, mask=io_mask)
+        tl.store(PART_LSE + split64 * stride_pls + tok * stride_plt + head, lse, mask=row_ok)
+
+
+@triton.jit
+def split_reduce_kernel(
+    PART_O, PART_LSE, Out, stride_pos, stride_pot, stride_poh, stride_pls, stride_plt, stride_ot, stride_oh,
+    num_splits, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """O[t, h] = sum_s w_s * O_s[t, h] / sum_s w_s with w_s = 2^(lse_s - max_s lse_s)."""
+    tok = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    offs_s = tl.arange(0, SPLITS_PAD)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < num_splits
+    offs_s64 = offs_s.to(tl.int64)
+    lse = tl.load(PART_LSE + offs_s64 * stride_pls + tok * stride_plt + head, mask=s_ok, other=float("-inf"))
+    lse_max = tl.max(lse, 0)
+    w = tl.math.exp2(lse - lse_max)
+    po = PART_O + offs_s64[:, None] * stride_pos + tok * stride_pot + head * stride_poh + offs_d[None, :]
+    d_ok = offs_d < HEAD_DIM
+    parts = tl.load(po, mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    out = tl.sum(parts * w[:, None], 0) / tl.sum(w, 0)
+    tl.store(Out + tok * stride_ot + head * stride_oh + offs_d, out.to(Out.dtype.element_ty), mask=d_ok)
+
+
+# ---- host side -----------------------------------------------------------------------------------
+def choose_num_splits(programs: int, max_kv: int, num_sms: int, programs_per_sm: int = 2) -> int:
+    """KV splits so that programs * splits fills the resident slots (num_sms * programs_per_sm) once.
+
+    No split once the unsplit grid already fills the slots; otherwise the largest split count that
+    still fits one wave (a second, partial wave would cost a whole extra wave of time), capped so
+    each split streams at least MIN_SPLIT_TOKENS keys.
+    """
+    slots = num_sms * programs_per_sm
+    if programs >= slots:
+        return 1
+    splits = max(1, slots // programs)
+    splits = min(splits, max(1, max_kv // MIN_SPLIT_TOKENS))
+    chunk = split_chunk(max_kv, splits)
+    return triton.cdiv(max_kv, chunk)
+
+
+def split_chunk(max_kv: int, splits: int) -> int:
+    return triton.cdiv(triton.cdiv(max_kv, splits), SPLIT_ALIGN) * SPLIT_ALIGN
+
+
+def paged_candidates(
+    head_dim: int, group: int, max_q: int, on_gpu: bool, kv_block: int = 16
+) -> list[LaunchConfig]:
+    group_pad = next_pow2(group)
+    if max_q == 1:
+        block_q = 1
+    else:
+        block_q = max(1, min(next_pow2(max_q), (64 if on_gpu else 16) // group_pad))
+
+    def cfg(bn: int, w: int, s: int) -> LaunchConfig:
+        return LaunchConfig.of(w, s, BLOCK_Q=block_q, BLOCK_M=max(16, block_q * group_pad), BLOCK_N=bn)
+
+    if not on_gpu:
+        return [cfg(16, 4, 1)]
+    if next_pow2(head_dim) <= 128:
+        cands = [cfg(64, 4, 3), cfg(64, 4, 4), cfg(128, 4, 3), cfg(32, 4, 4)]
+    else:
+        cands = [cfg(32, 4, 3), cfg(64, 4, 2), cfg(64, 8, 3), cfg(32, 4, 4)]
+    if 16 <= kv_block <= 64 and kv_block == next_pow2(kv_block):
+        # One block per tile: a single table read per tile, at the price of shorter tiles.
+        cands.append(cfg(kv_block, 4, 6 if kv_block <= 32 else 4))
+    return list(dict.fromkeys(cands))
+
+
+_TUNER = Tuner("paged_attn")
+
+
+def paged_attention_runner(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    kv_lens: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    max_q: int,
+    max_kv: int,
+    causal: bool = True,
+    sm_scale: float | None = None,
+    num_splits: int | None = None,
+    out: torch.Tensor | None = None,
+    workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
+    config: LaunchConfig | None = None,
+) -> tuple[Callable[[], None], torch.Tensor, LaunchConfig, int]:
+    """Tune (first call per shape class) and return (launch, out, config, splits used).
+
+    `launch()` runs the attention (and the split reduce) with every argument bound in advance.
+    num_splits: None picks from the SM count on a GPU (1 on a CPU). workspace: preallocated
+    (partial O float32 (S, total_q, Hq, D), partial LSE float32 (S, total_q, Hq)) for S > 1.
+    """
+    total_q, hq, d = q.shape
+    _, kv_block, hkv, _ = k_cache.shape
+    if hq % hkv:
+        raise ValueError(f"query heads {hq} not a multiple of kv heads {hkv}")
+    if d % 16 or d > 256:
+        raise ValueError(f"head dim {d} must be a multiple of 16 and at most 256")
+    batch = kv_lens.numel()
+    group = hq // hkv
+    sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
+    on_gpu = q.device.type == "cuda"
+    out = torch.empty_like(q) if out is None else out
+    candidates = paged_candidates(d, group, max_q, on_gpu, kv_block)
+    if num_splits is None:
+        if on_gpu:
+            sms = torch.cuda.get_device_properties(q.device).multi_processor_count
+            q_tiles = triton.cdiv(max_q, candidates[0]["BLOCK_Q"])
+            num_splits = choose_num_splits(batch * q_tiles * hkv, max_kv, sms)
+        else:
+            num_splits = 1
+    num_splits = max(1, min(num_splits, triton.cdiv(max_kv, SPLIT_ALIGN)))
+    split = num_splits > 1
+    chunk = split_chunk(max_kv, num_splits) if split else max(1, max_kv)
+    if split:
+        part_o, part_lse = workspace if workspace is not None else split_workspace(q, num_splits)
+        p_strides = (*part_o.stride()[:3], *part_lse.stride()[:2])
+    else:
+        part_o, part_lse = out, out  # unused by the one-pass kernel
+        p_strides = (0, 0, 0, 0, 0)
+
+    def bind(cfg: LaunchConfig) -> Callable[[], None]:
+        kernel = paged_attn_kernel[(batch, triton.cdiv(max_q, cfg["BLOCK_Q"]), hkv * num_splits)]
+        args = (q, k_cache, v_cache, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
+                q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+                k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+                v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
+                *p_strides, chunk, num_splits)
+        kwargs = dict(GROUP=group, GROUP_PAD=next_pow2(group), HEAD_DIM=d, BLOCK_D=next_pow2(d),
+                      KV_BLOCK=kv_block, CAUSAL=causal, SPLIT=split, BLOCK_Q=cfg["BLOCK_Q"],
+                      BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg.num_warps,
+                      num_stages=cfg.num_stages)
+        if not split:
+            return lambda: kernel(*args, **kwargs)
+        reduce = split_reduce_kernel[(total_q, hq)]
+        r_args = (part_o, part_lse, out, *p_strides, out.stride(0), out.stride(1), num_splits)
+        r_kwargs = dict(SPLITS_PAD=max(2, next_pow2(num_splits)), HEAD_DIM=d, BLOCK_D=next_pow2(d),
+                        num_warps=4 if d >= 128 else 2)
+
+        def launch() -> None:
+            kernel(*args, **kwargs)
+            reduce(*r_args, **r_kwargs)
+
+        return launch
+
+    if config is None:
+        key = (d, kv_block, group, max_q == 1, causal, length_bucket(max_q), length_bucket(max_kv),
+               num_splits, q.dtype, str(q.device))
+        config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu)
+    return bind(config), out, config, num_splits
+
+
+def paged_attention(*args, **kwargs) -> tuple[torch.Tensor, LaunchConfig, int]:
+    """Attention of packed q against the paged cache. Returns (out, config used, splits used).
+
+    Same arguments as paged_attention_runner; runs the attention once.
+    """
+    launch, out, config, splits = paged_attention_runner(*args, **kwargs)
+    launch()
+    return out, config, splits
+
+
+def split_workspace(q: torch.Tensor, num_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    total_q, hq, d = q.shape
+    part_o = torch.empty((num_splits, total_q, hq, d), dtype=torch.float32, device=q.device)
+    part_lse = torch.empty((num_splits, total_q, hq), dtype=torch.float32, device=q.device)
+    return part_o, part_lse
+
+
+# Whether @triton.jit produced interpreter functions (TRITON_INTERPRET=1 at import); see load().
+INTERPRETED = type(paged_attn_kernel).__name__ == "InterpretedFunction"

@@ -1,0 +1,278 @@
+"""Triton flash and paged attention against the float64 reference, through Triton's interpreter.
+
+Every test draws fresh random inputs (never zeros) and poisons the output buffer with NaN first, so an
+element the kernel forgot to write fails the comparison. Shapes are small: the interpreter runs the
+kernels element by element on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnbench.backends import get_backend
+from attnbench.case import Case
+from attnbench.inputs import build_inputs, cumulative, reference_attention
+
+TOL = {"fp16": 3e-3, "bf16": 1.5e-2}  # relative L2 error; the interpreter truncates to bf16 (no RNE)
+
+
+def compiled_triton_loaded() -> bool:
+    """True once triton.language was imported without the interpreter: its own @jit helpers (tl.zeros,
+    ...) are then compiled-only, and kernels cannot run on CPU tensors in this process any more."""
+    lang = sys.modules.get("triton.language")
+    return lang is not None and type(lang.zeros).__name__ != "InterpretedFunction"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _interpret():
+    """Run this module's kernels through the interpreter, restoring the environment afterwards."""
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = old
+
+
+@pytest.fixture(autouse=True)
+def _needs_fresh_triton(request):
+    if request.node.name != "test_module_in_fresh_process" and compiled_triton_loaded():
+        pytest.skip("triton was imported compiled earlier in this session; test_module_in_fresh_process "
+                    "runs this module in a new process instead")
+
+
+def test_module_in_fresh_process():
+    """When another test imported triton first, rerun this whole module where the interpreter can work."""
+    if not compiled_triton_loaded():
+        pytest.skip("this process can interpret: the tests above ran here")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__], cwd=root,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+def kernels(name: str):
+    from attnbench.backends._triton_common import kernels_module
+
+    return kernels_module(name)
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    assert torch.isfinite(out).all(), "output has NaN/inf (unwritten or poisoned elements leaked in)"
+    return ((out.float() - ref).norm() / ref.norm()).item()
+
+
+def run_flash(case: Case, **kw) -> tuple[float, torch.Tensor]:
+    inp = build_inputs(case, "cpu")
+    mod = kernels("flash_fwd")
+    out = torch.full_like(inp.q, float("nan"))
+    lse = torch.full((case.num_q_heads, case.total_q), float("nan"))
+    mod.flash_attn_varlen_fwd(inp.q, inp.k, inp.v, inp.cu_seqlens_q, inp.cu_seqlens_k, case.max_q,
+                              case.causal, case.softmax_scale, out=out, lse=lse, **kw)
+    return rel_err(out, inp.reference), lse
+
+
+def run_paged(case: Case, num_splits: int = 1, poison_cache: bool = True, **kw) -> float:
+    inp = build_inputs(case, "cpu")
+    paged = inp.paged
+    assert paged is not None
+    if poison_cache:
+        poison_unused_slots(paged.k_cache, paged.v_cache, paged.block_tables, case.kv_lens, case.block_size)
+    mod = kernels("paged_attn")
+    out = torch.full_like(inp.q, float("nan"))
+    _, _, used = mod.paged_attention(inp.q, paged.k_cache, paged.v_cache, paged.block_tables, paged.kv_lens,
+                                     inp.cu_seqlens_q, case.max_q, case.max_kv, case.causal,
+                                     case.softmax_scale, num_splits=num_splits, out=out, **kw)
+    assert used == num_splits
+    return rel_err(out, inp.reference)
+
+
+def poison_unused_slots(k_cache, v_cache, tables, kv_lens, bs) -> None:
+    """NaN in every cache slot no sequence owns: a kernel that reads past kv_len then fails."""
+    owned = torch.zeros(k_cache.shape[:2], dtype=torch.bool)
+    for b, n in enumerate(kv_lens):
+        for t in range(n):
+            owned[tables[b, t // bs], t % bs] = True
+    k_cache[~owned] = float("nan")
+    v_cache[~owned] = float("nan")
+
+
+def case(phase="prefill", q=(17,), kv=None, hq=4, hkv=2, d=64, dtype="bf16", causal=True, bs=None,
+         layout="shuffled", seed=0) -> Case:
+    kv = q if kv is None else kv
+    return Case("test", phase, tuple(q), tuple(kv), hq, hkv, d, dtype, causal, block_size=bs,
+                kv_layout=layout, seed=seed)
+
+
+# ---- flash ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("length", [1, 17, 129])
+def test_flash_odd_lengths(length, causal):
+    err, _ = run_flash(case(q=(length,), causal=causal, seed=length))
+    assert err < TOL["bf16"]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_flash_varlen_bottom_right_causal(causal):
+    # q shorter than kv (chunked prefill shape), lengths below, at and above the 16-row tiles
+    c = case("mixed", q=(1, 16, 17, 5), kv=(1, 40, 17, 70), causal=causal, dtype="fp16", seed=3)
+    err, _ = run_flash(c)
+    assert err < TOL["fp16"]
+
+
+@pytest.mark.parametrize("hq,hkv", [(4, 4), (8, 2), (8, 1)])
+def test_flash_gqa_ratios(hq, hkv):
+    err, _ = run_flash(case(q=(33, 7), hq=hq, hkv=hkv, seed=hq * 10 + hkv))
+    assert err < TOL["bf16"]
+
+
+@pytest.mark.parametrize("d", [64, 128, 256, 48, 80])
+def test_flash_head_dims(d):
+    err, _ = run_flash(case(q=(19,), hq=2, hkv=1, d=d, dtype="fp16", seed=d))
+    assert err < TOL["fp16"]
+
+
+def test_flash_tma_path_in_interpreter():
+    # The Hopper path (tensor descriptors over the packed (total, H * D) view) under the interpreter,
+    # with several sequences so tiles cross a sequence end and read the next one's rows.
+    err, _ = run_flash(case("mixed", q=(9, 23), kv=(30, 23), hq=4, hkv=2, dtype="fp16", seed=5), use_tma=True)
+    assert err < TOL["fp16"]
+
+
+def test_flash_length_1000_large_tiles():
+    mod = kernels("flash_fwd")
+    cfg = mod.LaunchConfig.of(4, 1, BLOCK_M=64, BLOCK_N=64)
+    err, _ = run_flash(case(q=(1000,), hq=1, hkv=1, dtype="fp16", seed=11), config=cfg)
+    assert err < TOL["fp16"]
+
+
+def test_flash_lse_matches_reference():
+    c = case("mixed", q=(5, 12), kv=(20, 12), hq=2, hkv=1, dtype="fp16", seed=9)
+    inp = build_inputs(c, "cpu")
+    _, lse = run_flash(c)
+    cu_q, cu_k = inp.cu_seqlens_q.tolist(), inp.cu_seqlens_k.tolist()
+    for b in range(c.batch):
+        qs = inp.q[cu_q[b]:cu_q[b + 1]].double().transpose(0, 1)
+        ks = inp.k[cu_k[b]:cu_k[b + 1]].double().transpose(0, 1).repeat_interleave(c.gqa_ratio, 0)
+        s = qs @ ks.transpose(1, 2) * c.softmax_scale
+        nq, nk = qs.shape[1], ks.shape[1]
+        mask = torch.arange(nk)[None, :] > torch.arange(nq)[:, None] + (nk - nq)
+        ref = torch.logsumexp(s.masked_fill(mask, -math.inf), dim=-1)
+        torch.testing.assert_close(lse[:, cu_q[b]:cu_q[b + 1]].double(), ref, atol=2e-3, rtol=1e-3)
+
+
+# ---- paged ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bs", [1, 8, 16, 32, 64, 128, 256, 24])
+def test_paged_decode_block_sizes(bs):
+    err = run_paged(case("decode", q=(1, 1, 1), kv=(1, 17, 129), bs=bs, seed=bs))
+    assert err < TOL["bf16"]
+
+
+@pytest.mark.parametrize("layout", ["shuffled", "contiguous"])
+@pytest.mark.parametrize("hq,hkv", [(4, 4), (8, 2), (8, 1)])
+def test_paged_decode_gqa_and_layouts(hq, hkv, layout):
+    err = run_paged(case("decode", q=(1, 1), kv=(40, 77), hq=hq, hkv=hkv, bs=16, layout=layout, dtype="fp16"))
+    assert err < TOL["fp16"]
+
+
+@pytest.mark.parametrize("splits", [2, 3])
+def test_paged_split_kv(splits):
+    # Contexts shorter than one chunk leave empty splits; the reduce must ignore them.
+    err = run_paged(case("decode", q=(1, 1, 1), kv=(300, 5, 129), hq=8, hkv=2, bs=16, dtype="fp16", seed=7),
+                    num_splits=splits)
+    assert err < TOL["fp16"]
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+@pytest.mark.parametrize("bs", [8, 32])
+def test_paged_chunked_prefill(bs, splits):
+    err = run_paged(case("mixed", q=(1, 5, 17), kv=(17, 40, 260), hq=8, hkv=2, bs=bs, dtype="fp16", seed=bs),
+                    num_splits=splits)
+    assert err < TOL["fp16"]
+
+
+def test_paged_mixed_non_causal():
+    err = run_paged(case("mixed", q=(3, 9), kv=(20, 33), causal=False, bs=16, dtype="fp16", seed=2))
+    assert err < TOL["fp16"]
+
+
+def test_paged_prefill_whole_context_in_cache():
+    err = run_paged(case("prefill", q=(17, 30), hq=4, hkv=1, bs=16, seed=4))
+    assert err < TOL["bf16"]
+
+
+@pytest.mark.parametrize("d", [64, 128, 256, 80])
+def test_paged_head_dims(d):
+    err = run_paged(case("decode", q=(1, 1), kv=(18, 35), hq=4, hkv=2, d=d, bs=16, dtype="fp16", seed=d))
+    assert err < TOL["fp16"]
+
+
+def test_paged_long_context_split_matches_one_pass():
+    c = case("decode", q=(1,), kv=(1000,), hq=4, hkv=1, bs=64, dtype="fp16", seed=21)
+    assert run_paged(c, num_splits=1) < TOL["fp16"]
+    assert run_paged(c, num_splits=4) < TOL["fp16"]
+
+
+def test_choose_num_splits():
+    mod = kernels("paged_attn")
+    assert mod.choose_num_splits(programs=512, max_kv=4096, num_sms=132) == 1  # already fills the chip
+    s = mod.choose_num_splits(programs=32, max_kv=32768, num_sms=132)
+    assert s >= 2 and 32 * s <= 132 * 2  # one wave of resident programs
+    assert mod.choose_num_splits(programs=4, max_kv=600, num_sms=132) == 1  # too short to be worth it
+
+
+# ---- backends ------------------------------------------------------------------------------------------
+def test_backends_run_interpreted_and_report_variant():
+    for name, c in [("triton-flash", case(q=(17, 9), hq=4, hkv=2)),
+                    ("triton-paged", case("decode", q=(1, 1), kv=(17, 40), bs=16)),
+                    ("triton-paged", case("mixed", q=(4, 2), kv=(17, 40), bs=8))]:
+        backend = get_backend(name)
+        assert backend.available("cpu") == (True, "")
+        assert backend.supports(c) == (True, "")
+        inp = build_inputs(c, "cpu")
+        prepared = backend.prepare(c, inp)
+        out = prepared.to_packed(prepared.run())
+        assert rel_err(out, inp.reference) < TOL[c.dtype]
+        assert prepared.info["interpreted"] is True
+        assert prepared.info["variant"]
+
+
+def test_backends_refuse_with_reasons():
+    flash, paged = get_backend("triton-flash"), get_backend("triton-paged")
+    ok, why = flash.supports(case(dtype="fp32"))
+    assert not ok and "fp32" in why
+    ok, why = flash.supports(case(d=72))
+    assert not ok and "multiple of 16" in why
+    ok, why = flash.supports(case(d=272))
+    assert not ok and "256" in why
+    ok, why = flash.supports(case("decode", q=(1,), kv=(8,), bs=16))
+    assert not ok and "triton-paged" in why
+    ok, why = paged.supports(case("decode", q=(1,), kv=(8,)))
+    assert not ok and "block_size" in why
+    ok, why = paged.supports(case("decode", q=(1,), kv=(8,), bs=512))
+    assert not ok and "block_size" in why
+
+
+def test_cpu_needs_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    for name in ("triton-flash", "triton-paged"):
+        ok, why = get_backend(name).available("cpu")
+        assert not ok and "TRITON_INTERPRET=1" in why
+
+
+def test_reference_helper_agrees_with_inputs():
+    # Guards the test's own premise: the reference used above is the float64 one.
+    c = case(q=(5,), dtype="fp16")
+    inp = build_inputs(c, "cpu")
+    ref = reference_attention(c, inp.q, inp.k, inp.v, cumulative(c.q_lens, "cpu").tolist(),
+                              cumulative(c.kv_lens, "cpu").tolist())
+    torch.testing.assert_close(ref, inp.reference)
