@@ -408,6 +408,9 @@ def report(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
     fragmentation: Path | None = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
+    profile: list[Path] = typer.Option(
+        [], "--profile", help="attnbench profile run whose ncu fields join the first run's points (repeatable)"
+    ),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
     from rich.markup import escape
@@ -423,7 +426,7 @@ def report(
             fail(f"no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
         paths = [newest]
     try:
-        _, written = rep.write_report(paths, out, plot, formats, fragmentation)
+        _, written = rep.write_report(paths, out, plot, formats, fragmentation, profile)
     except rep.ReportError as exc:
         fail(escape(str(exc)))
     for path in written:

@@ -97,7 +97,7 @@ def parse_formats(text: str) -> list[str]:
 
 def write_report(
     run_paths: list[Path], out: Path | None = None, plot: bool = False, formats: str = "md,html",
-    fragmentation_path: Path | None = None,
+    fragmentation_path: Path | None = None, profile_paths: list[Path] = (),
 ) -> tuple[Report, list[Path]]:
     """Load the runs, build the report and write it; returns the report and the files written."""
     from attnbench.report import render_html, render_md
@@ -105,7 +105,7 @@ def write_report(
     kinds = parse_formats(formats)
     if not run_paths:
         raise ReportError("no run directories given")
-    runs = load_runs(run_paths, fragmentation_path)
+    runs = load_runs(run_paths, fragmentation_path, profile_paths)
     out = out or (runs[0].path / "report")
     out.mkdir(parents=True, exist_ok=True)
     report = build(runs)

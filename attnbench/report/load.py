@@ -175,15 +175,25 @@ def read_fragmentation(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_one(path: Path, fragmentation: Path | None = None) -> RunData:
+def _read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (RUN must be a run directory with a manifest.json)")
     try:
-        manifest, rows = load_run(path)
+        return load_run(path)
     except FileNotFoundError as exc:
         raise ReportError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}/manifest.json: not valid JSON ({exc})") from None
+
+
+def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path] = ()) -> RunData:
+    """One run; rows of `profiles` (attnbench profile runs) add their ncu fields to matching points."""
+    manifest, rows = _read_run(path)
+    if profiles:
+        from attnbench.profile.rows import merge_rows
+
+        for profile in profiles:
+            rows = merge_rows(rows, _read_run(Path(profile))[1])
     run = RunData(path=path, manifest=manifest, df=normalize(rows))
     frag_path = fragmentation or _find_fragmentation(path)
     if frag_path is not None:
@@ -196,8 +206,8 @@ def load_one(path: Path, fragmentation: Path | None = None) -> RunData:
     return run
 
 
-def load_runs(paths: list[Path], fragmentation: Path | None = None) -> list[RunData]:
-    """Load several runs; --fragmentation (if given) applies to every run."""
+def load_runs(paths: list[Path], fragmentation: Path | None = None, profiles: list[Path] = ()) -> list[RunData]:
+    """Load several runs; --fragmentation (if given) applies to every run, --profile to the first."""
     if fragmentation is not None and not fragmentation.exists():
         raise ReportError(f"--fragmentation {fragmentation}: no such file")
-    return [load_one(Path(p), fragmentation) for p in paths]
+    return [load_one(Path(p), fragmentation, profiles if i == 0 else ()) for i, p in enumerate(paths)]

@@ -30,6 +30,8 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
         raise NoData("no ok paged rows")
     rows = paged[paged["problem"] == _sweep_problem(paged)].copy()
     rows["waste"] = 1.0 - rows["kv_bytes_used"] / rows["kv_bytes_allocated"]
+    # Contexts that are multiples of every block size run waste nothing: nothing to trade against.
+    no_waste = bool(rows["waste"].notna().any() and rows["waste"].max() < 1e-9)
     fig = new_figure(13, 6.4)
     ax_t, ax_w = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for label, g in rows.groupby("label"):
@@ -40,12 +42,12 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
                           color=colors.get(label), label=label if layout == "shuffled" else None)
         gs = g[g["kv_layout"] == "shuffled"].sort_values("block_size")
         gs = gs if not gs.empty else g.sort_values("block_size")
-        if gs["waste"].notna().any():
+        if gs["waste"].notna().any() and not no_waste:
             ax_w.plot(100 * gs["waste"], gs["latency_ms_p50"], "-", marker="o", ms=5, lw=1.6,
                       color=colors.get(label), label=label)
     # The waste depends on the block size only (same case, same allocator): one marker line per size.
     per_size = rows.groupby("block_size")["waste"].median().dropna()
-    for bs, waste in per_size.items():
+    for bs, waste in per_size.items() if not no_waste else ():
         ax_w.axvline(100 * waste, color="#999999", lw=0.8, ls=":")
         ax_w.annotate(f"bs {bs:.0f}", (100 * waste, 1.0), xycoords=("data", "axes fraction"),
                       textcoords="offset points", xytext=(2, -12), fontsize=8, color="#444444")
@@ -58,7 +60,13 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
                    fontsize=10)
     ax_t.grid(True, alpha=0.35)
     ax_t.legend(fontsize=7.5, loc="best")
-    if rows["waste"].notna().any():
+    if no_waste:
+        ax_w.text(0.5, 0.5, "no KV memory waste at any block size in this case:\n"
+                  "every context length is a multiple of every block size run.\n"
+                  "The fragmentation study shows the memory side of the trade-off.",
+                  ha="center", va="center", transform=ax_w.transAxes, fontsize=10)
+        ax_w.set_axis_off()
+    elif rows["waste"].notna().any():
         ax_w.set_xlabel("KV-cache memory waste (% of allocated bytes holding no token)")
         ax_w.set_ylabel("median kernel time (ms)")
         ax_w.set_title("trade-off: kernel time vs KV memory waste (shuffled blocks)", fontsize=10)
@@ -142,7 +150,7 @@ def speedup_heatmap(runs, _colors: dict[str, str], title: str) -> Figure:
     bar.set_ticks([float(np.log2(t)) for t in nice])
     bar.set_ticklabels([f"{t:g}x" for t in nice])
     bar.set_label("best flash time / best paged time   (> 1, blue: paged faster)")
-    stamp(fig, runs, title, "paged: fastest paged-KV row (shuffled blocks, best block size); "
+    stamp(fig, runs, title, "paged: fastest paged-KV row (shuffled blocks, best block size)\n"
           "flash: fastest flash row on contiguous KV")
     return fig
 
