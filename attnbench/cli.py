@@ -409,7 +409,7 @@ def report(
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
     fragmentation: Path | None = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
     profile: list[Path] = typer.Option(
-        [], "--profile", help="attnbench profile run whose ncu fields join the first run's points (repeatable)"
+        [], "--profile", help="attnbench profile run whose ncu fields join the first run's points"
     ),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
@@ -491,11 +491,10 @@ def baseline_save(
     """Copy a run (manifest.json, results.jsonl, report/) to results/baselines/NAME."""
     from pathlib import Path
 
-    from rich.console import Console
-
     from attnbench.baselines import cli_save
+    from attnbench.console import err, out
 
-    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), Console(), Console(stderr=True)))
+    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), out, err))
 
 
 @baseline_app.command("list")
@@ -505,11 +504,10 @@ def baseline_list(
     """List the saved baselines with their GPU, config and size."""
     from pathlib import Path
 
-    from rich.console import Console
-
     from attnbench.baselines import cli_list
+    from attnbench.console import out
 
-    raise typer.Exit(cli_list(Path(baselines_dir), Console()))
+    raise typer.Exit(cli_list(Path(baselines_dir), out))
 
 
 @baseline_app.command("slug")
@@ -518,11 +516,10 @@ def baseline_slug(
     gpu_name: str | None = typer.Option(None, help="Slug of this GPU name instead."),
 ) -> None:
     """Print the GPU slug that names CI baselines (ci-gate-<slug>), e.g. h100."""
-    from rich.console import Console
-
     from attnbench.baselines import cli_slug
+    from attnbench.console import err, out
 
-    raise typer.Exit(cli_slug(run, gpu_name, Console(), Console(stderr=True)))
+    raise typer.Exit(cli_slug(run, gpu_name, out, err))
 
 
 def main() -> None:

@@ -310,13 +310,11 @@ def write_json(result: dict[str, Any], out_dir: Path) -> Path:
 
 def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu: bool) -> int:
     """The `attnbench fragmentation` command: run, write the outputs, print a summary (or the JSON)."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from attnbench import fragmentation_render as render
-
-    err = Console(stderr=True)
+    from attnbench.console import err
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -351,7 +349,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     if json_out:
         print(json.dumps(result, indent=2))
         return 0
-    console = Console()
+    from attnbench.console import out as console
     table = Table(
         title=f"{paper.FIGURE2_DATASET}: share of KV memory, simulated ({cfg.loads[0]}) vs paper Fig. 2"
     )

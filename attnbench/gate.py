@@ -298,13 +298,13 @@ def run_gate(
     err_console: Any = None,
 ) -> int:
     """The `attnbench gate` command: compare, print, write the outputs; returns the exit code."""
-    from rich.console import Console
     from rich.markup import escape
 
     from attnbench import gate_output
+    from attnbench.console import err, out
 
-    console = console or Console()
-    err_console = err_console or Console(stderr=True)
+    console = console or out
+    err_console = err_console or err
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY") or None
     try:
         result = compare(baseline, current, threshold, alpha, force, baselines_dir)

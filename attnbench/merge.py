@@ -269,9 +269,9 @@ def _source_entry(s: Source) -> dict[str, Any]:
 
 def run_command(paths: list[Path], out: Path, force: bool, require_complete: bool) -> int:
     """The CLI: 0 merged, 1 merged but incomplete under --require-complete, 2 refused or bad input."""
-    from rich.console import Console
+    from attnbench.console import err
+    from attnbench.console import out as con
 
-    con, err = Console(), Console(stderr=True)
     try:
         merged = merge(load_sources(paths), out, force)
     except MergeError as e:

@@ -206,7 +206,9 @@ def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path]
     return run
 
 
-def load_runs(paths: list[Path], fragmentation: Path | None = None, profiles: list[Path] = ()) -> list[RunData]:
+def load_runs(
+    paths: list[Path], fragmentation: Path | None = None, profiles: list[Path] = ()
+) -> list[RunData]:
     """Load several runs; --fragmentation (if given) applies to every run, --profile to the first."""
     if fragmentation is not None and not fragmentation.exists():
         raise ReportError(f"--fragmentation {fragmentation}: no such file")
