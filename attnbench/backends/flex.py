@@ -74,14 +74,10 @@ def positions(lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.cat([torch.arange(n, device=device) for n in lengths])
 
 
-@register
-class Flex(Backend):
-    name = "flex"
-    family = "flash"
+class FlexBase(Backend):
+    """What the FlexAttention backends share: the import check and the dtype / head-dim limits."""
+
     impl = "torch"
-    purpose = "FlexAttention: a compiled Triton flash kernel generated from a mask function"
-    memory_model = "Tiled, scores stay on chip; a block mask skips empty tiles (O(N) working memory)"
-    kv_inputs = ("contiguous",)
     devices = ("cuda",)
     compile = True  # tests on a CPU turn it off and run FlexAttention eagerly
 
@@ -98,6 +94,15 @@ class Flex(Backend):
         if case.head_dim % 16 or case.head_dim > 256:
             return False, f"head_dim {case.head_dim}: flex needs a multiple of 16 up to 256"
         return True, ""
+
+
+@register
+class Flex(FlexBase):
+    name = "flex"
+    family = "flash"
+    purpose = "FlexAttention: a compiled Triton flash kernel generated from a mask function"
+    memory_model = "Tiled, scores stay on chip; a block mask skips empty tiles (O(N) working memory)"
+    kv_inputs = ("contiguous",)
 
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:
         if case.max_q == 1:

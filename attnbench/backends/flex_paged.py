@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.backends._padded import pad_packed, unpad
-from attnbench.backends.base import Backend, Prepared, Unsupported, register
-from attnbench.backends.flex import compiled_flex, flex_import_reason, q_block_size
+from attnbench.backends.base import Prepared, Unsupported, register
+from attnbench.backends.flex import FlexBase, compiled_flex, q_block_size
 from attnbench.case import Case
 from attnbench.inputs import Inputs
 
@@ -136,30 +136,19 @@ def kv_tile(page_size: int) -> int | None:
 
 
 @register
-class FlexPaged(Backend):
+class FlexPaged(FlexBase):
     name = "flex-paged"
     family = "paged"
-    impl = "torch"
     purpose = "FlexAttention over the paged KV pool: block tables turned into a block mask"
     memory_model = "Paged blocks read in place through the block mask's page indices; tiles on chip"
     kv_inputs = ("paged",)
-    devices = ("cuda",)
-    compile = True  # tests on a CPU turn it off and run FlexAttention eagerly
-
-    def available(self, device: str) -> tuple[bool, str]:
-        ok, why = super().available(device)
-        if not ok:
-            return ok, why
-        why = flex_import_reason()
-        return (False, why) if why else (True, "")
 
     def supports(self, case: Case) -> tuple[bool, str]:
         if not case.paged:
             return False, "needs a paged KV cache (a block size)"
-        if case.dtype == "fp32":
-            return False, "fp32 is not benchmarked for flex (allowed: bf16, fp16)"
-        if case.head_dim % 16 or case.head_dim > 256:
-            return False, f"head_dim {case.head_dim}: flex needs a multiple of 16 up to 256"
+        ok, why = super().supports(case)
+        if not ok:
+            return ok, why
         bs = case.block_size
         if bs < MIN_PAGE or bs % MIN_PAGE:
             return False, (f"block_size {bs}: a FlexAttention KV tile must fit in one page and hold at least "
