@@ -20,29 +20,9 @@ RESULTS_DIR = Path("results")
 
 
 def _device(requested: str) -> str:
-    from attnbench.console import fail
-    from attnbench.sysinfo import resolve_device
+    from attnbench.sweep_cli import resolve_or_fail
 
-    try:
-        return resolve_device(requested)
-    except ValueError as err:
-        fail(str(err))
-
-
-def _csv(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-def _default_config(device: str) -> Path:
-    """The embedded default: a CPU-sized sweep without a GPU, the full sweep for the GPU present."""
-    from attnbench.paths import configs_dir
-
-    if device == "cpu":
-        return configs_dir() / "smoke.yaml"
-    import torch
-
-    name = torch.cuda.get_device_name(0)
-    return configs_dir() / ("a100.yaml" if "A100" in name else "h100.yaml")
+    return resolve_or_fail(requested)
 
 
 @app.command()
@@ -69,133 +49,9 @@ def sweep(
     ),
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory."""
-    from attnbench.backends import backend_names
-    from attnbench.config import ConfigError, load_config
-    from attnbench.console import SweepProgress, fail, plan_table, summary_table
-    from attnbench.console import out as console
-    from attnbench.plan import build_plan
-    from attnbench.results import RunDir, latest_run, new_run_id
-    from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
-    from attnbench.sysinfo import device_tag, environment
+    from attnbench.sweep_cli import sweep_command
 
-    try:
-        cfg_device = "auto"
-        if config is not None:
-            cfg = load_config(config, backend_names())
-            cfg_device = cfg.device
-        dev = _device(device if device != "auto" else cfg_device)
-        if config is None:
-            config = _default_config(dev)
-            console.print(f"using the embedded default config {config}")
-            cfg = load_config(config, backend_names())
-        plan = build_plan(cfg, dev, _csv(backends))
-    except (ConfigError, KeyError) as err:
-        fail(str(err).strip("'\""))
-    sharding, workers = _scale_out(plan, cfg, dev, shard, devices, isolate)
-    if sharding is not None:
-        plan = sharding.plan
-    if dry_run:
-        if sharding is not None:
-            console.print(
-                f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
-                "points; estimated seconds per shard: " + ", ".join(f"{x:.1f}" for x in sharding.loads_s)
-            )
-        console.print(plan_table(plan))
-        console.print(
-            f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
-            f"{plan.excluded_points} excluded by the config"
-        )
-        for name, why in plan.unavailable.items():
-            console.print(f"  [dim]{name}: {why}[/]")
-        return
-    env = environment(dev)
-    if resume:
-        target = out or latest_run(RESULTS_DIR)
-        if target is None:
-            fail("--resume: no run directory given (--out) and none found under results/")
-        run = RunDir(Path(target))
-        try:
-            check_resume(run, cfg)
-        except ResumeError as err:
-            fail(str(err))
-        from attnbench.shard import check_resume as check_resume_shard
-
-        wrong_shard = check_resume_shard(run.read_manifest(), sharding.spec if sharding else None)
-        if wrong_shard:
-            fail(wrong_shard)
-    else:
-        tag = device_tag(env) + (f"-shard{sharding.index}of{sharding.count}" if sharding else "")
-        run_id = new_run_id(cfg.name, tag)
-        run = RunDir(out or RESULTS_DIR / run_id)
-        if run.manifest_path.exists():
-            fail(f"{run.path} already holds a run; use --resume to continue it or another --out")
-    console.print(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
-    extra = sharding.manifest_fields() if sharding else None
-    if workers:
-        from attnbench.multi_gpu import DevicesError, run_multi_device
-
-        console.print(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
-        try:
-            outcome = run_multi_device(
-                cfg,
-                plan,
-                run,
-                dev,
-                env,
-                workers,
-                SweepProgress(),
-                resume=resume,
-                config_path=str(config),
-                manifest_extra=extra,
-            )
-        except DevicesError as err:
-            fail(str(err))
-    else:
-        outcome = run_sweep(
-            cfg,
-            plan,
-            run,
-            dev,
-            env,
-            SweepProgress(),
-            isolate=isolate,
-            resume=resume,
-            config_path=str(config),
-            manifest_extra=extra,
-        )
-    console.print(summary_table(summarize(run.rows())))
-    if outcome.interrupted:
-        console.print(
-            f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
-            "continue with: attnbench sweep CONFIG --resume --out " + str(run.path)
-        )
-        raise typer.Exit(130)
-    console.print(f"results: {run.rows_path}")
-
-
-def _scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isolate: bool):
-    """(the shard of the plan or None, the device workers or None) for --shard and --devices."""
-    from attnbench.console import fail
-
-    sharding = workers = None
-    if shard is not None:
-        from attnbench.shard import ShardError, parse_spec, shard_plan
-
-        try:
-            k, n = parse_spec(shard)
-        except ShardError as err:
-            fail(str(err))
-        sharding = shard_plan(plan, cfg.timing_policy(dev), dev, k, n)
-    if devices is not None:
-        from attnbench.multi_gpu import DevicesError, parse_devices
-
-        if not isolate:
-            fail("--devices runs one worker process per device; drop --no-isolate")
-        try:
-            workers = parse_devices(devices, dev)
-        except DevicesError as err:
-            fail(str(err))
-    return sharding, workers
+    sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices)
 
 
 @app.command("run")
