@@ -51,6 +51,11 @@ class CaseRunner:
                 if self._base is not None and self._base.case == task.case.without_paging()
                 else None
             )
+            if base is None and self._base is not None:
+                # A new group: release the previous group's tensors before building its own, so
+                # two long-context groups need not fit in memory at once.
+                self._base = None
+                _release(self.device)
             inputs = build_inputs(task.case, self.device, base=base)
             if not task.case.paged:
                 self._base = inputs

@@ -126,3 +126,28 @@ def test_torn_last_line_is_ignored(tmp_path):
     with open(outcome.run_dir.rows_path, "a") as f:
         f.write('{"case_id": "half')
     assert len(outcome.run_dir.rows()) == plan.n_points
+
+
+def test_paged_variants_reuse_their_groups_inputs_and_reference(monkeypatch):
+    import attnbench.inputs as inputs_module
+    from attnbench.config import TimingPolicy, expand_workload
+    from attnbench.worker import CaseRunner, Task
+
+    cfg = parse_config(CONFIG, "t.yaml")
+    cases = expand_workload(cfg.workloads[1], cfg.seed)  # one contiguous case + its paged variant
+    assert [c.paged for c in cases] == [False, True]
+    computed = []
+    original = inputs_module.reference_attention
+
+    def counting(*args, **kwargs):
+        computed.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inputs_module, "reference_attention", counting)
+    runner = CaseRunner("cpu", TimingPolicy.for_device("cpu"), {"copy_gbps": 1.0, "matmul_tflops": 1.0})
+    other = expand_workload(cfg.workloads[0], cfg.seed)[0]
+    # c0 and its paged variant share one reference; another group in between means a rebuild.
+    for case in [cases[0], cases[1], other, cases[1]]:
+        rows = list(runner.run(Task(case, ["naive"]), lambda name: None))
+        assert rows[0]["status"] == "ok"
+    assert len(computed) == 3
