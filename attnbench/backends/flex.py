@@ -107,7 +107,7 @@ class Flex(FlexBase):
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:
         if case.max_q == 1:
             return self._prepare_decode(case, inputs)
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        from torch.nn.attention.flex_attention import create_block_mask
 
         dev = inputs.device
         q_doc, k_doc = document_ids(case.q_lens, dev), document_ids(case.kv_lens, dev)
@@ -130,17 +130,10 @@ class Flex(FlexBase):
         q = inputs.q.transpose(0, 1).unsqueeze(0)  # (1, Hq, total_q, D)
         k = inputs.k.transpose(0, 1).unsqueeze(0)
         v = inputs.v.transpose(0, 1).unsqueeze(0)
-        fn = compiled_flex() if self.compile else flex_attention
-        gqa = case.gqa_ratio > 1
-
-        def run() -> torch.Tensor:
-            return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa)
-
-        compile_s = _first_call(run, dev, t0)
-        return Prepared(
-            run=run,
+        return self._compiled_call(
+            case, q, k, v, block_mask, t0,
             to_packed=lambda out: out[0].transpose(0, 1),
-            info={"compile_s": compile_s, "input_mode": "packed-document-mask", "flex_q_block": qb},
+            info={"input_mode": "packed-document-mask", "flex_q_block": qb},
         )
 
     def _prepare_decode(self, case: Case, inputs: Inputs) -> Prepared:
@@ -148,7 +141,7 @@ class Flex(FlexBase):
 
         The single query is the last position, so causal or not it sees all of its sequence's keys.
         """
-        from torch.nn.attention.flex_attention import BlockMask, flex_attention
+        from torch.nn.attention.flex_attention import BlockMask
 
         dev = inputs.device
         k_doc = document_ids(case.kv_lens, dev)
@@ -166,18 +159,24 @@ class Flex(FlexBase):
         q = inputs.q.unsqueeze(2)  # (B, Hq, 1, D), a view
         k = inputs.k.transpose(0, 1).unsqueeze(0)  # (1, Hkv, total_kv, D): K/V batch broadcast
         v = inputs.v.transpose(0, 1).unsqueeze(0)
+        return self._compiled_call(
+            case, q, k, v, block_mask, t0,
+            to_packed=lambda out: out[:, :, 0],
+            info={"input_mode": "batched-q1-document-mask"},
+        )
+
+    def _compiled_call(self, case: Case, q, k, v, block_mask, t0: float, to_packed, info) -> Prepared:
+        """The timed call over a built block mask, compiled by its first (untimed) run."""
+        from torch.nn.attention.flex_attention import flex_attention
+
         fn = compiled_flex() if self.compile else flex_attention
         gqa = case.gqa_ratio > 1
 
         def run() -> torch.Tensor:
             return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa)
 
-        compile_s = _first_call(run, dev, t0)
-        return Prepared(
-            run=run,
-            to_packed=lambda out: out[:, :, 0],
-            info={"compile_s": compile_s, "input_mode": "batched-q1-document-mask"},
-        )
+        compile_s = _first_call(run, q.device, t0)
+        return Prepared(run=run, to_packed=to_packed, info={"compile_s": compile_s, **info})
 
 
 def sequence_kv_blocks(
