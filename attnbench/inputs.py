@@ -71,13 +71,21 @@ def cumulative(lengths: tuple[int, ...], device: torch.device | str) -> torch.Te
 
 
 def random_qkv(case: Case, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fresh random Q/K/V for the case's seed (never zeros: they hide unwritten outputs)."""
-    gen = torch.Generator(device="cpu").manual_seed(case.seed * 1_000_003 + 17)
+    """Fresh random Q/K/V for the case's seed (never zeros: they hide unwritten outputs).
+
+    Drawn on the case's device with that device's generator: a 64 x 4096-token decode batch is
+    half a billion numbers, seconds on one CPU core and milliseconds on a GPU, and a sweep draws
+    them for every case. The values are fixed by (seed, device type), so a GPU run and a CPU run
+    of one seed hold different numbers; each point is checked against a reference made from its
+    own tensors, and timings do not depend on the values.
+    """
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(case.seed * 1_000_003 + 17)
     dtype = TORCH_DTYPES[case.dtype]
 
     def make(rows: int, heads: int) -> torch.Tensor:
-        t = torch.randn(rows, heads, case.head_dim, generator=gen, dtype=torch.float32)
-        return t.to(device=device, dtype=dtype)
+        t = torch.randn(rows, heads, case.head_dim, generator=gen, dtype=torch.float32, device=device)
+        return t.to(dtype=dtype)
 
     q = make(case.total_q, case.num_q_heads)
     k = make(case.total_kv, case.num_kv_heads)

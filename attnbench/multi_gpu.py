@@ -35,7 +35,7 @@ from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso
 from attnbench.shard import groups_of
 from attnbench.sweep import Progress, SweepOutcome, manifest_for
-from attnbench.worker import ProcessExecutor, Task
+from attnbench.worker import CPU_THREADS_ENV, ProcessExecutor, Task
 
 
 class DevicesError(ValueError):
@@ -65,7 +65,11 @@ def parse_devices(spec: str, device: str, gpu_names: list[str] | None = None,
         if device != "cpu":
             raise DevicesError(f"--devices {spec}: CPU workers need --device cpu (the sweep runs on "
                                f"{device})")
-        return [Worker(f"cpu-{i}", "cpu", {"ATTNBENCH_WORKER": f"cpu-{i}"}) for i in range(len(items))]
+        # CPU workers split the cores: each with torch's default (every core) oversubscribes them,
+        # and spinning OpenMP threads then make points hundreds of times slower
+        threads = str(max(1, (os.cpu_count() or 1) // len(items)))
+        return [Worker(f"cpu-{i}", "cpu", {"ATTNBENCH_WORKER": f"cpu-{i}", CPU_THREADS_ENV: threads})
+                for i in range(len(items))]
     if device != "cuda":
         raise DevicesError(f"--devices {spec}: GPU workers need a CUDA device (the sweep runs on {device}); "
                            "for CPU workers use --devices cpu,cpu")
@@ -143,7 +147,9 @@ def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queu
           board: _Board, device: str) -> None:
     """A worker's thread: start its process, then take cases until none is left anywhere."""
     try:
-        events.put(("calibration", w.label, ex.start()))
+        began = time.monotonic()
+        calibration = ex.start()
+        events.put(("calibration", w.label, calibration, round(time.monotonic() - began, 3)))
     except Exception as err:  # noqa: BLE001 - reported; the other workers go on
         events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
         events.put(("exit", w.label))
@@ -238,6 +244,7 @@ def run_multi_device(
     stop = threading.Event()
     executors = {w.label: ProcessExecutor(w.device, policy, w.env) for w in workers}
     calibrations: dict[str, Any] = {}
+    start_s: dict[str, float] = {}  # seconds each worker took to start (imports, CUDA, calibration)
     errors: dict[str, str] = {}
     started = time.monotonic()
 
@@ -272,8 +279,10 @@ def run_multi_device(
                 progress.point_started(msg[2], msg[3])
             elif kind == "calibration":
                 calibrations[label] = msg[2]
+                start_s[label] = msg[3]
                 first = next(w.label for w in workers if w.label in calibrations)
-                run.update_manifest(calibration=calibrations[first], calibration_by_device=calibrations)
+                run.update_manifest(calibration=calibrations[first], calibration_by_device=calibrations,
+                                    worker_start_s_by_device=start_s)
             elif kind == "dead":
                 errors[label] = msg[2]
                 run.update_manifest(worker_errors=errors)

@@ -24,8 +24,8 @@ MANIFEST = "manifest.json"
 ROWS = "results.jsonl"
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def now_iso(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 def new_run_id(config_name: str, device_tag: str) -> str:

@@ -7,6 +7,7 @@ skips the points already on disk.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,7 @@ def run_sweep(
     executor = ProcessExecutor(device, policy, executor_env) if isolate else LocalExecutor(device, policy)
     todo = [(pc, [b for b in pc.run if (pc.case.case_id, b) not in done]) for pc in plan.cases]
     progress.start(plan.n_points, len(done))
+    started = time.monotonic()
 
     def emit(row: dict[str, Any]) -> None:
         run.append_row(row)
@@ -123,8 +125,10 @@ def run_sweep(
                 if (pc.case.case_id, name) not in done:
                     emit(skipped(base_row(pc.case, get_backend(name), device), reason))
         if any(names for _, names in todo):
+            began = time.monotonic()
             calibration = executor.start()
-            run.update_manifest(calibration=calibration)
+            # worker_start_s: the worker's start (imports, CUDA context, calibration), paid once
+            run.update_manifest(calibration=calibration, worker_start_s=round(time.monotonic() - began, 3))
         for pc, names in todo:
             if not names:
                 continue
@@ -144,6 +148,7 @@ def run_sweep(
             ended_at=now_iso(),
             status="interrupted" if outcome.interrupted else "complete",
             rows_written=len(run.rows()),
+            wall_s=round(time.monotonic() - started, 3),
         )
     return outcome
 

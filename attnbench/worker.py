@@ -17,8 +17,12 @@ from typing import Any
 
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
+from attnbench.results import now_iso
 
 Row = dict[str, Any]
+
+# torch threads for a CPU worker (set by --devices cpu,cpu so workers share the cores)
+CPU_THREADS_ENV = "ATTNBENCH_CPU_THREADS"
 
 
 @dataclass
@@ -36,6 +40,8 @@ class CaseRunner:
         from attnbench.calibrate import calibrate
 
         self.device = torch.device(device if device == "cpu" else f"cuda:{torch.cuda.current_device()}")
+        if device == "cpu" and os.environ.get(CPU_THREADS_ENV, "").isdigit():
+            torch.set_num_threads(int(os.environ[CPU_THREADS_ENV]))
         self.policy = policy
         self.calibration = calibration if calibration is not None else calibrate(self.device)
         self._base = None
@@ -45,6 +51,7 @@ class CaseRunner:
         from attnbench.inputs import build_inputs
         from attnbench.point import base_row, cuda_poisoned, describe_error, failed, run_point
 
+        built = time.perf_counter()
         try:
             base = (
                 self._base
@@ -59,6 +66,9 @@ class CaseRunner:
             inputs = build_inputs(task.case, self.device, base=base)
             if not task.case.paged:
                 self._base = inputs
+            # seconds to build this case's inputs and reference (0 when a paged variant reuses its
+            # contiguous case's); with point_wall_s it shows where a worker's time went
+            inputs_s = round(time.perf_counter() - built, 4)
         except Exception as err:  # noqa: BLE001 - every point of the case fails with the reason
             self._base = None
             reason = "inputs: " + describe_error(err)
@@ -69,7 +79,14 @@ class CaseRunner:
             return
         for name in task.backends:
             on_start(name)
-            yield run_point(task.case, get_backend(name), inputs, self.policy, self.calibration)
+            began = time.perf_counter()
+            row = run_point(task.case, get_backend(name), inputs, self.policy, self.calibration)
+            # point_wall_s: the whole point (first call and check, any compile or tuning, warm-up
+            # and timing), not its latency
+            row.update(point_wall_s=round(time.perf_counter() - began, 4), case_inputs_s=inputs_s,
+                       finished_at=now_iso("milliseconds"))
+            inputs_s = 0.0  # charged to the case's first point only
+            yield row
             _release(self.device)
 
 

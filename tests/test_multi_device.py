@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,7 +137,7 @@ def test_two_cpu_workers_write_one_run_and_lose_nothing(tmp_path, probe):
     assert m["status"] == "complete" and m["devices"] == ["cpu-0", "cpu-1"] and m["worker_count"] == 2
     assert set(m["calibration_by_device"]) == {"cpu-0", "cpu-1"}
     assert m["calibration"] == m["calibration_by_device"]["cpu-0"] and m["rows_written"] == plan.n_points
-    assert m["wall_s"] > 0
+    assert m["wall_s"] > 0 and set(m["worker_start_s_by_device"]) == {"cpu-0", "cpu-1"}
 
 
 class InterruptAfter(Progress):
@@ -225,6 +226,8 @@ def test_parse_devices():
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in ws] == ["4", "5"]
     ws = parse_devices("cpu,cpu,cpu", "cpu")
     assert [(w.label, w.device) for w in ws] == [("cpu-0", "cpu"), ("cpu-1", "cpu"), ("cpu-2", "cpu")]
+    # the workers split the cores instead of each spinning a thread on every one
+    assert all(int(w.env["ATTNBENCH_CPU_THREADS"]) == max(1, (os.cpu_count() or 1) // 3) for w in ws)
     bad = [
         ("0,0", "cuda", h100, "at most once"),
         ("4", "cuda", h100, "no GPU 4"),
@@ -259,7 +262,20 @@ def test_cli_devices(tmp_path):
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-def test_gpu_check_script_parses():
-    script = ROOT / "scripts" / "gpu_multi_device_check.sh"
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_multi_device_check_script_on_cpu_workers(tmp_path):
+    """scripts/multi_device_check.py end to end with CPU workers: warm-up, a timed pair, summary."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "check"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "multi_device_check.py"), str(out), "--config", str(config),
+         "--device", "cpu", "--devices", "cpu,cpu", "--repeats", "1", "--backends", "naive,sdpa-math"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "same points in every run: True" in summary
+    assert "points whose status differs between runs: 0" in summary
+    assert "speed-up" in summary and "largest median difference" in summary
+    assert "worker cpu-0: start" in summary and "worker cpu-1: start" in summary
+    assert {p.name for p in out.iterdir()} >= {"warm", "one-1", "multi-1", "summary.txt"}

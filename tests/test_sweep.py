@@ -64,6 +64,12 @@ def test_rows_for_every_point_with_positive_latencies(tmp_path):
     assert skipped and all(r["status"] == "skipped" and "cuda" in r["reason"] for r in skipped)
     manifest = outcome.run_dir.read_manifest()
     assert manifest["status"] == "complete" and manifest["calibration"]["copy_gbps"] > 0
+    # where the time went: each point's whole wall time, its case's input build (charged once)
+    assert all(0 < r["latency_ms_p50"] / 1e3 < r["point_wall_s"] and r["finished_at"] for r in ok)
+    for case_id in {r["case_id"] for r in ok}:
+        charged = [r["case_inputs_s"] for r in ok if r["case_id"] == case_id]
+        assert charged[0] >= 0 and all(c == 0 for c in charged[1:])
+    assert manifest["wall_s"] >= sum(r["point_wall_s"] for r in ok) and manifest["worker_start_s"] >= 0
 
 
 def test_failures_are_rows_and_the_sweep_goes_on(tmp_path):
