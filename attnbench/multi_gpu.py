@@ -35,7 +35,7 @@ from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso
 from attnbench.shard import groups_of
 from attnbench.sweep import Progress, SweepOutcome, manifest_for
-from attnbench.worker import CPU_THREADS_ENV, ProcessExecutor, Task
+from attnbench.worker import CPUS_ENV, ProcessExecutor, Task
 
 
 class DevicesError(ValueError):
@@ -50,13 +50,14 @@ class Worker:
 
 
 def parse_devices(spec: str, device: str, gpu_names: list[str] | None = None,
-                  visible: str | None = None) -> list[Worker]:
+                  visible: str | None = None, cpus: list[int] | None = None) -> list[Worker]:
     """Workers for a --devices value.
 
     spec: "all", comma-separated GPU indices as this process numbers them ("0,1"), or "cpu" entries
     ("cpu,cpu": one CPU worker each, for tests). device: the sweep's resolved device (cpu|cuda).
     gpu_names: the name of each visible GPU (default: asked of torch). visible: this process's
-    CUDA_VISIBLE_DEVICES (default: the environment's); index i maps to its i-th entry.
+    CUDA_VISIBLE_DEVICES (default: the environment's); index i maps to its i-th entry. cpus: the
+    CPUs to share among the workers (default: this process's affinity; see cpu_shares).
     """
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
@@ -65,11 +66,8 @@ def parse_devices(spec: str, device: str, gpu_names: list[str] | None = None,
         if device != "cpu":
             raise DevicesError(f"--devices {spec}: CPU workers need --device cpu (the sweep runs on "
                                f"{device})")
-        # CPU workers split the cores: each with torch's default (every core) oversubscribes them,
-        # and spinning OpenMP threads then make points hundreds of times slower
-        threads = str(max(1, (os.cpu_count() or 1) // len(items)))
-        return [Worker(f"cpu-{i}", "cpu", {"ATTNBENCH_WORKER": f"cpu-{i}", CPU_THREADS_ENV: threads})
-                for i in range(len(items))]
+        return [Worker(f"cpu-{i}", "cpu", {"ATTNBENCH_WORKER": f"cpu-{i}", **share})
+                for i, share in enumerate(cpu_shares(len(items), cpus))]
     if device != "cuda":
         raise DevicesError(f"--devices {spec}: GPU workers need a CUDA device (the sweep runs on {device}); "
                            "for CPU workers use --devices cpu,cpu")
@@ -97,10 +95,30 @@ def parse_devices(spec: str, device: str, gpu_names: list[str] | None = None,
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
     entries = [v.strip() for v in visible.split(",")] if visible else None
     workers = []
-    for i in indices:
+    for i, share in zip(indices, cpu_shares(len(indices), cpus), strict=True):
         physical = entries[i] if entries and i < len(entries) else str(i)
-        workers.append(Worker(str(i), "cuda", {"CUDA_VISIBLE_DEVICES": physical, "ATTNBENCH_WORKER": str(i)}))
+        workers.append(Worker(str(i), "cuda", {"CUDA_VISIBLE_DEVICES": physical, "ATTNBENCH_WORKER": str(i),
+                                               **share}))
     return workers
+
+
+def cpu_shares(n: int, cpus: list[int] | None = None) -> list[dict[str, str]]:
+    """Each of n workers' CPUs as environment ({ATTNBENCH_CPUS: "0,1,..."}): contiguous, disjoint
+    slices of the CPUs this process may use (cpus; default: its affinity). With fewer CPUs than
+    workers nobody is pinned. Contiguous slices keep a worker on neighbouring cores; they do not
+    follow the GPUs' NUMA nodes."""
+    if cpus is None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            list(range(os.cpu_count() or 1))
+    if len(cpus) < n:
+        return [{} for _ in range(n)]
+    size, extra = divmod(len(cpus), n)
+    shares, start = [], 0
+    for i in range(n):
+        end = start + size + (i < extra)
+        shares.append({CPUS_ENV: ",".join(map(str, cpus[start:end]))})
+        start = end
+    return shares
 
 
 def _gpu_names() -> list[str]:
@@ -223,7 +241,8 @@ def run_multi_device(
     policy = cfg.timing_policy(device)
     outcome = SweepOutcome(run)
     done = run.done_keys() if resume else set()
-    facts = {"devices": [w.label for w in workers], "worker_count": len(workers), **_gpu_facts(workers)}
+    facts = {"devices": [w.label for w in workers], "worker_count": len(workers),
+             "worker_cpus": {w.label: w.env.get(CPUS_ENV) for w in workers}, **_gpu_facts(workers)}
     if resume:
         run.update_manifest(status="running", resumed_at=now_iso(), **facts)
     else:

@@ -21,8 +21,21 @@ from attnbench.results import now_iso
 
 Row = dict[str, Any]
 
-# torch threads for a CPU worker (set by --devices cpu,cpu so workers share the cores)
-CPU_THREADS_ENV = "ATTNBENCH_CPU_THREADS"
+# The CPUs a worker process may run on, "0,1,2,...": --devices gives each worker its own share, so
+# one worker's CPU-heavy work (a torch.compile, a reference, a pool built in Python) cannot slow
+# the kernel launches another worker is timing, nor OpenMP threads of two workers fight for cores.
+CPUS_ENV = "ATTNBENCH_CPUS"
+
+
+def pin_to_cpus(value: str | None) -> int | None:
+    """Restrict this process (and what it starts later) to the CPUs listed; how many, or None."""
+    if not value or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = {int(c) for c in value.split(",") if c.strip().isdigit()}
+    if not cpus:
+        return None
+    os.sched_setaffinity(0, cpus)
+    return len(cpus)
 
 
 @dataclass
@@ -40,8 +53,9 @@ class CaseRunner:
         from attnbench.calibrate import calibrate
 
         self.device = torch.device(device if device == "cpu" else f"cuda:{torch.cuda.current_device()}")
-        if device == "cpu" and os.environ.get(CPU_THREADS_ENV, "").isdigit():
-            torch.set_num_threads(int(os.environ[CPU_THREADS_ENV]))
+        if os.environ.get(CPUS_ENV) and hasattr(os, "sched_getaffinity"):
+            # a pinned worker (see _child_main): one torch thread per CPU it may use
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.policy = policy
         self.calibration = calibration if calibration is not None else calibrate(self.device)
         self._base = None
@@ -106,6 +120,7 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     os.environ.update(env)
     try:
+        pin_to_cpus(os.environ.get(CPUS_ENV))  # before torch starts its threads
         runner = CaseRunner(device, policy, calibration)
         conn.send(("ready", runner.calibration))
     except Exception as err:  # noqa: BLE001

@@ -64,6 +64,16 @@ def busy_by_worker(rows: Rows) -> dict[str, tuple[float, int]]:
     return busy
 
 
+def gate(out: Path, baseline: str, current: str) -> str:
+    """`attnbench gate` of one run against another: its verdict line (PASS/FAIL with counts)."""
+    summary = out / f"gate-{current}-vs-{baseline}.md"
+    proc = subprocess.run([sys.executable, "-m", "attnbench", "gate", "--baseline", str(out / baseline),
+                           "--current", str(out / current), "--summary", str(summary)],
+                          capture_output=True, text=True)
+    first = next((ln.strip() for ln in proc.stdout.splitlines() if ln.startswith("attnbench gate")), "")
+    return first or f"gate exit {proc.returncode}: {' '.join(proc.stderr.split())[:200]}"
+
+
 def pct(x: float) -> str:
     return f"{100 * x:+.2f}"
 
@@ -115,6 +125,13 @@ def summarize(out: Path, labels_one: list[str], labels_multi: list[str], wall: d
     multi_wall = statistics.fmean(wall[x] for x in labels_multi)
     say.append(f"mean wall: one device {one_wall:.1f} s, --devices {multi_wall:.1f} s; "
                f"speed-up {one_wall / multi_wall:.2f}x")
+    # the runner's own time (wall_s in the manifest) leaves out what every sweep pays once in the
+    # parent: interpreter start, imports, the environment probe, the plan, exit
+    one_run = statistics.fmean(runs[x][0]["wall_s"] for x in labels_one)
+    multi_run = statistics.fmean(runs[x][0]["wall_s"] for x in labels_multi)
+    say.append(f"mean runner time: one device {one_run:.1f} s, --devices {multi_run:.1f} s; "
+               f"speed-up {one_run / multi_run:.2f}x; outside the runner (parent start, probe, exit): "
+               f"{one_wall - one_run:.1f} s one device, {multi_wall - multi_run:.1f} s --devices")
     point_sets = {label: set(rows) for label, (_, rows) in runs.items()}
     first = next(iter(point_sets.values()))
     same = all(s == first for s in point_sets.values())
@@ -136,6 +153,13 @@ def summarize(out: Path, labels_one: list[str], labels_multi: list[str], wall: d
                    f"one-device runs' spread there {100 * w['spread']:.2f}%, "
                    f"CI half-width {100 * w['half']:.2f}%")
         say.append(f"points outside the noise: {result['outside']} of {result['compared']}")
+    # the regression gate's verdict (5% threshold beyond the noise of the raw samples): does a
+    # multi-device run pass against a one-device run, as often as one-device runs pass each other?
+    say.append("")
+    for one, multi in zip(labels_one, labels_multi, strict=True):
+        say.append(f"gate {multi} against {one}: {gate(out, one, multi)}")
+    for a, b in zip(labels_one, labels_one[1:], strict=False):
+        say.append(f"gate {b} against {a}: {gate(out, a, b)}")
     return say
 
 
@@ -148,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=280.0, help="seconds per sweep")
     ap.add_argument("--backends", help="passed to every sweep")
+    ap.add_argument("--sweep-args", default="", help="more options for every sweep, e.g. '--shard 1/4'")
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     say: list[str] = []
     common = ["--device", args.device] + (["--backends", args.backends] if args.backends else [])
+    common += args.sweep_args.split()
     if args.device == "cuda":
         gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
         say.extend(gpus.strip().splitlines())

@@ -45,7 +45,8 @@ class EnvProbe(Naive):
             time.sleep(0.05)
         p = super().prepare(case, inputs)
         info = {**p.info, "probe_worker": me, "probe_pid": os.getpid(),
-                "probe_cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+                "probe_cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "probe_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
         return Prepared(run=p.run, to_packed=p.to_packed, info=info)
 
 
@@ -128,6 +129,10 @@ def test_two_cpu_workers_write_one_run_and_lose_nothing(tmp_path, probe):
     assert probes and all(r["probe_worker"] == r["worker_device"] for r in probes)
     assert len({r["probe_pid"] for r in probes}) == 2
     assert sorted(p.name for p in probe.iterdir()) == ["cpu-0", "cpu-1"]
+    # each worker process runs on its own share of the CPUs (with at least one CPU per worker)
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        cpus = {r["probe_worker"]: tuple(r["probe_cpus"]) for r in probes}
+        assert len(set(cpus.values())) == 2 and not set(cpus["cpu-0"]) & set(cpus["cpu-1"])
     # a case's points stay with one worker (its inputs are built once)
     by_case: dict[str, set[str]] = {}
     for r in measured:
@@ -137,7 +142,7 @@ def test_two_cpu_workers_write_one_run_and_lose_nothing(tmp_path, probe):
     assert m["status"] == "complete" and m["devices"] == ["cpu-0", "cpu-1"] and m["worker_count"] == 2
     assert set(m["calibration_by_device"]) == {"cpu-0", "cpu-1"}
     assert m["calibration"] == m["calibration_by_device"]["cpu-0"] and m["rows_written"] == plan.n_points
-    assert m["wall_s"] > 0 and set(m["worker_start_s_by_device"]) == {"cpu-0", "cpu-1"}
+    assert m["wall_s"] > 0 and set(m["worker_start_s_by_device"]) == {"cpu-0", "cpu-1"} == set(m["worker_cpus"])
 
 
 class InterruptAfter(Progress):
@@ -226,8 +231,11 @@ def test_parse_devices():
     assert [w.env["CUDA_VISIBLE_DEVICES"] for w in ws] == ["4", "5"]
     ws = parse_devices("cpu,cpu,cpu", "cpu")
     assert [(w.label, w.device) for w in ws] == [("cpu-0", "cpu"), ("cpu-1", "cpu"), ("cpu-2", "cpu")]
-    # the workers split the cores instead of each spinning a thread on every one
-    assert all(int(w.env["ATTNBENCH_CPU_THREADS"]) == max(1, (os.cpu_count() or 1) // 3) for w in ws)
+    # each worker gets its own contiguous slice of the CPUs; too few CPUs: nobody is pinned
+    ws = parse_devices("0,1,2", "cuda", gpu_names=h100, visible="", cpus=list(range(8)))
+    assert [w.env["ATTNBENCH_CPUS"] for w in ws] == ["0,1,2", "3,4,5", "6,7"]
+    ws = parse_devices("cpu,cpu,cpu", "cpu", cpus=[4, 5])
+    assert all("ATTNBENCH_CPUS" not in w.env for w in ws)
     bad = [
         ("0,0", "cuda", h100, "at most once"),
         ("4", "cuda", h100, "no GPU 4"),
@@ -278,4 +286,5 @@ def test_multi_device_check_script_on_cpu_workers(tmp_path):
     assert "points whose status differs between runs: 0" in summary
     assert "speed-up" in summary and "largest median difference" in summary
     assert "worker cpu-0: start" in summary and "worker cpu-1: start" in summary
+    assert "gate multi-1 against one-1: attnbench gate:" in summary
     assert {p.name for p in out.iterdir()} >= {"warm", "one-1", "multi-1", "summary.txt"}
