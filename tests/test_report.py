@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -152,6 +153,23 @@ def test_bandwidth_peak_and_share(h100):
     assert rec["median_gbps"] == pytest.approx(statistics.median(dec))
     naive = next(r for r in records(report, "bandwidth") if r["backend"] == "naive")
     assert naive["dram_read_ratio"] > 5  # the N x N scores go through DRAM
+
+
+def test_decode_bandwidth_dram_column_prefers_decode_profiles(tmp_path):
+    """A backend profiled on prefill and decode: the decode table quotes its decode points only."""
+    run = fx.make_h100_like(tmp_path / "run")
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    decode = [r for r in ok_rows(rows) if r["backend"] == "naive" and r["phase"] == "decode"
+              and not r["prefix_len"]][:2]
+    for r, factor in zip(decode, (5.0, 7.0), strict=True):
+        r["dram_read_bytes"], r["dram_write_bytes"] = factor * r["min_hbm_bytes"], r["min_hbm_bytes"]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report, _ = write_report([run], plot=False)
+    naive = next(r for r in records(report, "bandwidth") if r["backend"] == "naive")
+    assert 4 < naive["dram_read_ratio"] < 8  # not pulled up by the prefill profiles (~100x)
+    cell = next(row for row in report.table("bandwidth").rows if row[0] == "naive")[-1]
+    # (against the minimum read bytes, a little below min_hbm_bytes, which counts the output too)
+    assert re.search(r"median of 2 decode points, 5\.0\dx–7\.0\dx", cell) and "prefill" not in cell, cell
 
 
 def test_when_to_use_winner_per_class(h100):

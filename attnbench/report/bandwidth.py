@@ -80,9 +80,17 @@ def build(run: RunData) -> Table:
         if dram.empty:
             cells.append("—" if not any_dram else not_measured("not profiled"))
         else:
-            rec["dram_read_ratio"] = float(dram["read_ratio"].median())
-            phases = "/".join(sorted(dram["phase"].unique()))
-            cells.append(f"{ratio(rec['dram_read_ratio'])} (median of {len(dram)} {phases} points)")
+            # a decode table: decode profiles when there are any (a naive prefill's score matrix
+            # moves ~100x the minimum, which says nothing of its decode); else the prefill ones, named
+            decode = dram[dram["phase"] == "decode"]
+            used, phase = ((decode, "decode") if not decode.empty
+                           else (dram, "/".join(sorted(dram["phase"].unique()))))
+            rec["dram_read_ratio"] = float(used["read_ratio"].median())
+            low, high = ratio(float(used["read_ratio"].min())), ratio(float(used["read_ratio"].max()))
+            only = "" if phase == "decode" else f"{phase} only: "
+            what = (f"1 {phase} point" if len(used) == 1
+                    else f"median of {len(used)} {phase} points" + (f", {low}–{high}" if low != high else ""))
+            cells.append(f"{ratio(rec['dram_read_ratio'])} ({only}{what})")
         table.rows.append(cells)
         table.records.append(rec)
         if copy and rec.get("peak_gbps", 0) > copy:
