@@ -88,6 +88,35 @@ class FreeBlockQueue:
         self.remove(block)
         return block
 
+    # The batch forms below do what n popleft / append calls do, in one loop without a call per
+    # block: a shuffled pool's churn moves millions of blocks through the queue.
+    def popleft_n(self, n: int) -> list[Block]:
+        """The n blocks at the head, in queue order (NoFreeBlocks, queue unchanged, if fewer)."""
+        if n > self._len:
+            raise NoFreeBlocks(f"{n} KV-cache blocks wanted, {self._len} free")
+        taken = []
+        node = self._head.next
+        for _ in range(n):
+            assert node is not None
+            nxt = node.next
+            node.prev = node.next = None
+            taken.append(node)
+            node = nxt
+        assert node is not None
+        self._head.next, node.prev = node, self._head
+        self._len -= n
+        return taken
+
+    def extend(self, blocks: Sequence[Block]) -> None:
+        """Append blocks at the tail, in order."""
+        last = self._tail.prev
+        assert last is not None
+        for block in blocks:
+            last.next, block.prev = block, last
+            last = block
+        last.next, self._tail.prev = self._tail, last
+        self._len += len(blocks)
+
 
 @dataclass
 class _Request:
@@ -136,6 +165,18 @@ class KVCacheManager:
             self.evictions += 1
         block.ref_cnt = 1
         return block
+
+    def _take_n(self, n: int) -> list[Block]:
+        """n blocks, as n _take calls would give them."""
+        blocks = self.free_queue.popleft_n(n)
+        for block in blocks:
+            if block.key is not None:
+                if self.cached.get(block.key) is block:
+                    del self.cached[block.key]
+                block.key = None
+                self.evictions += 1
+            block.ref_cnt = 1
+        return blocks
 
     def _share(self, block: Block) -> None:
         if block.ref_cnt == 0:
@@ -200,7 +241,7 @@ class KVCacheManager:
         self.prefix_hits += len(hits)
         for b in hits:
             self._share(b)
-        blocks = hits + [self._take() for _ in range(fresh)]
+        blocks = hits + self._take_n(fresh)
         ids = list(token_ids) if token_ids is not None and self.enable_prefix_caching else None
         req = _Request(blocks=blocks, num_tokens=n, token_ids=ids, last_key=last_key)
         self.requests[request_id] = req
@@ -269,8 +310,13 @@ class KVCacheManager:
         which are the ones other requests are likely to share.
         """
         req = self.requests.pop(request_id)
+        back = []
         for b in reversed(req.blocks):
-            self._release(b)
+            b.ref_cnt -= 1
+            assert b.ref_cnt >= 0, f"block {b.block_id} freed more often than taken"
+            if b.ref_cnt == 0:
+                back.append(b)
+        self.free_queue.extend(back)  # the order _release one by one would give
 
     def block_table(self, request_id: Any) -> list[int]:
         return [b.block_id for b in self.requests[request_id].blocks]

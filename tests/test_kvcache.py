@@ -3,6 +3,8 @@ copy-on-write, and the paged inputs it builds for a case."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 from attnbench.case import Case
 from attnbench.inputs import build_inputs
-from attnbench.kvcache import KVCacheManager, NoFreeBlocks
+from attnbench.kvcache import Block, FreeBlockQueue, KVCacheManager, NoFreeBlocks
 
 # ---- invariants under random operation sequences ----------------------------------------------
 op = st.one_of(
@@ -280,3 +282,29 @@ def test_prefix_blocks_are_held_once():
     assert plain["kv_blocks_allocated"] - shared["kv_blocks_allocated"] == 6
     assert shared["prefix_cache_hits"] == 6 and shared["prefix_cache_hit_rate"] > 0
     assert shared["kv_bytes_saved_by_prefix"] == 3 * 32 * 2 * 2 * 8 * 4
+
+
+def test_batch_queue_operations_match_one_at_a_time():
+    """popleft_n / extend (the churn's fast path) leave the queue as popleft / append would."""
+    rng = random.Random(5)
+    fast_blocks, slow_blocks = [Block(i) for i in range(200)], [Block(i) for i in range(200)]
+    fast, slow = FreeBlockQueue(fast_blocks), FreeBlockQueue(slow_blocks)
+    held_fast: list[Block] = []
+    held_slow: list[Block] = []
+    for _ in range(500):
+        if held_fast and rng.random() < 0.5:
+            k = rng.randint(1, len(held_fast))
+            order = rng.sample(range(len(held_fast)), k)
+            fast.extend([held_fast[i] for i in order])
+            for i in order:
+                slow.append(held_slow[i])
+            keep = sorted(set(range(len(held_fast))) - set(order))
+            held_fast, held_slow = [held_fast[i] for i in keep], [held_slow[i] for i in keep]
+        else:
+            n = rng.randint(0, len(fast))
+            held_fast += fast.popleft_n(n)
+            held_slow += [slow.popleft() for _ in range(n)]
+        assert [b.block_id for b in fast] == [b.block_id for b in slow] and len(fast) == len(slow)
+    with pytest.raises(NoFreeBlocks):
+        fast.popleft_n(len(fast) + 1)
+    assert [b.block_id for b in fast] == [b.block_id for b in slow]  # unchanged by the refusal
