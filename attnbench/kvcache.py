@@ -157,7 +157,14 @@ class KVCacheManager:
         return -(-num_tokens // self.block_size)
 
     def _take(self) -> Block:
-        block = self.free_queue.popleft()
+        return self._claim(self.free_queue.popleft())
+
+    def _take_n(self, n: int) -> list[Block]:
+        """n blocks, as n _take calls would give them."""
+        return [self._claim(block) for block in self.free_queue.popleft_n(n)]
+
+    def _claim(self, block: Block) -> Block:
+        """A block just taken from the free queue, now held once."""
         if block.key is not None:  # evict: the least recently freed cached block goes first
             if self.cached.get(block.key) is block:
                 del self.cached[block.key]
@@ -165,18 +172,6 @@ class KVCacheManager:
             self.evictions += 1
         block.ref_cnt = 1
         return block
-
-    def _take_n(self, n: int) -> list[Block]:
-        """n blocks, as n _take calls would give them."""
-        blocks = self.free_queue.popleft_n(n)
-        for block in blocks:
-            if block.key is not None:
-                if self.cached.get(block.key) is block:
-                    del self.cached[block.key]
-                block.key = None
-                self.evictions += 1
-            block.ref_cnt = 1
-        return blocks
 
     def _share(self, block: Block) -> None:
         if block.ref_cnt == 0:
