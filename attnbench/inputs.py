@@ -7,7 +7,8 @@ Layouts (the one convention every backend adapts from):
 - Paged KV (cases with a block size): k_cache, v_cache of shape
   (num_blocks, block_size, num_kv_heads, head_dim) ("NHD" blocks, the flash-attn / vLLM-flash
   layout), block_tables int32 (batch, max_blocks_per_seq) padded with 0, kv_lens int32 (batch,).
-  The pool and tables come from the KV-cache manager (attnbench.kvcache) via build_paged_kv.
+  The pool and tables come from the KV-cache manager (attnbench.kvcache) via build_paged_kv
+  (attnbench.paged_pool).
 - The reference output: float32 (total_q, num_q_heads, head_dim), computed in float64 on a CPU
   and float32 (no TF32) on a GPU from the same (rounded) inputs.
 """
@@ -135,7 +136,7 @@ def reference_attention(
 
 def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
     """Scatter the packed K/V into a block pool through the KV-cache manager."""
-    from attnbench.kvcache import paged_pool_for_case
+    from attnbench.paged_pool import paged_pool_for_case
 
     return paged_pool_for_case(case, k, v, cu_k)
 

@@ -14,22 +14,14 @@ The model (the one vLLM's paper describes, rebuilt here to measure it):
   the first append to a shared partial block moves the writer to a fresh copy (the copy is recorded
   in `pending_copies` for whoever owns the tensors).
 
-`paged_pool_for_case` builds a case's paged inputs through the manager: for kv_layout "shuffled" the
-free queue is first churned by other requests (allocations and frees in a seeded random order), so
-the case's block tables point at scattered blocks as a long-running server leaves them.
+attnbench.paged_pool builds a benchmark case's paged inputs through this manager.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import torch
-
-from attnbench.case import Case
-from attnbench.inputs import PagedKV
 
 BlockKey = tuple[int, tuple[int, ...]]  # (hash of the parent block's key, this block's token ids)
 
@@ -357,96 +349,3 @@ class KVCacheManager:
             assert in_queue[b.block_id] == (b.ref_cnt == 0), f"block {b.block_id}: free-queue membership"
         for key, b in self.cached.items():
             assert b.key == key, f"cached block {b.block_id} has another key"
-
-
-# ---- paged inputs for a benchmark case ----------------------------------------------------
-def _case_token_ids(case: Case) -> list[list[int]]:
-    """Synthetic token ids: every sequence starts with the same prefix_len tokens, the rest differ."""
-    rng = random.Random(case.seed * 7919 + 3)
-    prefix = [rng.randrange(50_000) for _ in range(case.prefix_len)]
-    seqs = []
-    for i, n in enumerate(case.kv_lens):
-        own = n - min(case.prefix_len, n)
-        # Token ids above the vocabulary-sized range keep unshared tails distinct across sequences.
-        seqs.append(prefix[:n] + [100_000 + i * 1_000_003 + t for t in range(own)])
-    return seqs
-
-
-def churn(manager: KVCacheManager, rng: random.Random, rounds: int) -> None:
-    """Other requests come and go (random sizes, random finishing order), then all leave.
-
-    What remains is a free queue in the scattered order a long-running server leaves behind.
-    """
-    live: list[int] = []
-    next_id = 0
-    cap = max(1, manager.num_blocks // 4)
-    for _ in range(rounds):
-        if live and (rng.random() < 0.45 or manager.num_free_blocks == 0):
-            manager.free(live.pop(rng.randrange(len(live))))
-            continue
-        want = rng.randint(1, min(cap, manager.num_free_blocks)) * manager.block_size
-        manager.add_request(("churn", next_id), num_tokens=want)
-        live.append(("churn", next_id))  # type: ignore[arg-type]
-        next_id += 1
-    for rid in live:
-        manager.free(rid)
-
-
-def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
-    """The case's K/V scattered into a block pool through the manager, with block tables and stats.
-
-    The pool has exactly the blocks the case needs (prefix blocks counted once). kv_layout
-    "contiguous" places the sequences in a fresh pool (ascending block ids); "shuffled" first lets
-    other requests churn through the pool (seeded by case.seed).
-    """
-    assert case.block_size is not None
-    bs = case.block_size
-    token_ids = _case_token_ids(case)
-    # Dry run in an ample pool: how many blocks the case holds once its prefix blocks are shared.
-    probe = KVCacheManager(sum(-(-n // bs) for n in case.kv_lens), bs)
-    for i, ids in enumerate(token_ids):
-        probe.add_request(i, token_ids=ids)
-    need = probe.num_blocks - probe.num_free_blocks
-
-    manager = KVCacheManager(need, bs, enable_prefix_caching=True)
-    if case.kv_layout == "shuffled":
-        churn(manager, random.Random(case.seed * 1_000_003 + 11), rounds=8 * need + 16)
-    tables = []
-    for i, ids in enumerate(token_ids):
-        manager.add_request(i, token_ids=ids)
-        tables.append(manager.block_table(i))
-    stats_m = manager.stats()
-
-    hkv, d = case.num_kv_heads, case.head_dim
-    k_cache = torch.zeros((need, bs, hkv, d), dtype=k.dtype, device=k.device)
-    v_cache = torch.zeros_like(k_cache)
-    # One slot per token: slot = block_id * block_size + offset; shared prefix slots repeat with
-    # identical values (the prefix K/V of every sequence equal sequence 0's), so write order is moot.
-    slots = []
-    for i, n in enumerate(case.kv_lens):
-        t = torch.arange(n)
-        slots.append(torch.tensor(tables[i], dtype=torch.int64)[t // bs] * bs + t % bs)
-    slot_index = torch.cat(slots).to(k.device)
-    total = cu_k[-1]
-    k_cache.view(-1, hkv, d).index_copy_(0, slot_index, k[:total])
-    v_cache.view(-1, hkv, d).index_copy_(0, slot_index, v[:total])
-
-    width = max(len(t) for t in tables)
-    table_t = torch.zeros((case.batch, width), dtype=torch.int32)
-    for i, t in enumerate(tables):
-        table_t[i, : len(t)] = torch.tensor(t, dtype=torch.int32)
-    token_bytes = 2 * hkv * d * case.elem_bytes  # K and V, every KV head, per token
-    unique_tokens = int(torch.unique(slot_index).numel())
-    stats = {
-        "kv_blocks_allocated": need,
-        "kv_bytes_allocated": need * bs * token_bytes,
-        "kv_bytes_used": unique_tokens * token_bytes,
-        "kv_bytes_logical": case.total_kv * token_bytes,
-        "kv_bytes_saved_by_prefix": (case.total_kv - unique_tokens) * token_bytes,
-        "prefix_cache_queries": stats_m["prefix_queries"],
-        "prefix_cache_hits": stats_m["prefix_hits"],
-        "prefix_cache_hit_rate": stats_m["prefix_hit_rate"],
-        "kv_pool_layout": case.kv_layout,
-    }
-    lens = torch.tensor(case.kv_lens, dtype=torch.int32, device=k.device)
-    return PagedKV(k_cache, v_cache, table_t.to(k.device), lens, bs, stats)
