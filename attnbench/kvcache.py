@@ -171,10 +171,15 @@ class KVCacheManager:
         block.ref_cnt += 1
 
     def _release(self, block: Block) -> None:
+        if self._unref(block):
+            self.free_queue.append(block)
+
+    @staticmethod
+    def _unref(block: Block) -> bool:
+        """Drop one reference; whether the block is now free (it goes back to the queue)."""
         block.ref_cnt -= 1
         assert block.ref_cnt >= 0, f"block {block.block_id} freed more often than taken"
-        if block.ref_cnt == 0:
-            self.free_queue.append(block)
+        return block.ref_cnt == 0
 
     # ---- prefix cache -------------------------------------------------------------------
     @staticmethod
@@ -297,13 +302,8 @@ class KVCacheManager:
         which are the ones other requests are likely to share.
         """
         req = self.requests.pop(request_id)
-        back = []
-        for b in reversed(req.blocks):
-            b.ref_cnt -= 1
-            assert b.ref_cnt >= 0, f"block {b.block_id} freed more often than taken"
-            if b.ref_cnt == 0:
-                back.append(b)
-        self.free_queue.extend(back)  # the order _release one by one would give
+        # in one batch, the order _release one block at a time would give
+        self.free_queue.extend([b for b in reversed(req.blocks) if self._unref(b)])
 
     def block_table(self, request_id: Any) -> list[int]:
         return [b.block_id for b in self.requests[request_id].blocks]

@@ -165,9 +165,7 @@ def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queu
           board: _Board, device: str) -> None:
     """A worker's thread: start its process, then take cases until none is left anywhere."""
     try:
-        began = time.monotonic()
-        calibration = ex.start()
-        events.put(("calibration", w.label, calibration, round(time.monotonic() - began, 3)))
+        events.put(("calibration", w.label, ex.start(), ex.start_s))
     except Exception as err:  # noqa: BLE001 - reported; the other workers go on
         events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
         events.put(("exit", w.label))

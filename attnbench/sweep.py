@@ -125,10 +125,8 @@ def run_sweep(
                 if (pc.case.case_id, name) not in done:
                     emit(skipped(base_row(pc.case, get_backend(name), device), reason))
         if any(names for _, names in todo):
-            began = time.monotonic()
             calibration = executor.start()
-            # worker_start_s: the worker's start (imports, CUDA context, calibration), paid once
-            run.update_manifest(calibration=calibration, worker_start_s=round(time.monotonic() - began, 3))
+            run.update_manifest(calibration=calibration, worker_start_s=executor.start_s)
         for pc, names in todo:
             if not names:
                 continue

@@ -27,15 +27,11 @@ Row = dict[str, Any]
 CPUS_ENV = "ATTNBENCH_CPUS"
 
 
-def pin_to_cpus(value: str | None) -> int | None:
-    """Restrict this process (and what it starts later) to the CPUs listed; how many, or None."""
-    if not value or not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = {int(c) for c in value.split(",") if c.strip().isdigit()}
-    if not cpus:
-        return None
-    os.sched_setaffinity(0, cpus)
-    return len(cpus)
+def pin_to_cpus(value: str | None) -> None:
+    """Restrict this process (and what it starts later) to the CPUs listed in value, if any."""
+    cpus = {int(c) for c in (value or "").split(",") if c.strip().isdigit()}
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
 
 
 @dataclass
@@ -80,8 +76,9 @@ class CaseRunner:
             inputs = build_inputs(task.case, self.device, base=base)
             if not task.case.paged:
                 self._base = inputs
-            # seconds to build this case's inputs and reference (0 when a paged variant reuses its
-            # contiguous case's); with point_wall_s it shows where a worker's time went
+            # seconds to build this case's inputs: tensors, reference and, for a paged case, its
+            # pool (a paged variant reuses its contiguous case's tensors and reference when this
+            # worker just built them); with point_wall_s it shows where a worker's time went
             inputs_s = round(time.perf_counter() - built, 4)
         except Exception as err:  # noqa: BLE001 - every point of the case fails with the reason
             self._base = None
@@ -148,11 +145,13 @@ class ProcessExecutor:
         self.policy = policy
         self.env = env or {}
         self.calibration: dict[str, Any] | None = None
+        self.start_s: float | None = None  # the last start: imports, CUDA context, calibration
         self._ctx = mp.get_context("spawn")
         self._proc = None
         self._conn = None
 
     def start(self) -> dict[str, Any]:
+        began = time.monotonic()
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(
             target=_child_main,
@@ -168,6 +167,7 @@ class ProcessExecutor:
             self.close()
             raise RuntimeError(f"worker process did not start: {detail}")
         self.calibration = msg[1]
+        self.start_s = round(time.monotonic() - began, 3)
         return self.calibration
 
     def _recv(self, timeout: float):
@@ -252,11 +252,14 @@ class LocalExecutor:
         self.device = device
         self.policy = policy
         self.calibration: dict[str, Any] | None = None
+        self.start_s: float | None = None  # as ProcessExecutor's
         self._runner: CaseRunner | None = None
 
     def start(self) -> dict[str, Any]:
+        began = time.monotonic()
         self._runner = CaseRunner(self.device, self.policy, self.calibration)
         self.calibration = self._runner.calibration
+        self.start_s = round(time.monotonic() - began, 3)
         return self.calibration
 
     def run(
