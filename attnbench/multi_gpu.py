@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.backends import get_backend
+from attnbench.child import CPUS_ENV
 from attnbench.config import SweepConfig
 from attnbench.plan import Plan, PlannedCase
 from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso
 from attnbench.shard import groups_of
 from attnbench.sweep import Progress, SweepOutcome, manifest_for
-from attnbench.worker import CPUS_ENV, ProcessExecutor, Task
+from attnbench.worker import ProcessExecutor, Task
 
 
 class DevicesError(ValueError):
@@ -165,7 +166,7 @@ def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queu
           board: _Board, device: str) -> None:
     """A worker's thread: start its process, then take cases until none is left anywhere."""
     try:
-        events.put(("calibration", w.label, ex.start(), ex.start_s))
+        events.put(("calibration", w.label, ex.start(), ex.start_s, ex.start_phases))
     except Exception as err:  # noqa: BLE001 - reported; the other workers go on
         events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
         events.put(("exit", w.label))
@@ -261,7 +262,8 @@ def run_multi_device(
     stop = threading.Event()
     executors = {w.label: ProcessExecutor(w.device, policy, w.env) for w in workers}
     calibrations: dict[str, Any] = {}
-    start_s: dict[str, float] = {}  # seconds each worker took to start (imports, CUDA, calibration)
+    start_s: dict[str, float] = {}  # seconds the runner waited for each worker to start
+    start_phases: dict[str, dict[str, float]] = {}  # where each worker's start went
     errors: dict[str, str] = {}
     started = time.monotonic()
 
@@ -297,9 +299,11 @@ def run_multi_device(
             elif kind == "calibration":
                 calibrations[label] = msg[2]
                 start_s[label] = msg[3]
+                start_phases[label] = msg[4]
                 first = next(w.label for w in workers if w.label in calibrations)
                 run.update_manifest(calibration=calibrations[first], calibration_by_device=calibrations,
-                                    worker_start_s_by_device=start_s)
+                                    worker_start_s_by_device=start_s,
+                                    worker_start_phases_by_device=start_phases)
             elif kind == "dead":
                 errors[label] = msg[2]
                 run.update_manifest(worker_errors=errors)

@@ -126,7 +126,8 @@ def run_sweep(
                     emit(skipped(base_row(pc.case, get_backend(name), device), reason))
         if any(names for _, names in todo):
             calibration = executor.start()
-            run.update_manifest(calibration=calibration, worker_start_s=executor.start_s)
+            run.update_manifest(calibration=calibration, worker_start_s=executor.start_s,
+                                worker_start_phases=executor.start_phases)
         for pc, names in todo:
             if not names:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -36,6 +37,29 @@ def default_config(device: str) -> Path:
     return configs_dir() / ("a100.yaml" if "A100" in name else "h100.yaml")
 
 
+def workers_expected(devices: str | None, isolate: bool) -> int:
+    """How many worker processes the sweep will start, guessed before torch is imported so that
+    they can be spawned ahead (attnbench.child.prestart): none without isolation, one per entry of
+    --devices, the GPUs NVML sees (within CUDA_VISIBLE_DEVICES) for `all`, else one. A wrong guess
+    costs nothing: spare children are stopped, missing ones spawned when needed."""
+    if not isolate:
+        return 0
+    if devices is None:
+        return 1
+    items = [s for s in devices.split(",") if s.strip()]
+    if [s.strip() for s in items] != ["all"]:
+        return len(items)
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+    except Exception:  # noqa: BLE001 - no NVML: spawn them when the count is known
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return count if visible is None else min(count, len([v for v in visible.split(",") if v.strip()]))
+
+
 def sweep_command(
     config: Path | None,
     out: Path | None,
@@ -48,6 +72,11 @@ def sweep_command(
     devices: str | None,
 ) -> None:
     """Plan, run and summarise a sweep (the CLI's `sweep`)."""
+    if not dry_run:
+        from attnbench.child import prestart
+
+        # the workers import torch (seconds) while this process imports it and plans
+        prestart(workers_expected(devices, isolate))
     from attnbench.backends import backend_names
     from attnbench.config import ConfigError, load_config
     from attnbench.console import SweepProgress, fail, plan_table, summary_table

@@ -1,38 +1,26 @@
 """Where points run: in a child process (the sweep's default, for fault isolation) or in-process.
 
-The child builds each case's inputs, runs its backends one by one and sends a row per point. The
-parent waits with a per-point time limit: a point that hangs, kills the process or poisons the CUDA
-context becomes a `failed` row with its reason, and a fresh child takes over the remaining points.
+The child (attnbench.child) builds each case's inputs, runs its backends one by one and sends a row
+per point. The parent waits with a per-point time limit: a point that hangs, kills the process or
+poisons the CUDA context becomes a `failed` row with its reason, and a fresh child takes over the
+remaining points.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from attnbench import child as children
 from attnbench.case import Case
+from attnbench.child import CPUS_ENV
 from attnbench.config import TimingPolicy
 from attnbench.results import now_iso
 
 Row = dict[str, Any]
-
-# The CPUs a worker process may run on, "0,1,2,...": --devices gives each worker its own share, so
-# one worker's CPU-heavy work (a torch.compile, a reference, a pool built in Python) cannot slow
-# the kernel launches another worker is timing, nor OpenMP threads of two workers fight for cores.
-CPUS_ENV = "ATTNBENCH_CPUS"
-
-
-def pin_to_cpus(value: str | None) -> None:
-    """Restrict this process (and what it starts later) to the CPUs listed in value, if any."""
-    cpus = {int(c) for c in (value or "").split(",") if c.strip().isdigit()}
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
-
 
 @dataclass
 class Task:
@@ -50,7 +38,7 @@ class CaseRunner:
 
         self.device = torch.device(device if device == "cpu" else f"cuda:{torch.cuda.current_device()}")
         if os.environ.get(CPUS_ENV) and hasattr(os, "sched_getaffinity"):
-            # a pinned worker (see _child_main): one torch thread per CPU it may use
+            # a pinned worker (attnbench.child): one torch thread per CPU it may use
             torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.policy = policy
         self.calibration = calibration if calibration is not None else calibrate(self.device)
@@ -108,35 +96,6 @@ def _release(device) -> None:
         torch.cuda.empty_cache()
 
 
-# ---- the child process ---------------------------------------------------------------------
-
-
-def _child_main(
-    conn, device: str, policy: TimingPolicy, calibration: dict[str, Any] | None, env: dict[str, str]
-) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    os.environ.update(env)
-    try:
-        pin_to_cpus(os.environ.get(CPUS_ENV))  # before torch starts its threads
-        runner = CaseRunner(device, policy, calibration)
-        conn.send(("ready", runner.calibration))
-    except Exception as err:  # noqa: BLE001
-        conn.send(("fatal", f"worker start: {type(err).__name__}: {err}"))
-        return
-    while True:
-        msg = conn.recv()
-        if msg[0] == "stop":
-            return
-        task = Task(Case.from_json(msg[1]), msg[2])
-        try:
-            for row in runner.run(task, lambda name: conn.send(("start", name))):
-                conn.send(("row", row))
-        except Exception as err:  # noqa: BLE001 - context poisoned: report and exit for a fresh child
-            conn.send(("poisoned", f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"))
-            return
-        conn.send(("done",))
-
-
 class ProcessExecutor:
     """Runs tasks in a child process, replacing it after a hang, a crash or a poisoned context."""
 
@@ -146,21 +105,18 @@ class ProcessExecutor:
         self.env = env or {}
         self.calibration: dict[str, Any] | None = None
         self.start_s: float | None = None  # the last start: imports, CUDA context, calibration
-        self._ctx = mp.get_context("spawn")
+        self.start_phases: dict[str, float] = {}
         self._proc = None
         self._conn = None
 
     def start(self) -> dict[str, Any]:
+        """Configure a child (one spawned ahead of time when there is one) and wait until it has
+        its device and calibration; start_s is how long this waited, start_phases where the
+        child's own start went (attnbench.child.start_phases)."""
         began = time.monotonic()
-        parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(
-            target=_child_main,
-            args=(child, self.device, self.policy, self.calibration, self.env),
-            daemon=True,
-        )
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        c = children.take() or children.spawn()
+        self._proc, self._conn = c.proc, c.conn
+        self._conn.send(("configure", self.device, self.policy, self.calibration, self.env))
         msg = self._recv(timeout=600)
         if msg is None or msg[0] != "ready":
             detail = msg[1] if msg else "no answer"
@@ -168,6 +124,7 @@ class ProcessExecutor:
             raise RuntimeError(f"worker process did not start: {detail}")
         self.calibration = msg[1]
         self.start_s = round(time.monotonic() - began, 3)
+        self.start_phases = children.start_phases(c.spawned_at, msg[2])
         return self.calibration
 
     def _recv(self, timeout: float):
@@ -253,6 +210,7 @@ class LocalExecutor:
         self.policy = policy
         self.calibration: dict[str, Any] | None = None
         self.start_s: float | None = None  # as ProcessExecutor's
+        self.start_phases: dict[str, float] = {}
         self._runner: CaseRunner | None = None
 
     def start(self) -> dict[str, Any]:

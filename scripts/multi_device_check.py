@@ -64,6 +64,14 @@ def busy_by_worker(rows: Rows) -> dict[str, tuple[float, int]]:
     return busy
 
 
+def start_detail(phases: dict[str, float] | None) -> str:
+    """' (spawn 0.1 imports 4.6 idle 1.2 cuda_init 0.4 calibration 0.8)': where a worker's start
+    went (attnbench.child.start_phases); the runner waits only for what follows the idle time."""
+    if not phases:
+        return ""
+    return " (" + " ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in phases.items()) + ")"
+
+
 def gate(out: Path, baseline: str, current: str) -> str:
     """`attnbench gate` of one run against another: its verdict line (PASS/FAIL with counts)."""
     summary = out / f"gate-{current}-vs-{baseline}.md"
@@ -116,9 +124,11 @@ def summarize(out: Path, labels_one: list[str], labels_multi: list[str], wall: d
     for label in labels_one + labels_multi:
         m, rows = runs[label]
         starts = m.get("worker_start_s_by_device") or {"0": m.get("worker_start_s")}
+        phases = m.get("worker_start_phases_by_device") or {"0": m.get("worker_start_phases") or {}}
         busy = busy_by_worker(rows)
-        workers = [f"worker {w}: start {starts.get(w)} s, busy {busy.get(w, (0.0, 0))[0]:.1f} s "
-                   f"({busy.get(w, (0.0, 0))[1]} points)" for w in sorted(set(starts) | set(busy))]
+        workers = [f"worker {w}: start {starts.get(w)} s{start_detail(phases.get(w))}, "
+                   f"busy {busy.get(w, (0.0, 0))[0]:.1f} s ({busy.get(w, (0.0, 0))[1]} points)"
+                   for w in sorted(set(starts) | set(busy))]
         say.append(f"{label:8s} exit {rcs[label]}  wall {wall[label]:6.1f} s  (runner {m.get('wall_s')} s)  "
                    + "  ".join(workers))
     one_wall = statistics.fmean(wall[x] for x in labels_one)

@@ -3,6 +3,7 @@ copy-on-write, and the paged inputs it builds for a case."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -308,3 +309,31 @@ def test_batch_queue_operations_match_one_at_a_time():
     with pytest.raises(NoFreeBlocks):
         fast.popleft_n(len(fast) + 1)
     assert [b.block_id for b in fast] == [b.block_id for b in slow]  # unchanged by the refusal
+
+
+def _churned_tables(lens: list[int], block_size: int, seed: int, prefix: int) -> str:
+    """Digest of a shuffled pool's block tables, built as attnbench.paged_pool builds them."""
+    from types import SimpleNamespace
+
+    from attnbench.paged_pool import _case_token_ids, churn
+
+    token_ids = _case_token_ids(SimpleNamespace(seed=seed, prefix_len=prefix, kv_lens=lens))
+    probe = KVCacheManager(sum(-(-n // block_size) for n in lens), block_size)
+    for i, ids in enumerate(token_ids):
+        probe.add_request(i, token_ids=ids)
+    need = probe.num_blocks - probe.num_free_blocks
+    m = KVCacheManager(need, block_size)
+    churn(m, random.Random(seed * 1_000_003 + 11), rounds=8 * need + 16)
+    tables = []
+    for i, ids in enumerate(token_ids):
+        m.add_request(i, token_ids=ids)
+        tables.append(m.block_table(i))
+    return hashlib.sha256(repr(tables).encode()).hexdigest()[:16]
+
+
+def test_shuffled_layout_is_pinned():
+    """A shuffled pool's layout is part of what a paged point measures: a gate baseline compares
+    runs built with the same tables. Speeding up the manager must not change them (these digests
+    were taken before the manager's batch and inline fast paths went in)."""
+    assert _churned_tables([37, 300, 129, 77, 512], 16, 3, 40) == "95bd0c02e6af1357"
+    assert _churned_tables([37, 300, 129, 77, 512], 8, 5, 0) == "9c76c62c367482b2"
