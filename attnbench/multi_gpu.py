@@ -2,12 +2,14 @@
 
 One worker process per device (attnbench.worker.ProcessExecutor, so a crash or hang costs one point
 and a fresh child, as in a one-GPU sweep), each pinned to its GPU by CUDA_VISIBLE_DEVICES in the
-child's environment, so inside it the GPU is cuda:0. The workers take cases (all of a case's
-backends) from one shared queue: a fast device simply takes more. The queue holds input groups (a
-contiguous case, then its paged variants) longest estimated first (attnbench.shard's cost model),
-so a worker usually takes a paged variant right after the contiguous case whose inputs it reuses;
-when the other worker takes it, the inputs are built again, which is cheap next to timing. Cases,
-not whole groups, are the unit so that a small sweep of a few large groups still splits evenly.
+child's environment, so inside it the GPU is cuda:0. The workers take parts of cases from one
+shared queue (attnbench.device_queue): a fast device simply takes more. The queue holds input
+groups (a contiguous case, then its paged variants) longest estimated first (attnbench.shard's
+cost model), so a worker usually takes a paged variant right after the contiguous case whose
+inputs it reuses; when another worker takes it, the inputs are built again, which is cheap next to
+timing. Cases, not whole groups, are the unit so that a small sweep of a few large groups still
+splits evenly; a case's backends with a costly per-process warm-up (FlexAttention's torch.compile)
+form a part of their own, which goes to the worker that has paid that warm-up.
 
 One writer: each worker's thread in this process hands its rows to the main thread through a queue,
 and only the main thread appends to results.jsonl and rewrites manifest.json, so rows never
@@ -28,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench.backends import get_backend
+from attnbench.backends import all_backends, get_backend
 from attnbench.child import CPUS_ENV
 from attnbench.config import SweepConfig
-from attnbench.plan import Plan, PlannedCase
+from attnbench.device_queue import DONE, Item, WorkQueue, queue_for
+from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso
-from attnbench.shard import groups_of
 from attnbench.sweep import Progress, SweepOutcome, manifest_for
 from attnbench.worker import ProcessExecutor, Task
 
@@ -149,22 +151,10 @@ def _gpu_facts(workers: list[Worker]) -> dict[str, Any]:
 
 # ---- the runner --------------------------------------------------------------------------------
 
-# a queue item: cases with the backends still to measure (one case per item; a failed worker's
-# unfinished case goes back as one item)
-Batch = list[tuple[PlannedCase, list[str]]]
 
-
-class _Board:
-    """How many workers hold a case: an idle worker waits while another might still hand one back."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.busy = 0
-
-
-def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queue, stop: threading.Event,
-          board: _Board, device: str) -> None:
-    """A worker's thread: start its process, then take cases until none is left anywhere."""
+def _work(w: Worker, ex: ProcessExecutor, work: WorkQueue, events: queue.Queue, stop: threading.Event,
+          device: str) -> None:
+    """A worker's thread: start its process, then take items until none is left anywhere."""
     try:
         events.put(("calibration", w.label, ex.start(), ex.start_s, ex.start_phases))
     except Exception as err:  # noqa: BLE001 - reported; the other workers go on
@@ -173,52 +163,40 @@ def _work(w: Worker, ex: ProcessExecutor, tasks: queue.Queue, events: queue.Queu
         return
     try:
         while not stop.is_set():
-            with board.lock:
-                try:
-                    batch: Batch | None = tasks.get_nowait()
-                    board.busy += 1
-                except queue.Empty:
-                    if board.busy == 0:
-                        break
-                    batch = None
-            if batch is None:
+            item = work.take(w.label)
+            if item is DONE:
+                break
+            if item is None:
                 time.sleep(0.2)
                 continue
             try:
-                _measure(w, ex, batch, events, stop, device)
+                _measure(w, ex, item, events, stop, device)
             except Exception as err:  # noqa: BLE001 - a worker that cannot restart: hand its points back
+                work.done(item, w.label, failed=not stop.is_set())
                 if not stop.is_set():
-                    rest = [(pc, names) for pc, names in batch if names]
-                    if rest:
-                        tasks.put(rest)
                     events.put(("dead", w.label, f"{type(err).__name__}: {err}"))
                 return
-            finally:
-                with board.lock:
-                    board.busy -= 1
+            work.done(item, w.label)
     finally:
         with contextlib.suppress(Exception):  # closing after a kill from the main thread
             ex.close()
         events.put(("exit", w.label))
 
 
-def _measure(w: Worker, ex: ProcessExecutor, batch: Batch, events: queue.Queue, stop: threading.Event,
+def _measure(w: Worker, ex: ProcessExecutor, item: Item, events: queue.Queue, stop: threading.Event,
              device: str) -> None:
-    """Measure a batch's cases, removing each case and backend from it once its row is sent."""
-    while batch and not stop.is_set():
-        pc, names = batch[0]
-        case = pc.case
-        make_failed: Callable[[str, str], dict[str, Any]] = (
-            lambda name, reason, case=case: failed(base_row(case, get_backend(name), device), reason)
-        )
-        on_start = lambda name, case=case: events.put(("start", w.label, case.case_id, name))
-        for row in ex.run(Task(case, list(names)), on_start, make_failed):
-            if stop.is_set():  # interrupted: the main thread writes nothing more
-                return
-            events.put(("row", w.label, row))
-            if row["backend"] in names:
-                names.remove(row["backend"])
-        batch.pop(0)
+    """Measure an item's backends, removing each from it once its row is sent."""
+    case, names = item.pc.case, item.names
+    make_failed: Callable[[str, str], dict[str, Any]] = (
+        lambda name, reason: failed(base_row(case, get_backend(name), device), reason)
+    )
+    on_start = lambda name: events.put(("start", w.label, case.case_id, name))
+    for row in ex.run(Task(case, list(names)), on_start, make_failed):
+        if stop.is_set():  # interrupted: the main thread writes nothing more
+            return
+        events.put(("row", w.label, row))
+        if row["backend"] in names:
+            names.remove(row["backend"])
 
 
 def run_multi_device(
@@ -249,14 +227,8 @@ def run_multi_device(
         run.write_manifest({**manifest_for(cfg, env, policy, run.path.name, config_path, plan),
                             **(manifest_extra or {}), **facts})
     outcome.resumed_points = len(done)
-    tasks: queue.Queue = queue.Queue()
-    # longest group first: the last cases to finish are short ones, so devices end close together
-    for g in sorted(groups_of(plan, policy, device), key=lambda g: (-g.cost_s, g.key)):
-        for i in g.indices:
-            pc = plan.cases[i]
-            names = [b for b in pc.run if (pc.case.case_id, b) not in done]
-            if names:
-                tasks.put([(pc, names)])
+    # longest group first: the last items to finish are short ones, so devices end close together
+    work = queue_for(plan, policy, device, all_backends(), done)
     progress.start(plan.n_points, len(done))
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -278,10 +250,9 @@ def run_multi_device(
             for name, reason in pc.skip.items():
                 if (pc.case.case_id, name) not in done:
                     emit(skipped(base_row(pc.case, get_backend(name), device), reason))
-        if not tasks.empty():
-            board = _Board()
+        if len(work):
             threads = [threading.Thread(target=_work, name=f"attnbench-worker-{w.label}", daemon=True,
-                                        args=(w, executors[w.label], tasks, events, stop, board, device))
+                                        args=(w, executors[w.label], work, events, stop, device))
                        for w in workers]
             for t in threads:
                 t.start()
@@ -319,12 +290,12 @@ def run_multi_device(
         for t in threads:
             t.join(timeout=10)
         progress.stop()
-        left = tasks.qsize()
+        left = len(work)
         status = "interrupted" if outcome.interrupted or left else "complete"
         run.update_manifest(ended_at=now_iso(), status=status, rows_written=len(run.rows()),
                             wall_s=round(time.monotonic() - started, 3))
     if left and not outcome.interrupted:
-        raise DevicesError(f"no worker left to measure {left} case(s); "
+        raise DevicesError(f"no worker left to measure {left} part(s) of cases; "
                            + "; ".join(f"device {k}: {v}" for k, v in errors.items())
                            + f" (the run in {run.path} is resumable with --resume)")
     return outcome

@@ -53,6 +53,11 @@ class Backend(ABC):
     # pool with block tables ("paged"). Backends listing both run once per KV form.
     kv_inputs: ClassVar[tuple[str, ...]] = ("contiguous",)
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
+    # A costly first use in every process, shared by the backends naming the same key (the
+    # torch.compile stack behind FlexAttention), and its rough seconds. Scheduling only: with
+    # --devices the worker that has paid it takes these backends' points (attnbench.device_queue).
+    warmup_key: ClassVar[str | None] = None
+    warmup_s: ClassVar[float] = 0.0
 
     def available(self, device: str) -> tuple[bool, str]:
         """Whether the backend can run at all on this device type (imports, hardware, compiler)."""
