@@ -57,12 +57,9 @@ def git_commit() -> str | None:
 
 
 def triton_version() -> str | None:
-    try:
-        import triton
-
-        return triton.__version__
-    except Exception:  # noqa: BLE001
-        return None
+    """The installed triton's version, read from its metadata: importing triton only for this
+    would cost a sweep's parent process about 0.3 s (H200 host)."""
+    return package_version("triton") or package_version("pytorch-triton")
 
 
 def flash_attn_version() -> str | None:
