@@ -1,7 +1,7 @@
 """The worker child process: how it is spawned, what it does, and spawning it ahead of time.
 
 A child starts in two steps. Spawned, it imports torch and attnbench's backends (the bulk of its
-start: about 5 s on an H100 host, most of it `import torch`), then waits to be configured. The
+start: 3.5-5.5 s on the H100 and H200 hosts, most of it `import torch`), then waits to be configured. The
 configure message gives it its environment (CUDA_VISIBLE_DEVICES, its CPU share), the device, the
 timing policy and any known calibration; only then does it touch CUDA, measure the ceilings and
 answer "ready". Split so, a child can be spawned before the parent knows what it will do:
@@ -94,23 +94,22 @@ def take() -> Child | None:
         c = _standby.pop(0)
         if c.proc.is_alive() and c.environ == dict(os.environ):
             return c
-        stop(c)
+        discard(c)
     return None
 
 
-def stop(c: Child) -> None:
-    with contextlib.suppress(OSError, BrokenPipeError, ValueError):
-        c.conn.send(("stop",))
-    c.proc.join(timeout=2)
-    if c.proc.is_alive():
-        c.proc.kill()
-        c.proc.join(timeout=5)
+def discard(c: Child) -> None:
+    """End a child nobody configured: it holds nothing, and may still be importing (it would not
+    read a stop message before its imports end, and a sweep refusing its config must exit now)."""
+    c.proc.kill()
+    c.proc.join(timeout=5)
+    c.conn.close()
 
 
 @atexit.register
 def discard_standby() -> None:
     while _standby:
-        stop(_standby.pop())
+        discard(_standby.pop())
 
 
 # ---- the child's side --------------------------------------------------------------------------

@@ -58,7 +58,11 @@ class WorkQueue:
         with self.lock:
             if not self.items:
                 return DONE if self.busy == 0 else None
-            mine = [i for i, it in enumerate(self.items) if self._may_take(worker, it)]
+            queued: dict[str, float] = {}  # estimated seconds still queued per warm-up key
+            for it in self.items:
+                if it.warmup_key is not None:
+                    queued[it.warmup_key] = queued.get(it.warmup_key, 0.0) + it.est_s
+            mine = [i for i, it in enumerate(self.items) if self._may_take(worker, it, queued)]
             if not mine:
                 return None
             last = self.last_case.get(worker)
@@ -74,15 +78,14 @@ class WorkQueue:
             self.busy += 1
             return item
 
-    def _may_take(self, worker: str, item: Item) -> bool:
+    def _may_take(self, worker: str, item: Item, queued: dict[str, float]) -> bool:
         key = item.warmup_key
         if key is None:
             return True
         paid = self.warmed.get(key, set())
         if not paid or worker in paid:
             return True
-        queued = sum(it.est_s for it in self.items if it.warmup_key == key)
-        return queued > self.warmup_s.get(key, 0.0)
+        return queued[key] > self.warmup_s.get(key, 0.0)
 
     def done(self, item: Item, worker: str, failed: bool = False) -> None:
         """A held item is finished, or (failed) its worker died: what is left goes back first."""
