@@ -152,13 +152,7 @@ class KVCacheManager:
 
     def _take_n(self, n: int) -> list[Block]:
         """n blocks, as n _take calls would give them."""
-        taken = self.free_queue.popleft_n(n)
-        for block in taken:
-            if block.key is None:  # the common case inline: a churn claims millions of blocks
-                block.ref_cnt = 1
-            else:
-                self._claim(block)
-        return taken
+        return [self._claim(block) for block in self.free_queue.popleft_n(n)]
 
     def _claim(self, block: Block) -> Block:
         """A block just taken from the free queue, now held once."""
@@ -307,16 +301,8 @@ class KVCacheManager:
         which are the ones other requests are likely to share.
         """
         req = self.requests.pop(request_id)
-        # in one batch, the order _release one block at a time would give (_unref inline: a churn
-        # frees millions of blocks)
-        freed = []
-        for b in reversed(req.blocks):
-            b.ref_cnt -= 1
-            if b.ref_cnt == 0:
-                freed.append(b)
-            elif b.ref_cnt < 0:
-                raise AssertionError(f"block {b.block_id} freed more often than taken")
-        self.free_queue.extend(freed)
+        # in one batch, the order _release one block at a time would give
+        self.free_queue.extend([b for b in reversed(req.blocks) if self._unref(b)])
 
     def block_table(self, request_id: Any) -> list[int]:
         return [b.block_id for b in self.requests[request_id].blocks]

@@ -334,6 +334,6 @@ def _churned_tables(lens: list[int], block_size: int, seed: int, prefix: int) ->
 def test_shuffled_layout_is_pinned():
     """A shuffled pool's layout is part of what a paged point measures: a gate baseline compares
     runs built with the same tables. Speeding up the manager must not change them (these digests
-    were taken before the manager's batch and inline fast paths went in)."""
+    were taken before the free queue's batch pop was made lighter)."""
     assert _churned_tables([37, 300, 129, 77, 512], 16, 3, 40) == "95bd0c02e6af1357"
     assert _churned_tables([37, 300, 129, 77, 512], 8, 5, 0) == "9c76c62c367482b2"
