@@ -10,7 +10,9 @@ Layouts (the one convention every backend adapts from):
   The pool and tables come from the KV-cache manager (attnbench.kvcache) via build_paged_kv
   (attnbench.paged_pool).
 - The reference output: float32 (total_q, num_q_heads, head_dim), computed in float64 on a CPU
-  and float32 (no TF32) on a GPU from the same (rounded) inputs.
+  and float32 (no TF32) on a GPU from the same (rounded) inputs, and the error baseline the
+  correctness check judges against (attnbench.reference: per sequence and head, the error of a
+  plain PyTorch implementation in the case's dtype).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from attnbench.case import Case
+from attnbench.reference import ErrorBaseline, error_baseline, reference_attention
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -45,6 +48,7 @@ class Inputs:
     cu_seqlens_q: torch.Tensor
     cu_seqlens_k: torch.Tensor
     reference: torch.Tensor
+    error_baseline: ErrorBaseline
     paged: PagedKV | None = None
 
     @property
@@ -101,39 +105,6 @@ def random_qkv(case: Case, device: torch.device | str) -> tuple[torch.Tensor, to
     return q, k, v
 
 
-def reference_attention(
-    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int]
-) -> torch.Tensor:
-    """Exact attention in float64 (CPU) or float32 without TF32 (GPU), one sequence at a time."""
-    precise = torch.float64 if q.device.type == "cpu" else torch.float32
-    out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-    group = case.gqa_ratio
-    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        for i in range(case.batch):
-            qs = q[cu_q[i] : cu_q[i + 1]].to(precise).transpose(0, 1)  # (Hq, nq, D)
-            ks = k[cu_k[i] : cu_k[i + 1]].to(precise).transpose(0, 1)  # (Hkv, nk, D)
-            vs = v[cu_k[i] : cu_k[i + 1]].to(precise).transpose(0, 1)
-            ks = ks.repeat_interleave(group, dim=0)
-            vs = vs.repeat_interleave(group, dim=0)
-            nq, nk = qs.shape[1], ks.shape[1]
-            # Chunk query rows so the (heads, rows, nk) score block stays near 512 MiB.
-            rows = max(1, (512 << 20) // (8 * qs.shape[0] * nk))
-            for r0 in range(0, nq, rows):
-                r1 = min(nq, r0 + rows)
-                scores = torch.matmul(qs[:, r0:r1], ks.transpose(1, 2)) * case.softmax_scale
-                if case.causal:
-                    qpos = torch.arange(r0, r1, device=q.device)[:, None] + (nk - nq)
-                    kpos = torch.arange(nk, device=q.device)[None, :]
-                    scores.masked_fill_(kpos > qpos, float("-inf"))
-                probs = torch.softmax(scores, dim=-1)
-                out[cu_q[i] + r0 : cu_q[i] + r1] = torch.matmul(probs, vs).transpose(0, 1).float()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
-    return out
-
-
 def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
     """Scatter the packed K/V into a block pool through the KV-cache manager."""
     from attnbench.paged_pool import paged_pool_for_case
@@ -144,12 +115,14 @@ def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]
 def build_inputs(case: Case, device: torch.device | str, base: Inputs | None = None) -> Inputs:
     """Inputs for a case. `base` (the same case without paging) lends its tensors and reference."""
     if base is not None and base.case == case.without_paging():
-        q, k, v, ref = base.q, base.k, base.v, base.reference
+        q, k, v, ref, errs = base.q, base.k, base.v, base.reference, base.error_baseline
         cu_q, cu_k = base.cu_seqlens_q, base.cu_seqlens_k
     else:
         q, k, v = random_qkv(case, device)
         cu_q = cumulative(case.q_lens, device)
         cu_k = cumulative(case.kv_lens, device)
         ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist())
+        errs = error_baseline(case, q, k, v, cu_q, cu_k, ref)
     paged = build_paged_kv(case, k, v, cu_k.tolist()) if case.paged else None
-    return Inputs(case=case, q=q, k=k, v=v, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, reference=ref, paged=paged)
+    return Inputs(case=case, q=q, k=k, v=v, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, reference=ref,
+                  error_baseline=errs, paged=paged)

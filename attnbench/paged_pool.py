@@ -49,6 +49,24 @@ def churn(manager: KVCacheManager, rng: random.Random, rounds: int) -> None:
         manager.free(rid)
 
 
+# Unused slots (the tail of each sequence's last block) hold what a server leaves there: the K/V of
+# earlier requests. Drawn wider than the live tokens (x STALE_SCALE) so that a kernel reading one past
+# its sequence's end gets a dominant wrong key and fails the correctness check instead of hiding.
+STALE_SCALE = 4.0
+
+
+def stale_pool(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and V pools filled with finite stale values (never zeros: a zero key hides an extra read)."""
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 29)
+    pools = []
+    for _ in range(2):
+        t = torch.randn(shape, generator=gen, dtype=torch.float32, device=device) * STALE_SCALE
+        pools.append(t.to(dtype))
+    return pools[0], pools[1]
+
+
 def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
     """The case's K/V scattered into a block pool through the manager, with block tables and stats.
 
@@ -75,8 +93,7 @@ def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list
     stats_m = manager.stats()
 
     hkv, d = case.num_kv_heads, case.head_dim
-    k_cache = torch.zeros((need, bs, hkv, d), dtype=k.dtype, device=k.device)
-    v_cache = torch.zeros_like(k_cache)
+    k_cache, v_cache = stale_pool((need, bs, hkv, d), k.dtype, k.device, case.seed)
     # One slot per token: slot = block_id * block_size + offset; shared prefix slots repeat with
     # identical values (the prefix K/V of every sequence equal sequence 0's), so write order is moot.
     slots = []

@@ -1,14 +1,12 @@
 """One point: a backend on a case's inputs, checked against the reference, then timed.
 
-Correct before timed: the first call's output is compared with the float32/float64 reference
-(relative Frobenius error, dtype-aware tolerance); a wrong or non-finite output makes the row
-`incorrect` and the point is not timed.
+Correct before timed: the first call's output is judged against the float32/float64 reference per
+sequence and query head (attnbench.reference: the rule, the metric and the tolerance live there); a
+wrong or non-finite output makes the row `incorrect` and the point is not timed.
 """
 
 from __future__ import annotations
 
-import math
-import traceback
 from typing import Any
 
 import torch
@@ -19,11 +17,8 @@ from attnbench.case import Case
 from attnbench.config import TimingPolicy
 from attnbench.inputs import Inputs
 from attnbench.measure import measure_memory, time_callable
+from attnbench.reference import check_output
 from attnbench.telemetry import TelemetrySampler, nvml_index
-
-# ||out - ref|| / ||ref|| allowed per input dtype: bf16 keeps 8 mantissa bits (rounding ~4e-3 per
-# element, more after the P @ V product in bf16), fp16 keeps 11; fp32 allows TF32 matmuls (~3e-4).
-TOLERANCE = {"bf16": 2e-2, "fp16": 5e-3, "fp32": 2e-3}
 
 
 def base_row(case: Case, backend: Backend, device: str) -> dict[str, Any]:
@@ -71,16 +66,6 @@ def cuda_poisoned(err: BaseException) -> bool:
     )
 
 
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    out = out.float()
-    if out.shape != ref.shape:
-        raise ValueError(f"output shape {tuple(out.shape)} != reference shape {tuple(ref.shape)}")
-    if not torch.isfinite(out).all():
-        return math.nan
-    denom = torch.linalg.vector_norm(ref).item()
-    return torch.linalg.vector_norm(out - ref).item() / max(denom, 1e-30)
-
-
 def run_point(
     case: Case,
     backend: Backend,
@@ -105,19 +90,15 @@ def run_point(
     try:
         out, mem = measure_memory(prepared.run, device)
         row.update(mem)
-        rel = relative_error(prepared.to_packed(out), inputs.reference)
+        check = check_output(prepared.to_packed(out), inputs)
         del out
     except Exception as err:  # noqa: BLE001
         if cuda_poisoned(err):
             raise
         return failed(row, "first call: " + describe_error(err))
-    row["rel_err"] = None if math.isnan(rel) else rel
-    tol = TOLERANCE[case.dtype]
-    row["rel_err_tol"] = tol
-    if math.isnan(rel):
-        return {**row, "status": "incorrect", "reason": "output has NaN or Inf"}
-    if rel > tol:
-        return {**row, "status": "incorrect", "reason": f"relative error {rel:.3g} > tolerance {tol:g}"}
+    row.update(check.row_fields())
+    if not check.ok:
+        return {**row, "status": "incorrect", "reason": check.reason}
     sampler = TelemetrySampler(nvml_index(device.index or 0)).start() if device.type == "cuda" else None
     try:
         timing = time_callable(prepared.run, device, policy)
@@ -138,7 +119,3 @@ def run_point(
     row["status"] = "ok"
     row["reason"] = ""
     return row
-
-
-def error_trace(err: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(err), err)).strip()

@@ -187,9 +187,9 @@ class Runner:
     def _child_fields(row: Row, child: Row) -> Row:
         row.update(child.get("paged_stats") or {})
         row.update(child.get("info") or {})
-        for key in ("rel_err", "rel_err_tol"):
-            if key in child:
-                row[key] = child[key]
+        for key, value in child.items():
+            if key.startswith("rel_err"):  # the correctness check's fields (attnbench.reference)
+                row[key] = value
         row["status"] = child["status"]
         row["reason"] = child.get("reason", "")
         return row

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -54,7 +53,8 @@ def profile_point(case_json: dict[str, Any], backend_name: str, tool: str, devic
     from attnbench.backends.base import Unsupported
     from attnbench.case import Case
     from attnbench.inputs import build_inputs
-    from attnbench.point import TOLERANCE, describe_error, relative_error
+    from attnbench.point import describe_error
+    from attnbench.reference import check_output
 
     case = Case.from_json(case_json)
     backend = get_backend(backend_name)
@@ -78,16 +78,13 @@ def profile_point(case_json: dict[str, Any], backend_name: str, tool: str, devic
     try:
         out = prepared.run()
         sync()
-        rel = relative_error(prepared.to_packed(out), inputs.reference)
+        check = check_output(prepared.to_packed(out), inputs)
         del out
     except Exception as err:  # noqa: BLE001
         return {**result, "status": "failed", "reason": "first call: " + describe_error(err)}
-    tol = TOLERANCE[case.dtype]
-    result.update(rel_err=None if math.isnan(rel) else rel, rel_err_tol=tol)
-    if math.isnan(rel):
-        return {**result, "status": "incorrect", "reason": "output has NaN or Inf"}
-    if rel > tol:
-        return {**result, "status": "incorrect", "reason": f"relative error {rel:.3g} > tolerance {tol:g}"}
+    result.update(check.row_fields())
+    if not check.ok:
+        return {**result, "status": "incorrect", "reason": check.reason}
     try:
         result["warmup_calls"] = _warm_up(prepared.run, sync)
         if tool == "ncu":

@@ -1,0 +1,232 @@
+"""Planted faults for checking the correctness check: a check that passes a wrong kernel is worse than none.
+
+Each mutant is a list of exact text substitutions into a copy of a kernel's source (Triton modules under
+kernels/triton, CUDA translation units under kernels/cuda). A substitution must match exactly once: when
+a kernel is rewritten and a site disappears, loading the mutant fails loudly instead of running the
+honest kernel under a mutant's name. The faults are the bugs paged and flash kernels really have:
+  last-key-dropped        the context is one token short (off-by-one at the sequence end)
+  last-block-dropped      the last, partial KV block of each sequence is skipped
+  last-split-dropped      the split-K merge leaves out the last partition (long sequences only)
+  causal-diagonal         each query row misses its own diagonal key
+  kv-head-wrong-group     K/V are read from the neighbouring KV head (GQA group mapping)
+  softmax-scale-2pct      the softmax scale is 2% off
+  stale-slot-read         one slot past the sequence's end is read (a stale token of the cache)
+Harness-level mutants (MutantPagedBackend) plant the same faults into a plain PyTorch paged attention,
+run through attnbench.point.run_point like any plugin backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import torch
+
+from attnbench.backends.base import Backend, Prepared
+from attnbench.case import Case
+from attnbench.inputs import TORCH_DTYPES, Inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+Substitutions = list[tuple[str, str]]
+
+TRITON_MUTANTS: dict[str, dict[str, Substitutions]] = {
+    "paged_attn": {
+        "last-key-dropped": [("kv_len = tl.load(KV_LENS + seq)\n", "kv_len = tl.load(KV_LENS + seq) - 1\n")],
+        "last-block-dropped": [(
+            "kv_len = tl.load(KV_LENS + seq)\n",
+            "kv_len = (tl.load(KV_LENS + seq) - 1) // KV_BLOCK * KV_BLOCK\n",
+        )],
+        "last-split-dropped": [("s_ok = offs_s < num_splits\n", "s_ok = offs_s < tl.maximum(num_splits - 1, 1)\n")],
+        "causal-diagonal": [(
+            "mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])",
+            "mask = mask & (cols[None, :] < diag + q0 + qi[:, None])",
+        )],
+        "kv-head-wrong-group": [(
+            "    head = kv_head * GROUP + g\n",
+            "    head = ((kv_head + 1) % (tl.num_programs(2) // num_splits)) * GROUP + g\n",
+        )],
+        "softmax-scale-2pct": [(
+            "qk_scale = sm_scale * 1.4426950408889634", "qk_scale = sm_scale * 1.02 * 1.4426950408889634"
+        )],
+        "stale-slot-read": [
+            ("n_ok = tok < kv_len\n", "n_ok = tok <= kv_len\n"),
+            ("mask = cols[None, :] < kv_len\n", "mask = cols[None, :] <= kv_len\n"),
+        ],
+    },
+    "flash_fwd": {
+        "last-key-dropped": [(
+            "kv_len = tl.load(cu_k + seq + 1) - k_start\n", "kv_len = tl.load(cu_k + seq + 1) - k_start - 1\n"
+        )],
+        "last-block-dropped": [(
+            "    for n in tl.range(full_hi, hi, BLOCK_N):", "    for n in tl.range(full_hi, hi - BLOCK_N, BLOCK_N):"
+        )],
+        "causal-diagonal": [(
+            "mask = mask & (cols[None, :] <= diag + offs_m[:, None])",
+            "mask = mask & (cols[None, :] < diag + offs_m[:, None])",
+        )],
+        "kv-head-wrong-group": [(
+            "kv_head = head // GROUP\n", "kv_head = (head // GROUP + 1) % (tl.num_programs(1) // GROUP)\n"
+        )],
+        "softmax-scale-2pct": [(
+            "qk_scale = sm_scale * 1.4426950408889634", "qk_scale = sm_scale * 1.02 * 1.4426950408889634"
+        )],
+    },
+}
+
+CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
+    "paged_attention.cu": {
+        "last-key-dropped": [("const int ctx = p.kv_lens[seq];", "const int ctx = p.kv_lens[seq] - 1;")],
+        "last-block-dropped": [(
+            "const int ctx = p.kv_lens[seq];",
+            "const int ctx = ((p.kv_lens[seq] - 1) >> p.block_shift) << p.block_shift;",
+        )],
+        "last-split-dropped": [(
+            "const int n_parts = (p.kv_lens[seq] + p.partition_tokens - 1) / p.partition_tokens;",
+            "const int n_parts = max(1, (p.kv_lens[seq] + p.partition_tokens - 1) / p.partition_tokens - 1);",
+        )],
+        "kv-head-wrong-group": [(
+            "+ size_t(kv_head) * D +", "+ size_t((kv_head + 1) % p.num_kv_heads) * D +"
+        )],
+        "softmax-scale-2pct": [(
+            "p.scale_log2 = softmax_scale * 1.4426950408889634f;",
+            "p.scale_log2 = softmax_scale * 1.02f * 1.4426950408889634f;",
+        )],
+        "stale-slot-read": [
+            ("const bool valid = token < end;", "const bool valid = token <= end;"),
+            ("(t0 + row < end) ? dot : -INFINITY", "(t0 + row <= end) ? dot : -INFINITY"),
+        ],
+    },
+    "flash_attention.cu": {
+        "last-key-dropped": [(
+            "kv_len = p.cu_k[seq + 1] - k_begin;", "kv_len = p.cu_k[seq + 1] - k_begin - 1;"
+        )],
+        "last-block-dropped": [(
+            "const int n_end = CAUSAL ? min(kv_len, m0 + BM + diag) : kv_len;",
+            "const int n_end = CAUSAL ? min(kv_len, m0 + BM + diag) : max(0, kv_len - 1) / BN * BN;",
+        )],
+        "causal-diagonal": [("key <= row + diag", "key < row + diag")],
+        "kv-head-wrong-group": [(
+            "const int kv_head = head / p.group;", "const int kv_head = (head / p.group + 1) % p.num_kv_heads;"
+        )],
+        "softmax-scale-2pct": [(
+            "p.scale_log2 = softmax_scale * 1.4426950408889634f;",
+            "p.scale_log2 = softmax_scale * 1.02f * 1.4426950408889634f;",
+        )],
+    },
+}
+
+
+def mutate(source: str, subs: Substitutions, label: str) -> str:
+    """Apply each substitution, which must match exactly once."""
+    for old, new in subs:
+        count = source.count(old)
+        if count != 1:
+            raise AssertionError(f"mutant {label}: {old!r} occurs {count} times in the source (needs 1)")
+        source = source.replace(old, new)
+    return source
+
+
+_TMP = Path(tempfile.mkdtemp(prefix="attnbench-mutants-"))
+
+
+def load_triton_mutant(module: str, mutant: str) -> ModuleType:
+    """A mutated copy of kernels/triton/<module>.py, imported inside the kernels package (relative
+    imports resolve to the honest helpers), compiled or interpreted to match TRITON_INTERPRET."""
+    from attnbench.backends._triton_common import kernels_module
+
+    honest = kernels_module(module)  # imports the package (and applies the interpreter's fixes)
+    source = Path(honest.__file__).read_text()
+    text = mutate(source, TRITON_MUTANTS[module][mutant], f"{module}:{mutant}")
+    name = f"_mutant_{module}_{mutant.replace('-', '_')}"
+    path = _TMP / f"{name}.py"
+    path.write_text(text)  # a real file: @triton.jit reads the function's source through inspect
+    full = f"{honest.__package__}.{name}"
+    spec = importlib.util.spec_from_file_location(full, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[full] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_cuda_mutant(src_dir: Path, unit: str, mutant: str, out_dir: Path) -> Path:
+    """kernels/cuda/<unit> with the mutant planted, written to out_dir (compile with -I src_dir)."""
+    text = mutate((src_dir / unit).read_text(), CUDA_MUTANTS[unit][mutant], f"{unit}:{mutant}")
+    out = out_dir / f"{Path(unit).stem}__{mutant}.cu"
+    out.write_text(text)
+    return out
+
+
+# ---- harness-level mutants: a plain PyTorch paged attention with planted faults --------------------
+HARNESS_FAULTS = (
+    "none", "last-key-dropped", "last-block-dropped", "causal-diagonal", "kv-head-wrong-group",
+    "softmax-scale-2pct", "stale-slot-read",
+)
+
+
+def faulty_paged_attention(case: Case, inputs: Inputs, fault: str) -> torch.Tensor:
+    """Attention over the paged pool, one sequence at a time in float32, with `fault` planted."""
+    paged = inputs.paged
+    assert paged is not None
+    bs = paged.block_size
+    out = torch.empty_like(inputs.q)
+    cu_q = inputs.cu_seqlens_q.tolist()
+    scale = case.softmax_scale * (1.02 if fault == "softmax-scale-2pct" else 1.0)
+    group = case.gqa_ratio
+    for i in range(case.batch):
+        kv_len = case.kv_lens[i]
+        n = {
+            "last-key-dropped": kv_len - 1,
+            "last-block-dropped": (kv_len - 1) // bs * bs,
+            "stale-slot-read": kv_len + 1,
+        }.get(fault, kv_len)
+        blocks = paged.block_tables[i, : -(-max(n, 1) // bs)].long()
+        # A read past the table's width wraps to block 0 (what a flat table read would give).
+        k = paged.k_cache[blocks].reshape(-1, case.num_kv_heads, case.head_dim)
+        v = paged.v_cache[blocks].reshape(-1, case.num_kv_heads, case.head_dim)
+        if n > k.shape[0]:
+            extra = n - k.shape[0]
+            k = torch.cat([k, paged.k_cache[0, :extra]])
+            v = torch.cat([v, paged.v_cache[0, :extra]])
+        k, v = k[:n].float(), v[:n].float()
+        if fault == "kv-head-wrong-group":
+            k, v = k.roll(1, dims=1), v.roll(1, dims=1)
+        k = k.repeat_interleave(group, dim=1).transpose(0, 1)  # (Hq, n, D)
+        v = v.repeat_interleave(group, dim=1).transpose(0, 1)
+        q = inputs.q[cu_q[i] : cu_q[i + 1]].float().transpose(0, 1)  # (Hq, nq, D)
+        nq = q.shape[1]
+        scores = q @ k.transpose(1, 2) * scale
+        if case.causal:
+            shift = -1 if fault == "causal-diagonal" else 0
+            qpos = torch.arange(nq, device=q.device)[:, None] + (kv_len - nq) + shift
+            scores = scores.masked_fill(torch.arange(n, device=q.device)[None, :] > qpos, float("-inf"))
+        out[cu_q[i] : cu_q[i + 1]] = (torch.softmax(scores, -1) @ v).transpose(0, 1).to(out.dtype)
+    return out
+
+
+class MutantPagedBackend(Backend):
+    """A plugin-style paged backend computing faulty_paged_attention with its class's fault."""
+
+    fault: ClassVar[str] = "none"
+    family = "paged"
+    impl = "torch"
+    kv_inputs = ("paged",)
+    devices = ("cpu", "cuda")
+
+    def supports(self, case: Case) -> tuple[bool, str]:
+        return case.paged, "needs a paged case"
+
+    def prepare(self, case: Case, inputs: Inputs) -> Prepared:
+        assert inputs.q.dtype == TORCH_DTYPES[case.dtype]
+        run: Callable[[], Any] = lambda: faulty_paged_attention(case, inputs, self.fault)
+        return Prepared(run=run, info={"fault": self.fault})
+
+
+def mutant_backend(fault: str) -> MutantPagedBackend:
+    cls = type(f"Mutant_{fault}", (MutantPagedBackend,), {"fault": fault, "name": f"mutant-{fault}"})
+    return cls()
