@@ -48,6 +48,9 @@ class ConfigError(ValueError):
     """A config that cannot be used; str() is the one-line message for the user."""
 
 
+TIMING_METHODS = ("events", "cupti")
+
+
 @dataclass(frozen=True)
 class TimingPolicy:
     """How each point is timed (see attnbench.measure)."""
@@ -60,6 +63,15 @@ class TimingPolicy:
     max_time_s: float = 2.0  # per point, sampling stops here whatever the CI
     l2_flush: bool = True  # cold L2 before each sample (write a buffer >= 2x the L2)
     cuda_graph: bool = False  # time CUDA-graph replays (for launch-bound shapes)
+    # Hold the stream with a spin kernel until a sample's launches are queued, so a sample is the
+    # device's time for the work and none of the host's (attnbench.stream_hold).
+    hold: bool = True
+    method: str = "events"  # events: CUDA events around held samples | cupti: the kernels' own durations
+    # Compute-bound points: back-to-back calls until the SM clock settles, then a fixed sample count
+    # (attnbench.thermal), so where an adaptive stop cuts cannot move the median.
+    thermal: bool = True
+    thermal_max_s: float = 3.0
+    thermal_samples: int = 50
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
 
     @classmethod
@@ -254,7 +266,10 @@ def _parse_timing(ctx: _Ctx, raw: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         kind = _TIMING_KEYS[key]
-        if kind == "bool":
+        if kind == "str":
+            if value not in TIMING_METHODS:
+                ctx.fail(f"timing.{key}", value, " or ".join(TIMING_METHODS))
+        elif kind == "bool":
             if not isinstance(value, bool):
                 ctx.fail(f"timing.{key}", value, "true or false")
         elif kind == "int":

@@ -1,10 +1,16 @@
 """The only place that times anything.
 
-On a GPU: CUDA events around each sample, the L2 flushed before each sample by writing a buffer
-twice the L2's size (cold cache), warm-up first, then samples in rounds until the 95% confidence
-interval of the median is within the target, or a sample or time cap is hit; the stop reason is
-kept with the raw samples. Optional CUDA-graph mode times graph replays of the callable.
-On a CPU the same loop times with the host's performance counter.
+On a GPU a sample is the device's time for the work: the L2 flushed (a read of twice its size) outside
+the window, the stream held by a spin kernel until the sample's start event, launches and end event are
+queued (attnbench.stream_hold), so no host launch cost enters the interval between the two events. The
+host's own cost per eager call is measured separately (`call_ms_p50`) and a point whose host call is
+slower than its device time is `launch_bound`. Compute-bound points first run until the SM clock has
+settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the
+95% confidence interval of the median is within the target, or a sample or time cap is hit. A backend
+whose call waits for the device (a host sync inside it) cannot be held: it falls back to unheld events,
+and the row says so (`timing_method`, `timing_fallback`). CUDA-graph replay and CUPTI kernel durations
+(attnbench.cupti_timing) are alternative methods. On a CPU the same loop times with the host's
+performance counter.
 """
 
 from __future__ import annotations
@@ -19,8 +25,13 @@ from typing import Any
 import torch
 
 from attnbench.config import TimingPolicy
+from attnbench.cupti_timing import kernel_ms_per_call
+from attnbench.stream_hold import L2Flusher, StreamHold
+from attnbench.thermal import settle
 
 ROUND = 10  # samples per round between stop checks
+HOST_CALLS = 20  # eager calls timed on the host for call_ms
+CUPTI_CALLS = 50  # profiled calls for the cupti method
 
 
 @dataclass
@@ -48,7 +59,13 @@ class Timing:
             "warmup_calls": self.warmup_calls,
             "timer": self.timer,
             **self.extra,
+            **self.launch_bound_fields(statistics.median(s)),
         }
+
+    def launch_bound_fields(self, device_ms: float) -> dict[str, Any]:
+        """launch_bound: an eager loop of this call is paced by the host, not the device."""
+        call = self.extra.get("call_ms_p50")
+        return {"launch_bound": None if call is None else call > device_ms}
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -83,31 +100,30 @@ def rel_ci_halfwidth(samples: list[float]) -> float:
     return (hi - lo) / 2 / med if med > 0 else math.inf
 
 
-class L2Flusher:
-    """Writes a buffer of twice the L2's size so every sample starts with a cold L2."""
-
-    def __init__(self, device: torch.device) -> None:
-        props = torch.cuda.get_device_properties(device)
-        l2 = getattr(props, "L2_cache_size", 0) or 64 << 20
-        self.buffer = torch.empty(2 * l2, dtype=torch.int8, device=device)
-
-    def __call__(self) -> None:
-        self.buffer.fill_(1)
-
-
-def time_callable(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy) -> Timing:
-    if device.type == "cuda":
-        return _time_cuda(fn, device, policy)
-    return _time_host(fn, policy)
+def time_callable(
+    fn: Callable[[], Any],
+    device: torch.device,
+    policy: TimingPolicy,
+    compute_bound: bool = False,
+    nvml_index: int | None = None,
+) -> Timing:
+    """Time fn on its device. compute_bound: use the thermal protocol (NVML index for its clock)."""
+    if device.type != "cuda":
+        return _time_host(fn, policy)
+    if policy.method == "cupti":
+        return _time_cupti(fn, device, policy)
+    return _time_cuda(fn, device, policy, compute_bound, nvml_index)
 
 
-def _stop(samples: list[float], started: float, policy: TimingPolicy) -> str | None:
+def _stop(samples: list[float], started: float, policy: TimingPolicy, fixed: int | None = None) -> str | None:
     n = len(samples)
+    if fixed is not None and n >= fixed:
+        return "fixed-samples"
     if n >= policy.max_samples:
         return "max-samples"
     if time.perf_counter() - started > policy.max_time_s:
         return "time-cap"
-    if n >= policy.min_samples and rel_ci_halfwidth(samples) <= policy.target_rel_ci:
+    if fixed is None and n >= policy.min_samples and rel_ci_halfwidth(samples) <= policy.target_rel_ci:
         return "ci-target"
     return None
 
@@ -124,6 +140,17 @@ def _warmup(fn: Callable[[], Any], policy: TimingPolicy, sync: Callable[[], None
     return calls
 
 
+def host_call_ms(fn: Callable[[], Any], sync: Callable[[], None], calls: int = HOST_CALLS) -> list[float]:
+    """The host's wall time inside each eager call (launch path; a host sync inside fn counts too)."""
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+        sync()
+    return out
+
+
 def _time_host(fn: Callable[[], Any], policy: TimingPolicy) -> Timing:
     warm = _warmup(fn, policy, lambda: None)
     samples: list[float] = []
@@ -135,46 +162,98 @@ def _time_host(fn: Callable[[], Any], policy: TimingPolicy) -> Timing:
             samples.append((time.perf_counter() - t0) * 1e3)
         reason = _stop(samples, started, policy)
         if reason:
-            return Timing(samples, reason, warm, "host-perf-counter")
+            return Timing(samples, reason, warm, "host-perf-counter", {"timing_method": "host-perf-counter"})
 
 
-def _time_cuda(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy) -> Timing:
+def _graph_of(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        fn()  # one call on the side stream before capture, as torch advises
+    torch.cuda.current_stream(device).wait_stream(stream)
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize(device)
+    return graph.replay
+
+
+def _time_cuda(
+    fn: Callable[[], Any], device: torch.device, policy: TimingPolicy, compute_bound: bool,
+    nvml_index: int | None,
+) -> Timing:
     sync = torch.cuda.synchronize
     warm = _warmup(fn, policy, sync)
-    target = fn
-    extra: dict[str, Any] = {"cuda_graph": False}
-    if policy.cuda_graph:
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            fn()  # one call on the side stream before capture, as torch advises
-        torch.cuda.current_stream(device).wait_stream(stream)
-        with torch.cuda.graph(graph):
-            fn()
-        target = graph.replay
-        extra["cuda_graph"] = True
-        target()
-        sync()
+    calls = sorted(host_call_ms(fn, sync))
+    extra: dict[str, Any] = {
+        "cuda_graph": policy.cuda_graph,
+        "call_ms_p50": statistics.median(calls),
+        "call_ms_p90": quantile(calls, 0.9),
+    }
+    target = _graph_of(fn, device) if policy.cuda_graph else fn
+    fixed = None
+    if compute_bound and policy.thermal:
+        extra.update(settle(target, sync, nvml_index or 0, policy.thermal_max_s).fields())
+        fixed = min(policy.thermal_samples, policy.max_samples)
     flush = L2Flusher(device) if policy.l2_flush else None
     extra["l2_flush"] = flush is not None
+    target_calls = sorted(host_call_ms(target, sync)) if policy.cuda_graph else calls
+    hold = StreamHold(device, quantile(target_calls, 0.9)) if policy.hold else None
+    host_p90_us = quantile(target_calls, 0.9) * 1e3
     samples: list[float] = []
+    exposed = 0
     started = time.perf_counter()
     while True:
-        events = [
-            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(ROUND)
-        ]
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(ROUND)]
+        held = []
         for start, end in events:
             if flush is not None:
                 flush()
+            if hold is not None:
+                hold.hold()
             start.record()
             target()
             end.record()
+            held.append(hold is None or not hold.was_exposed())
         sync()
-        samples.extend(start.elapsed_time(end) for start, end in events)
-        reason = _stop(samples, started, policy)
+        for (start, end), ok in zip(events, held, strict=True):
+            if ok:
+                samples.append(start.elapsed_time(end))
+            else:
+                exposed += 1
+        # An exposed sample: the spin ended before the host had queued it. A hold of 20x the host's slow
+        # call that still cannot cover it means the call waits for the device (a sync inside it).
+        if hold is not None and not all(held) and (
+            not hold.lengthen() or hold.hold_us > 20 * host_p90_us + 1000
+        ):
+            extra["timing_fallback"] = (
+                f"cannot hold the stream: {exposed} samples exposed with a {hold.hold_us:.0f} us hold "
+                "(the call waits for the device); timed with unheld events, host launch included"
+            )
+            hold, samples = None, []
+            started = time.perf_counter()
+            continue
+        reason = _stop(samples, started, policy, fixed)
         if reason:
+            samples = samples[:fixed] if fixed is not None else samples  # rounds overshoot the count
+            method = ("cuda-graph" if policy.cuda_graph else "cuda-events") + ("-held" if hold else "")
+            extra.update(timing_method=method, exposed_samples=exposed,
+                         hold_us=round(hold.hold_us, 1) if hold else None)
             return Timing(samples, reason, warm, "cuda-events", extra)
+
+
+def _time_cupti(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy) -> Timing:
+    sync = torch.cuda.synchronize
+    warm = _warmup(fn, policy, sync)
+    calls = sorted(host_call_ms(fn, sync))
+    flush = L2Flusher(device) if policy.l2_flush else None
+    n = max(policy.min_samples, min(policy.max_samples, CUPTI_CALLS))
+    samples = kernel_ms_per_call(fn, n, flush)
+    extra = {"timing_method": "cupti", "l2_flush": flush is not None, "cuda_graph": False,
+             "call_ms_p50": statistics.median(calls), "call_ms_p90": quantile(calls, 0.9)}
+    return Timing(samples, "fixed-samples", warm, "cupti", extra)
 
 
 def measure_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, dict[str, int | None]]:

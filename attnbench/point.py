@@ -19,6 +19,7 @@ from attnbench.inputs import Inputs
 from attnbench.measure import measure_memory, time_callable
 from attnbench.reference import check_output
 from attnbench.telemetry import TelemetrySampler, nvml_index
+from attnbench.thermal import is_compute_bound
 
 
 def base_row(case: Case, backend: Backend, device: str) -> dict[str, Any]:
@@ -99,9 +100,11 @@ def run_point(
     row.update(check.row_fields())
     if not check.ok:
         return {**row, "status": "incorrect", "reason": check.reason}
-    sampler = TelemetrySampler(nvml_index(device.index or 0)).start() if device.type == "cuda" else None
+    nvml = nvml_index(device.index or 0) if device.type == "cuda" else None
+    sampler = TelemetrySampler(nvml).start() if nvml is not None else None
+    compute_bound = is_compute_bound(row["flops"], row["min_hbm_bytes"], calibration)
     try:
-        timing = time_callable(prepared.run, device, policy)
+        timing = time_callable(prepared.run, device, policy, compute_bound=compute_bound, nvml_index=nvml)
     except Exception as err:  # noqa: BLE001
         if sampler is not None:
             sampler.stop()
@@ -116,6 +119,7 @@ def run_point(
     peak_tflops = calibration.get("matmul_tflops")
     row["bw_util"] = row["hbm_gbps"] / copy_gbps if copy_gbps else None
     row["flop_util"] = row["tflops"] / peak_tflops if peak_tflops else None
+    row["compute_bound"] = compute_bound
     row["status"] = "ok"
     row["reason"] = ""
     return row

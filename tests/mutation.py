@@ -41,7 +41,9 @@ TRITON_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "kv_len = tl.load(KV_LENS + seq)\n",
             "kv_len = (tl.load(KV_LENS + seq) - 1) // KV_BLOCK * KV_BLOCK\n",
         )],
-        "last-split-dropped": [("s_ok = offs_s < num_splits\n", "s_ok = offs_s < tl.maximum(num_splits - 1, 1)\n")],
+        "last-split-dropped": [(
+            "s_ok = offs_s < num_splits\n", "s_ok = offs_s < tl.maximum(num_splits - 1, 1)\n"
+        )],
         "causal-diagonal": [(
             "mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])",
             "mask = mask & (cols[None, :] < diag + q0 + qi[:, None])",
@@ -63,7 +65,8 @@ TRITON_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "kv_len = tl.load(cu_k + seq + 1) - k_start\n", "kv_len = tl.load(cu_k + seq + 1) - k_start - 1\n"
         )],
         "last-block-dropped": [(
-            "    for n in tl.range(full_hi, hi, BLOCK_N):", "    for n in tl.range(full_hi, hi - BLOCK_N, BLOCK_N):"
+            "    for n in tl.range(full_hi, hi, BLOCK_N):",
+            "    for n in tl.range(full_hi, hi - BLOCK_N, BLOCK_N):",
         )],
         "causal-diagonal": [(
             "mask = mask & (cols[None, :] <= diag + offs_m[:, None])",
@@ -111,7 +114,8 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
         )],
         "causal-diagonal": [("key <= row + diag", "key < row + diag")],
         "kv-head-wrong-group": [(
-            "const int kv_head = head / p.group;", "const int kv_head = (head / p.group + 1) % p.num_kv_heads;"
+            "const int kv_head = head / p.group;",
+            "const int kv_head = (head / p.group + 1) % p.num_kv_heads;",
         )],
         "softmax-scale-2pct": [(
             "p.scale_log2 = softmax_scale * 1.4426950408889634f;",

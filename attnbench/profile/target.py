@@ -98,7 +98,7 @@ def profile_point(case_json: dict[str, Any], backend_name: str, tool: str, devic
 
             flush = None
             if cuda:
-                from attnbench.measure import L2Flusher
+                from attnbench.stream_hold import L2Flusher
 
                 flush = L2Flusher(device)
             assert trace is not None, "--trace is required with --tool torch"
