@@ -169,8 +169,8 @@ def test_cpu_rows_name_the_host_clock() -> None:
 
 
 def test_timing_method_is_validated_in_configs() -> None:
-    base = ("name: t\nworkloads:\n  - {name: w, phase: decode, batch: [1], lengths: ['fixed:16'], q_heads: [4],"
-            " kv_heads: [4], head_dim: [64], dtype: [fp32], causal: [false]}\n")
+    base = ("name: t\nworkloads:\n  - {name: w, phase: decode, batch: [1], lengths: ['fixed:16'],"
+            " q_heads: [4], kv_heads: [4], head_dim: [64], dtype: [fp32], causal: [false]}\n")
     cfg = parse_config(base + "timing: {method: cupti}\n", "x.yaml")
     assert cfg.timing_policy("cuda").method == "cupti"
     with pytest.raises(Exception, match="events or cupti"):
