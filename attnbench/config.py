@@ -58,7 +58,10 @@ class TimingPolicy:
     warmup_ms: float = 25.0  # run the callable at least this long before sampling
     min_warmup_calls: int = 2
     min_samples: int = 10
-    max_samples: int = 200
+    max_samples: int = 500
+    # Keep sampling at least this long (NVBench's --min-time): a short point's median then rests on
+    # hundreds of samples rather than the first ten that happened to meet the CI target.
+    min_time_s: float = 0.1
     target_rel_ci: float = 0.01  # stop when the 95% CI of the median is within +-1% of it
     max_time_s: float = 2.0  # per point, sampling stops here whatever the CI
     l2_flush: bool = True  # cold L2 before each sample (write a buffer >= 2x the L2)
@@ -84,6 +87,7 @@ class TimingPolicy:
                 max_samples=20,
                 target_rel_ci=0.05,
                 max_time_s=1.0,
+                min_time_s=0.0,
                 l2_flush=False,
             )
         return cls()

@@ -121,9 +121,11 @@ def _stop(samples: list[float], started: float, policy: TimingPolicy, fixed: int
         return "fixed-samples"
     if n >= policy.max_samples:
         return "max-samples"
-    if time.perf_counter() - started > policy.max_time_s:
+    elapsed = time.perf_counter() - started
+    if elapsed > policy.max_time_s:
         return "time-cap"
-    if fixed is None and n >= policy.min_samples and rel_ci_halfwidth(samples) <= policy.target_rel_ci:
+    if (fixed is None and n >= policy.min_samples and elapsed >= policy.min_time_s
+            and rel_ci_halfwidth(samples) <= policy.target_rel_ci):
         return "ci-target"
     return None
 
