@@ -58,6 +58,16 @@ def class_paired(
     return paired(ok[ok["classes"].apply(lambda cl: class_key in cl)], kind_a, kind_b)
 
 
+def eager_times(ok: pd.DataFrame) -> pd.DataFrame:
+    """Rows with latency_ms_p50 replaced by what an eager loop pays per call: the larger of the
+    device time and the host's call time (call_ms_p50). Rows without a host figure are dropped."""
+    if ok.empty or "call_ms_p50" not in ok.columns:
+        return ok.iloc[0:0]
+    rows = ok[ok["call_ms_p50"].notna()].copy()
+    rows["latency_ms_p50"] = rows[["latency_ms_p50", "call_ms_p50"]].max(axis=1)
+    return rows
+
+
 def paired_summary(pairs: pd.DataFrame) -> dict:
     """Geometric mean of lat_a / lat_b and the count (ratio > 1: side a is slower)."""
     if pairs.empty:
