@@ -138,7 +138,8 @@ def summary_table(summary: list[dict[str, Any]]) -> Table:
 
 def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
-    for col in ("backend", "status", "p50 ms", "TFLOP/s", "GB/s", "% copy BW", "rel err", "note"):
+    cols = ("backend", "status", "p50 ms", "TFLOP/s", "GB/s", "% copy BW", "rel err", "err/allowed", "note")
+    for col in cols:
         t.add_column(col, overflow="fold")
     for r in rows:
         ok = r["status"] == "ok"
@@ -153,6 +154,8 @@ def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
             f"{r['hbm_gbps']:.1f}" if ok else "-",
             f"{100 * r['bw_util']:.1f}" if ok and r.get("bw_util") is not None else "-",
             f"{r['rel_err']:.2e}" if r.get("rel_err") is not None else "-",
+            # the worst (sequence, head)'s error over what the check allows there (attnbench.reference)
+            f"{r['rel_err_ratio']:.2f}x" if r.get("rel_err_ratio") is not None else "-",
             note,
         )
     return t

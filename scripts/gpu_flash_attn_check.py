@@ -43,8 +43,8 @@ from attnbench.point import base_row, run_point, skipped  # noqa: E402
 
 GROUPS = ("prefill", "decode", "blocks", "chunked")
 BACKENDS = ("flash-attn", "flex-paged", "flex")
-COLUMNS = (("group", 8), ("case", 36), ("backend", 11), ("status", 10), ("rel_err", 9), ("p50_ms", 9),
-           ("TFLOP/s", 8), ("GB/s", 7), ("compile_s", 9), ("detail", 60))
+COLUMNS = (("group", 8), ("case", 36), ("backend", 11), ("status", 10), ("rel_err", 9), ("err/allow", 9),
+           ("p50_ms", 9), ("TFLOP/s", 8), ("GB/s", 7), ("compile_s", 9), ("detail", 60))
 
 
 def cases(groups: list[str], small: bool) -> list[tuple[str, list[tuple[Case, bool]]]]:
@@ -95,8 +95,8 @@ def fmt(value, width: int) -> str:
 
 def line(row: dict) -> str:
     values = (row["_group"], row["_case_label"], row["backend"], row["status"], row.get("rel_err"),
-              row.get("latency_ms_p50"), row.get("tflops"), row.get("hbm_gbps"), row.get("compile_s"),
-              detail(row))
+              row.get("rel_err_ratio"), row.get("latency_ms_p50"), row.get("tflops"), row.get("hbm_gbps"),
+              row.get("compile_s"), detail(row))
     return " ".join(fmt(v, w) for v, (_, w) in zip(values, COLUMNS, strict=True))
 
 
@@ -143,9 +143,10 @@ def _emit(group: str, case: Case, row: dict, build_s: float, rows: list[dict], s
     row = {**row, "_group": group, "_case_label": describe(case), "_inputs_build_s": round(build_s, 2)}
     rows.append(row)
     # Progress: one short line per point (the full table comes at the end).
-    ms, err = row.get("latency_ms_p50"), row.get("rel_err")
+    ms, err, ratio = row.get("latency_ms_p50"), row.get("rel_err"), row.get("rel_err_ratio")
     print(f"[{len(rows)}] {group} {row['_case_label']} {row['backend']}: {row['status']}"
-          + (f" rel_err {err:.2g}" if err is not None else "") + (f" p50 {ms:.4g} ms" if ms else "")
+          + (f" rel_err {err:.2g}" if err is not None else "")
+          + (f" ({ratio:.2f}x allowed)" if ratio is not None else "") + (f" p50 {ms:.4g} ms" if ms else "")
           + (f" compile {row['compile_s']} s" if row.get("compile_s") is not None else "")
           + (f" ({str(row.get('reason'))[:160]})" if row["status"] != "ok" else ""), flush=True)
     if sink:
@@ -161,7 +162,8 @@ def _finish(rows: list[dict], sink, code: int) -> int:
 
 
 def summary(rows: list[dict]) -> None:
-    print("\n== summary: correctness (rel_err vs float32 reference) and p50 latency ==")
+    print("\n== summary: correctness (worst sequence/head: rel_err vs the reference, err/allow = its ratio "
+          "to the allowed error) and p50 latency ==")
     print(" ".join(name.ljust(w) for name, w in COLUMNS))
     for row in rows:
         print(line(row))

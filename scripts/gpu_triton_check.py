@@ -12,6 +12,10 @@ Sections, most important first (each is skipped once the time budget is spent):
    bandwidth of minimum bytes (metrics.min_hbm_bytes) vs copy bandwidth, and a split-count sweep;
 4. paged decode B4 ctx32768 (split-KV): error, heuristic choice and a split-count sweep;
 5. extra correctness: varlen GQA flash (TMA across sequence ends), chunked prefill, head dims 64/256.
+Every output is judged by attnbench.reference.check_output (each sequence and query head against the
+harness reference, within a small factor of a plain PyTorch implementation's error in the case's dtype);
+each check records its worst (sequence, head) and that cell's ratio of error to allowed, and the script
+exits 1 when any check fails.
 All timings: triton.testing.do_bench median (L2 flushed between samples), random inputs, never zeros.
 Writes DIR/triton_check.json and prints a summary table last.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import traceback
@@ -34,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from attnbench.backends import get_backend  # noqa: E402
 from attnbench.backends._triton_common import kernels_module  # noqa: E402
 from attnbench.case import Case  # noqa: E402
-from attnbench.inputs import build_inputs  # noqa: E402
+from attnbench.inputs import Inputs, build_inputs  # noqa: E402
 from attnbench.metrics import flops, min_hbm_bytes  # noqa: E402
+from attnbench.reference import check_output  # noqa: E402
 
-TOL = {"bf16": 1.2e-2, "fp16": 2.5e-3}
 RESULTS: dict[str, object] = {}
 SUMMARY: list[str] = []
 T0 = time.time()
@@ -60,18 +65,36 @@ def bench(fn) -> float:
     return float(triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median"))
 
 
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    if not torch.isfinite(out).all():
-        return float("nan")
-    return ((out.float() - ref).norm() / ref.norm()).item()
+def check(name: str, out: torch.Tensor, inputs: Inputs) -> None:
+    """Judge a packed output; record the worst (sequence, head), its error and its ratio to allowed."""
+    result = check_output(out, inputs)
+    entry = {"ok": result.ok, "reason": result.reason, **result.row_fields()}
+    RESULTS.setdefault("correctness", {})[name] = entry  # type: ignore[union-attr]
+    if result.ratio is None:  # a NaN/Inf output: no ratio, the reason says where
+        log(f"CHECK {name}: FAIL {result.reason}")
+    else:
+        log(f"CHECK {name}: rel_err {result.rel_err:.2e} = {result.ratio:.2f}x allowed (seq {result.seq}, "
+            f"head {result.head}) {'ok' if result.ok else 'FAIL'}")
+    if not result.ok:
+        SUMMARY.append(f"FAIL {name}: {result.reason}")
 
 
-def check(name: str, err: float, dtype: str) -> None:
-    ok = err == err and err < TOL[dtype]
-    RESULTS.setdefault("correctness", {})[name] = {"rel_err": err, "ok": ok}  # type: ignore[union-attr]
-    log(f"CHECK {name}: rel_err {err:.2e} {'ok' if ok else 'FAIL'}")
-    if not ok:
-        SUMMARY.append(f"FAIL {name} rel_err {err:.2e}")
+def correctness_summary() -> str:
+    """How many checks passed and the worst ratio of error to allowed, with where it was."""
+    checks: dict = RESULTS.get("correctness", {})  # type: ignore[assignment]
+    if not checks:
+        return "correctness: no checks ran"
+    n_ok = sum(e["ok"] for e in checks.values())
+
+    def rank(item: tuple[str, dict]) -> float:  # a NaN/Inf output has no ratio and ranks worst
+        ratio = item[1]["rel_err_ratio"]
+        return math.inf if ratio is None else ratio
+
+    name, worst = max(checks.items(), key=rank)
+    ratio = worst["rel_err_ratio"]
+    told = "non-finite output" if ratio is None else f"{ratio:.2f}x allowed"
+    return (f"correctness: {n_ok}/{len(checks)} checks ok, worst {told} ({name}, "
+            f"seq {worst['rel_err_seq']}, head {worst['rel_err_head']})")
 
 
 def copy_bandwidth() -> float:
@@ -99,7 +122,7 @@ def flash_section(copy_gbps: float) -> None:
         out = prep.run()
         sync()
         tag = "causal" if causal else "full"
-        check(f"flash {tag} B{b} H{h} N{n} D128", rel_err(out, inp.reference), "bf16")
+        check(f"flash {tag} B{b} H{h} N{n} D128", prep.to_packed(out), inp)
         ms = bench(prep.run)
         tf = flops(case) / ms / 1e9
         row = {"variant": prep.info["variant"], "ms": ms, "tflops": tf}
@@ -176,7 +199,7 @@ def paged_section(copy_gbps: float, batch: int, ctx: int, sweep: tuple[int, ...]
         prep = backend.prepare(case, inp)
         out = prep.run()
         sync()
-        check(f"paged {tag} {layout}", rel_err(out, inp.reference), "bf16")
+        check(f"paged {tag} {layout}", prep.to_packed(out), inp)
         ms = bench(prep.run)
         gbps = min_hbm_bytes(case) / ms / 1e6
         rows[layout] = {"variant": prep.info["variant"], "ms": ms, "gbps": gbps, "util": gbps / copy_gbps}
@@ -235,7 +258,7 @@ def block_size_sweep(copy_gbps: float) -> None:
         run = paged_run(mod, case, inp, 1, cfg)
         out = run()
         sync()
-        check(f"paged decode bs{bs}", rel_err(out, inp.reference), "bf16")
+        check(f"paged decode bs{bs}", out, inp)
         ms = bench(run)
         rows[bs] = {"ms": ms, "util": min_hbm_bytes(case) / ms / 1e6 / copy_gbps, "config": cfg.describe()}
         del inp
@@ -258,7 +281,7 @@ def mixed_point() -> None:
         prep = get_backend(name).prepare(c, i)
         out = prep.run()
         sync()
-        check(f"mixed {name}", rel_err(out, i.reference), "bf16")
+        check(f"mixed {name}", prep.to_packed(out), i)
         ms = bench(prep.run)
         row[name] = {"variant": prep.info["variant"], "ms": ms, "tflops": flops(c) / ms / 1e9}
     RESULTS["mixed_point"] = row
@@ -278,7 +301,7 @@ def extra_correctness() -> None:
     out, _, cfg, tma = flash.flash_attn_varlen_fwd(inp.q, inp.k, inp.v, inp.cu_seqlens_q, inp.cu_seqlens_k,
                                                    c.max_q, True, c.softmax_scale, config=cfg)
     sync()
-    check(f"flash varlen gqa causal tma={tma}", rel_err(out, inp.reference), "bf16")
+    check(f"flash varlen gqa causal tma={tma}", out, inp)
     for d, dt in ((64, "fp16"), (256, "bf16")):
         for causal in (True, False):
             c = Case("gpu", "prefill", (sh, 33), (sh, 33), 8, 2, d, dt, causal)
@@ -287,7 +310,7 @@ def extra_correctness() -> None:
             out, _, _, tma = flash.flash_attn_varlen_fwd(inp.q, inp.k, inp.v, inp.cu_seqlens_q,
                                                          inp.cu_seqlens_k, c.max_q, causal, c.softmax_scale,
                                                          config=cfg)
-            check(f"flash d{d} {dt} causal={causal} tma={tma}", rel_err(out, inp.reference), dt)
+            check(f"flash d{d} {dt} causal={causal} tma={tma}", out, inp)
     # chunked prefill through the paged kernel
     c = Case("gpu", "mixed", (sh // 2, 1, 77, 30), (lo, sh, 77, 200), 32, 8, 128, "bf16", True, block_size=16)
     inp = build_inputs(c, S["dev"])
@@ -297,7 +320,7 @@ def extra_correctness() -> None:
         out, _, _ = paged.paged_attention(inp.q, p.k_cache, p.v_cache, p.block_tables, p.kv_lens,
                                           inp.cu_seqlens_q, c.max_q, c.max_kv, True, c.softmax_scale,
                                           num_splits=splits, config=cfg)
-        check(f"paged mixed splits={splits}", rel_err(out, inp.reference), "bf16")
+        check(f"paged mixed splits={splits}", out, inp)
 
 
 def sync() -> None:
@@ -349,6 +372,7 @@ def main() -> int:
             tb = traceback.format_exc()
             log(f"SECTION {name} FAILED\n{tb}")
             SUMMARY.append(f"ERROR in {name}: {tb.strip().splitlines()[-1][:200]}")
+    SUMMARY.append(correctness_summary())
     RESULTS["summary"] = SUMMARY
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "triton_check.json").write_text(json.dumps(RESULTS, indent=1, default=str))
@@ -356,7 +380,8 @@ def main() -> int:
     for line in SUMMARY:
         print(line)
     print(f"total {time.time() - T0:.0f}s")
-    return 0
+    checks: dict = RESULTS.get("correctness", {})  # type: ignore[assignment]
+    return 0 if all(e["ok"] for e in checks.values()) else 1
 
 
 if __name__ == "__main__":

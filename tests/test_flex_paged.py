@@ -21,7 +21,8 @@ from attnbench.backends.flex_paged import kv_tile, page_table_to_blocks, paged_m
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
 from attnbench.inputs import build_inputs
-from attnbench.point import TOLERANCE, relative_error, run_point
+from attnbench.point import run_point
+from attnbench.reference import check_output
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -79,7 +80,8 @@ def test_block_lists_alone_give_the_reference(case, q_block, full):
     if not full:
         assert int(blocks.full_kv_num_blocks.sum()) == 0
     out = simulate(case, inputs, blocks, q_rows, q_block)
-    assert relative_error(out, inputs.reference) < 1e-6
+    # float64 from the same rounded inputs as the reference: equal up to summation order, per element.
+    torch.testing.assert_close(out.float(), inputs.reference, rtol=1e-6, atol=1e-6)
 
 
 def test_full_pages_need_no_mask_and_tiles_stop_at_their_last_row():
@@ -116,7 +118,7 @@ def test_backend_end_to_end_with_eager_flex(case, monkeypatch):
     row = run_point(case, backend, inputs, TimingPolicy.for_device("cpu"), {})
     assert row["status"] == "ok", row["reason"]
     assert row["input_mode"] == f"padded-q{case.max_q}-paged-blockmask" and "compile_s" in row
-    assert row["rel_err"] < TOLERANCE[case.dtype]
+    assert row["rel_err_ratio"] <= 1.0 and row["rel_err_seq"] is not None
 
 
 def test_supports_names_each_limit():
@@ -184,4 +186,5 @@ def test_compiled_on_cpu_follows_the_block_lists():
         inputs = build_inputs(case, "cpu")
         prepared = get_backend(name).prepare(case, inputs)
         out = prepared.to_packed(prepared.run())
-        assert relative_error(out, inputs.reference) < TOLERANCE[case.dtype], (name, case.phase)
+        check = check_output(out, inputs)
+        assert check.ok, (name, case.phase, check.reason)
