@@ -13,9 +13,12 @@ Rule (FlashAttention's test convention, made per cell): a plain PyTorch implemen
 case's dtype on the same inputs ("plain": matmuls and softmax in bf16/fp16; fp32 with TF32 matmuls on a
 GPU, the precision tensor-core kernels are allowed there) sets the error the dtype itself costs. No
 implementation that returns its output in the dtype can beat the rounding of the exact output to it, so
-that rounding error (round_rel) bounds the plain error from below: a short cell whose plain error came
-out lucky-low does not set an unreachable bar. A kernel passes when every cell satisfies
-    rel[s, h] <= FACTOR * max(plain_rel[s, h], round_rel[s, h]) + FLOOR[dtype]
+that rounding error (round_rel) bounds the plain error from below. And a short sequence's plain error
+is a handful of roundings, which differ between heads by 2-3x by chance (an honest naive kernel measured
+1.2x the bar on one head of a 110-token sequence when cells were judged alone): the median over the
+sequence's heads (plain_seq) is the dtype's typical cost at that length. A kernel passes when every cell
+satisfies
+    rel[s, h] <= FACTOR * max(plain_rel[s, h], plain_seq[s], round_rel[s, h]) + FLOOR[dtype]
 and is `incorrect` otherwise, or when any element is NaN/Inf. The verdict comes from the worst cell,
 the one with the largest ratio rel / allowed; rows record that cell.
 """
@@ -134,7 +137,9 @@ class ErrorBaseline:
 
     @property
     def allowed(self) -> torch.Tensor:
-        return FACTOR * torch.maximum(self.plain_rel, self.round_rel) + FLOOR[self.dtype]
+        plain_seq = self.plain_rel.median(dim=1, keepdim=True).values  # (B, 1): typical over heads
+        typical = torch.maximum(torch.maximum(self.plain_rel, plain_seq), self.round_rel)
+        return FACTOR * typical + FLOOR[self.dtype]
 
 
 def error_baseline(
@@ -209,8 +214,8 @@ def check_output(out: torch.Tensor, inputs: Inputs) -> ErrorCheck:
         kv_len = inputs.case.kv_lens[seq]
         reason = (
             f"sequence {seq} (kv_len {kv_len}), head {head}: relative error {worst.rel_err:.3g} > allowed "
-            f"{worst.allowed:.3g} ({FACTOR:g} x the larger of plain {inputs.case.dtype} PyTorch's "
-            f"{worst.plain_rel_err:.3g} and output rounding, + floor)"
+            f"{worst.allowed:.3g} ({FACTOR:g} x plain {inputs.case.dtype} PyTorch's error, "
+            f"{worst.plain_rel_err:.3g} in this cell, or its sequence's median or output rounding if larger)"
         )
         return replace(worst, ok=False, reason=reason)
     return worst
