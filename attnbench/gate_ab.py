@@ -268,8 +268,8 @@ def measure_all(
             raise GateError(f"backend {n!r} is in neither version (A has {', '.join(a.backends)})")
     measured: list[Measured] = []
     new: list[tuple[str, str]] = []
+    inputs = None  # a paged case reuses the tensors of its contiguous twin, built just before it
     for case, wl_backends in _cases(cfg, workloads):
-        inputs = None
         for name in names:
             if wl_backends and name not in wl_backends:
                 continue

@@ -7,13 +7,15 @@ A version is named by a spec:
   path:DIR             those of another checkout at DIR (a folder holding attnbench/ and kernels/),
   plugin:MOD[,MOD2]    this checkout's backends plus the plugin modules MOD (as ATTNBENCH_PLUGINS
                        would load them); a plugin backend of a built-in's name replaces it there.
-Each version is imported afresh under the names attnbench.* and kernels.* (and its plugins), its
+Each version is imported afresh under the names attnbench.*, attnbench_kernels.* and kernels.* (and
+its plugins), its
 modules kept aside, and the running process's own modules put back: the harness (cases, inputs,
 reference) stays the caller's, each version's backends keep the globals of their own modules.
 While a version's code runs (prepare, each call), `active()` puts its modules in sys.modules, so
 an import made inside a backend's function finds its own version.
-Limit: compiled extensions that register a global name (a CUDA extension loaded by name) exist once
-per process; two versions of one extension cannot both be loaded.
+The CUDA kernels are built into a library keyed by their sources and loaded with ctypes, so each
+version builds and loads its own. Limit: an extension that registers a process-global name (a
+torch.library op) exists once per process, so two versions of one cannot both be loaded.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-_OWN_PACKAGES = ("attnbench", "kernels")
+# module names a version owns: the package, the kernels (imported as attnbench_kernels by
+# attnbench.paths.import_kernels, or as kernels), so each version runs its own kernel sources
+_OWN_MODULES = ("attnbench", "attnbench_kernels", "kernels")
+_ARCHIVED = ("attnbench", "kernels")
 
 
 class VersionError(Exception):
@@ -47,7 +52,7 @@ def checkout_root() -> Path:
 
 
 def _owned(name: str, extra: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in (*_OWN_PACKAGES, *extra))
+    return any(name == p or name.startswith(p + ".") for p in (*_OWN_MODULES, *extra))
 
 
 @dataclass
@@ -71,7 +76,9 @@ class Version:
         try:
             yield
         finally:
-            for n in [n for n in sys.modules if _owned(n, names)]:
+            # modules the version imported meanwhile (a kernel imported lazily in prepare) stay its own
+            self.modules = {n: m for n, m in sys.modules.items() if _owned(n, names)}
+            for n in self.modules:
                 del sys.modules[n]
             sys.modules.update(saved)
 
@@ -83,7 +90,7 @@ def _git_export(rev: str, repo: Path) -> tuple[tempfile.TemporaryDirectory, str]
             capture_output=True, text=True, check=True, timeout=60,
         ).stdout.strip()  # fmt: skip
         tar = subprocess.run(
-            ["git", "-C", str(repo), "archive", "--format=tar", sha, *_OWN_PACKAGES],
+            ["git", "-C", str(repo), "archive", "--format=tar", sha, *_ARCHIVED],
             capture_output=True, check=True, timeout=120,
         ).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError) as e:
