@@ -176,7 +176,8 @@ def _spread_rule(
     lo, hi = median_interval(cs)
     if tol.tolerance > rules.cap:
         verdict = "NOISY"
-        notes.insert(0, f"tolerance {tol.tolerance:.1%} > cap {rules.cap:.0%}: not gated")
+        shown = ">1000%" if tol.tolerance > 10 else f"{tol.tolerance:.1%}"
+        notes.insert(0, f"tolerance {shown} > cap {rules.cap:.0%}: not gated")
     elif log_ratio > tol.tolerance_log:
         verdict = "SLOW"
     elif log_ratio < -tol.tolerance_log:

@@ -23,7 +23,9 @@ def sorted_points(result: Any) -> list[PointResult]:
 
 
 def fmt_fraction(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.2g}%"
+    if x is None:
+        return "-"
+    return ">1000%" if x > 10 else f"{x * 100:.2g}%"
 
 
 def fmt_k(p: PointResult) -> str:
