@@ -280,9 +280,14 @@ def measure_all(
             if excluded(cfg.exclude, columns):
                 continue
             m = Measured(case.case_id, name)
-            if name not in a.backends or not a.backends[name].available(device.type)[0]:
-                if name in b.backends and b.backends[name].available(device.type)[0]:
+            if name not in a.backends:
+                if b.backends[name].available(device.type)[0]:
                     new.append((case.case_id, name))
+                continue
+            ok_a, why_a = a.backends[name].available(device.type)
+            if not ok_a:  # a row with its reason: nothing the config names is silently dropped
+                m.fixed_verdict, m.note = "UNKNOWN", f"unavailable in A: {why_a}"
+                measured.append(m)
                 continue
             if name not in b.backends:
                 m.fixed_verdict, m.note = "VANISHED", "in A, not in B"

@@ -145,3 +145,13 @@ def test_bad_versions_and_flags_exit_2_in_one_line(config, args, message):
 def test_version_error_names_the_spec():
     with pytest.raises(VersionError, match="path:/nonexistent"):
         load_version("path:/nonexistent")
+
+
+def test_points_nobody_can_run_here_are_rows_and_nothing_compared_exits_2(tmp_path):
+    args = ["gate", "ab", "--a", "worktree", "--b", "worktree", "--config", "configs/ci-gate.yaml"]
+    args += ["--device", "cpu", "--json", str(tmp_path / "ab.json")]
+    out = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert out.exit_code == 2, out.output
+    points = json.loads((tmp_path / "ab.json").read_text())["points"]
+    assert len(points) == 16 and all(p["note"].startswith("unavailable in A: ") for p in points)
+    assert "0 points compared" in out.stderr
