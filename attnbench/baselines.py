@@ -1,7 +1,14 @@
 """Named baselines: reference runs committed under results/baselines/NAME/ for the gate to compare with.
 
-A baseline folder is a run directory (manifest.json, results.jsonl with the raw samples, and the
-run's report/ folder when it has one) plus baseline.json saying where and when it was saved. The
+A baseline is K runs of one config on one GPU (K = 5 by default: the gate's tolerance per point
+comes from the spread between them, see gate.py). Its folder holds:
+  runs/<run>/manifest.json, results.jsonl   each of the K runs (only when K > 1),
+  manifest.json, results.jsonl, report/     the first run, so that every tool that reads a run
+                                            directory (report, baseline slug, list) reads a baseline,
+  baseline.json                             where and when it was saved, K and the runs' ids.
+A baseline saved before multi-run baselines is a single run directory (no runs/): the gate judges
+it by the single-run rule. `baseline save` takes a run directory, or a folder of run directories
+(what `attnbench sweep --repeat K --out DIR` writes), plus more runs with --add. The
 gate takes a baseline's name wherever it takes a run directory. CI picks the baseline for its GPU
 as `ci-gate-<slug>`, the slug naming the GPU model (gpu_slug: "NVIDIA H100 80GB HBM3" -> "h100");
 the gate still checks the full GPU name, so another variant of the model is refused, not compared.
@@ -23,6 +30,7 @@ DEFAULT_BASELINES_DIR = Path("results") / "baselines"
 DEFAULT_RESULTS_DIR = Path("results")
 INFO = "baseline.json"
 REPORT_DIR = "report"
+RUNS_DIR = "runs"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Words of marketing names that do not name the model.
 _BRAND_WORDS = {"nvidia", "geforce", "tesla", "quadro"}
@@ -54,30 +62,83 @@ def resolve_source(run: str, results_dir: Path = DEFAULT_RESULTS_DIR) -> Path:
     return path
 
 
+def is_run_dir(path: Path) -> bool:
+    return (path / MANIFEST).is_file() and (path / ROWS).is_file()
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """The runs a baseline (or a folder given to `baseline save`) holds: runs/* when present, else
+    the folder itself when it is a run directory, else its subfolders that are run directories
+    (sorted by name). Empty when there is none."""
+    if (path / RUNS_DIR).is_dir():
+        found = sorted(p for p in (path / RUNS_DIR).iterdir() if p.is_dir() and is_run_dir(p))
+        if found:
+            return found
+    if is_run_dir(path):
+        return [path]
+    if path.is_dir():
+        return sorted(
+            p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and is_run_dir(p)
+        )
+    return []
+
+
+def _source_runs(run: str, extra: list[str], results_dir: Path) -> list[Path]:
+    runs: list[Path] = []
+    for spec in [run, *extra]:
+        path = latest_run(results_dir) if spec == "latest" else Path(spec)
+        if path is None:
+            raise BaselineError(f"'latest': no run directory under {results_dir}")
+        if not path.is_dir():
+            raise BaselineError(f"run {spec!r}: no such directory")
+        found = run_dirs(path)
+        if not found:
+            resolve_source(str(path), results_dir)  # names the missing file
+        runs += found
+    return runs
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise BaselineError(f"run {path}: {MANIFEST} cannot be read ({e})") from None
+    if not isinstance(manifest, dict):
+        raise BaselineError(f"run {path}: {MANIFEST} is not a JSON object")
+    return manifest
+
+
 def save(
     run: str,
     name: str,
     force: bool = False,
     baselines_dir: Path = DEFAULT_BASELINES_DIR,
     results_dir: Path = DEFAULT_RESULTS_DIR,
+    extra_runs: list[str] | None = None,
 ) -> Path:
-    """Copy a run to baselines_dir/name; refuse to replace a baseline or to save an unfinished run
-    unless forced. The copy is built beside the target and moved into place, so a failure leaves the
-    old baseline whole."""
+    """Copy K runs to baselines_dir/name; refuse to replace a baseline, to save an unfinished run or
+    to mix runs of different GPUs or configs (unless forced, except the mix). The copy is built
+    beside the target and moved into place, so a failure leaves the old baseline whole."""
     check_name(name)
-    src = resolve_source(run, results_dir)
+    sources = _source_runs(run, list(extra_runs or []), results_dir)
     dest = baselines_dir / name
-    try:
-        manifest = json.loads((src / MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise BaselineError(f"run {src}: {MANIFEST} cannot be read ({e})") from None
-    if dest.exists() and dest.resolve() == src.resolve():
-        raise BaselineError(f"run {src} is the baseline {name!r} itself")
+    manifests = [_manifest(src) for src in sources]
+    for src in sources:
+        if dest.exists() and (dest.resolve() == src.resolve() or dest.resolve() in src.resolve().parents):
+            raise BaselineError(f"run {src} is part of the baseline {name!r} itself")
     if dest.exists() and not force:
         raise BaselineError(f"baseline {name!r} exists at {dest} (--force replaces it)")
-    status = manifest.get("status")
-    if status not in (None, "complete") and not force:
-        raise BaselineError(f"run {src} is {status!r}, not complete (--force saves it anyway)")
+    for src, m in zip(sources, manifests, strict=True):
+        status = m.get("status")
+        if status not in (None, "complete") and not force:
+            raise BaselineError(f"run {src} is {status!r}, not complete (--force saves it anyway)")
+    for what in ("gpu_name", "config_hash"):
+        values = {str(m.get(what)) for m in manifests}
+        if len(values) > 1:
+            raise BaselineError(
+                f"the runs differ in {what} ({', '.join(sorted(values))}): one baseline, one GPU and config"
+            )
+    src, manifest = sources[0], manifests[0]
     rows = load_rows(src / ROWS)
     baselines_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=baselines_dir))
@@ -86,10 +147,21 @@ def save(
         shutil.copy2(src / ROWS, tmp / ROWS)
         if (src / REPORT_DIR).is_dir():
             shutil.copytree(src / REPORT_DIR, tmp / REPORT_DIR)
+        run_names: list[str] = []
+        if len(sources) > 1:
+            for i, s in enumerate(sources, 1):
+                target = tmp / RUNS_DIR / f"run-{i:02d}"
+                target.mkdir(parents=True)
+                shutil.copy2(s / MANIFEST, target / MANIFEST)
+                shutil.copy2(s / ROWS, target / ROWS)
+                run_names.append(target.name)
         info = {
             "name": name,
             "saved_at": now_iso(),
             "source": str(src),
+            "sources": [str(s) for s in sources],
+            "runs": len(sources),
+            "run_ids": [m.get("run_id") for m in manifests],
             "run_id": manifest.get("run_id"),
             "gpu_name": manifest.get("gpu_name"),
             "config_name": manifest.get("config_name"),
@@ -137,6 +209,7 @@ def list_baselines(baselines_dir: Path = DEFAULT_BASELINES_DIR) -> list[dict[str
             config_name=manifest.get("config_name"),
             config_hash=manifest.get("config_hash"),
             run_id=manifest.get("run_id"),
+            runs=len(run_dirs(path)),
             points=len(rows),
             saved_at=info.get("saved_at"),
             report=(path / REPORT_DIR).is_dir(),
@@ -177,7 +250,8 @@ def slug_for(run: str | None, gpu_name: str | None) -> str:
     if gpu_name:
         return gpu_slug(gpu_name)
     if run:
-        path = resolve_source(run)
+        found = run_dirs(Path(run)) if run != "latest" else []
+        path = found[0] if found else resolve_source(run)  # a repeat folder: its first run
         manifest = json.loads((path / MANIFEST).read_text())
         name = manifest.get("gpu_name")
         if not name:
@@ -189,15 +263,24 @@ def slug_for(run: str | None, gpu_name: str | None) -> str:
 
 
 # ---- the `attnbench baseline` commands (cli.py calls these) ----------------------------------
-def cli_save(run: str, name: str, force: bool, baselines_dir: Path, console, err_console) -> int:
+def cli_save(
+    run: str,
+    name: str,
+    force: bool,
+    baselines_dir: Path,
+    console,
+    err_console,
+    extra_runs: list[str] | None = None,
+) -> int:
     try:
-        dest = save(run, name, force, baselines_dir)
+        dest = save(run, name, force, baselines_dir, extra_runs=extra_runs)
     except BaselineError as e:
         err_console.print(f"baseline save: {e}", markup=False, highlight=False, soft_wrap=True)
         return 2
     info = json.loads((dest / INFO).read_text())
     console.print(
-        f"saved {info['source']} as baseline {name!r} at {dest} ({info['points']} points, "
+        f"saved {info['runs']} run(s) from {info['source']} as baseline {name!r} at {dest} "
+        f"({info['points']} points, "
         f"{info['points_with_samples']} with samples, GPU {info['gpu_name']})",
         markup=False, highlight=False,
     )  # fmt: skip
@@ -212,15 +295,15 @@ def cli_list(baselines_dir: Path, console) -> int:
         console.print(f"no baselines under {baselines_dir}", markup=False, highlight=False)
         return 0
     table = Table(title=f"baselines under {baselines_dir}", title_justify="left")
-    for col in ("name", "gpu", "config", "hash", "run", "points", "saved", "report"):
+    for col in ("name", "gpu", "config", "hash", "run", "runs", "points", "saved", "report"):
         table.add_column(col, overflow="fold")
     for e in entries:
         if "problem" in e:
-            table.add_row(e["name"], f"({e['problem']})", *[""] * 6)
+            table.add_row(e["name"], f"({e['problem']})", *[""] * 7)
             continue
         table.add_row(
             e["name"], str(e["gpu_name"]), str(e["config_name"]), str(e["config_hash"]), str(e["run_id"]),
-            str(e["points"]), str(e["saved_at"] or "-"), "yes" if e["report"] else "no",
+            str(e["runs"]), str(e["points"]), str(e["saved_at"] or "-"), "yes" if e["report"] else "no",
         )  # fmt: skip
     console.print(table)
     return 0

@@ -47,9 +47,19 @@ def sweep(
     devices: str | None = typer.Option(
         None, "--devices", help="One worker process per GPU: 0,1,... or all (cpu,cpu: CPU workers, for tests)"
     ),
+    repeat: int = typer.Option(1, "--repeat", help="K runs, fresh processes, in --out/run-NN"),
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory."""
     from attnbench.sweep_cli import sweep_command
+
+    if repeat != 1:
+        from attnbench.gate_repeat import repeat_sweep
+
+        if dry_run or resume or shard:
+            from attnbench.console import fail
+
+            fail("--repeat makes K fresh runs: it cannot be combined with --dry-run, --resume or --shard")
+        raise typer.Exit(repeat_sweep(repeat, config, out, backends, device, isolate, devices))
 
     sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices)
 
@@ -307,27 +317,9 @@ def fragmentation(
         raise typer.Exit(code)
 
 
-@app.command()
-def gate(
-    baseline: str = typer.Option(..., help="Run directory, or a baseline name under results/baselines/."),
-    current: str = typer.Option(..., help="Run directory, or a baseline name."),
-    threshold: float = typer.Option(0.05, help="Slowdown fraction a point must exceed, beyond the noise."),
-    alpha: float = typer.Option(0.05, help="Family-wise error rate over all points (Bonferroni)."),
-    junit: str | None = typer.Option(None, help="Write JUnit XML here (one testcase per point)."),
-    summary: str | None = typer.Option(None, help="Write the Markdown summary here."),
-    force: bool = typer.Option(False, "--force", help="Gate although GPU, config or dtypes differ."),
-    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
-) -> None:
-    """Regression gate: exit 1 on a slowdown beyond threshold and noise, 2 when runs are not comparable."""
-    from pathlib import Path
+from attnbench.gate_cli import gate_app  # noqa: E402 - the gate's commands live with the gate
 
-    from attnbench.gate import run_gate
-
-    code = run_gate(
-        baseline, current, threshold, alpha, Path(junit) if junit else None,
-        Path(summary) if summary else None, force, Path(baselines_dir),
-    )  # fmt: skip
-    raise typer.Exit(code)
+app.add_typer(gate_app, name="gate")
 
 
 baseline_app = typer.Typer(
@@ -343,14 +335,15 @@ def baseline_save(
     name: str = typer.Argument(..., help="Baseline name, e.g. ci-gate-h100."),
     force: bool = typer.Option(False, "--force", help="Replace a baseline; save an unfinished run."),
     baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+    add: list[str] = typer.Option([], "--add", help="Another run (or folder of runs); repeatable."),
 ) -> None:
-    """Copy a run (manifest.json, results.jsonl, report/) to results/baselines/NAME."""
+    """Save K runs (a run, a folder of runs from `sweep --repeat K`, plus --add) as results/baselines/NAME."""
     from pathlib import Path
 
     from attnbench.baselines import cli_save
     from attnbench.console import err, out
 
-    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), out, err))
+    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), out, err, add))
 
 
 @baseline_app.command("list")

@@ -1,20 +1,54 @@
 """The regression gate: match a current run with a baseline point by point and give each a verdict.
 
-A point is (case_id, backend) (results.point_key). For each point with samples on both sides,
-gate_stats gives the ratio of median times current/baseline and a confidence interval for the ratio
-from the raw samples. With threshold t:
-  SLOW     the whole interval lies above 1 + t (slower by more than t, and by more than the noise),
-  FAST     the whole interval lies below 1 / (1 + t) (the same margin on a log scale),
-  SAME     otherwise,
-  UNKNOWN  a side has no samples (status not ok, or samples_ms empty), or too few samples for the
-           corrected confidence level to bound the ratio.
-The confidence level is Bonferroni-corrected over the points compared: with family alpha a and m
-points, each interval is at 1 - a/m, so the chance that any interval misses its true ratio (and so
-of any false SLOW or FAST, the threshold aside) is at most a.
+A point is (case_id, backend) (results.point_key). A baseline is K runs of one config on one GPU
+(a baseline folder's runs/, see baselines.py; an old single-run baseline is K = 1).
+
+Why K runs: a GPU's runs differ from each other by more than their own samples say (power caps,
+clocks, which process ran first). On committed H100/H200 ci-gate runs the between-run spread of a
+point's median was a median 2.9-6.5x the standard error the run's own interval implies, 20-33x on
+power-capped prefill points, so a gate built on within-run intervals raised false alarms on 44 of
+184 A/A pairs (issue 19). The spread between runs has to be measured, and only repeats measure it.
+
+The spread rule (K >= 3 baseline runs with samples for the point). l_1..l_K are the runs' log
+medians, sd their sample sd, c the current run's log median. With
+    tolerance = max(log(1 + floor), multiplier * sd * sqrt(1 + 1/K))        (natural-log units)
+the point is SLOW when c - mean(l) > tolerance, FAST when c - mean(l) < -tolerance, SAME otherwise,
+and NOISY (reported with its spread, never failed) when exp(tolerance) - 1 exceeds the cap.
+Defaults: multiplier 6, floor 2%, cap 10%, K = 5.
+What the rule claims, and why. If the runs' log medians are independent draws N(mu, sigma^2),
+(c - mean(l)) / (sd * sqrt(1 + 1/K)) is Student-t with K - 1 degrees of freedom (the prediction
+interval of one new run; sqrt(1 + 1/K) counts the error of the mean). Without the floor, the chance
+of a false SLOW on one point is P(T_{K-1} > 6): 0.19% for K = 5, 1.3% for K = 3, 0.01% for K = 10
+(gate_stats.t_sf); the floor only lowers it. Over the 14 gated ci-gate points the family rate is
+at most 14 x 0.19% = 2.7% under that model. 6 rather than the t quantile because real run-to-run
+noise has heavier tails than a normal (a slow first run of a process); on the committed H100 runs
+this rule gave 0 false alarms over 2,772 leave-out A/A combinations, where K = 3 gave 4-6%.
+Power: gate_stats.catch_probability(slowdown, sigma, K) integrates the chance of SLOW over the
+sd's chi distribution. With K = 5, a point of between-run sd sigma catches a 5% slowdown with
+probability 0.99 at sigma = 0.4%, 0.79 at 0.6% and 0.32 at 1%; a 3% one at 0.999, 0.69, 0.32,
+0.09 for sigma = 0.2, 0.4, 0.6, 1%. Points noisier than that cannot gate small slowdowns from
+separate runs at all; the A/B mode (gate_ab.py) is the tool for them.
+Beside the verdict the table shows the current run's own ~95% interval for its median, divided by
+the baseline's centre: how well the run measured itself, not what decides.
+
+The single-run rule (K = 1 or 2: old baselines such as results/baselines/ci-gate-h100, K = 1).
+No spread can be estimated, so the within-run rule applies against each baseline run: gate_stats
+gives a Hodges-Lehmann interval for the current/baseline ratio from the raw samples, at confidence
+1 - alpha/m (Bonferroni over the m points so judged); SLOW when the whole interval lies above
+1 + threshold against every baseline run, FAST below 1 / (1 + threshold) against every one, SAME
+otherwise. This rule does not see between-run noise: the gate warns that such a baseline raises
+false alarms and should be re-saved from K runs.
+
+Statuses and missing points come first (gate_judge.py): VANISHED (ok in the baseline, absent or
+skipped now), BROKEN (ok in the baseline, incorrect or failed now), UNKNOWN (nothing to compare).
+Launch-bound points (rows with launch_bound true) are gated on their device time (samples_ms), their
+host time per call is only reported. Rows without timing fields (older runs) are read as they are.
 
 Runs are comparable when their manifests name the same GPU model and config hash and their rows
-the same dtypes; otherwise the gate refuses (exit 2) unless forced. Exit codes: 0 nothing SLOW,
-1 something SLOW, 2 the runs cannot be compared (or a run cannot be read; --force cannot help there).
+the same dtypes; otherwise the gate refuses (exit 2) unless forced. It also refuses a baseline
+with no point that has samples (nothing to compare with). Exit codes: 0 pass, 1 a point SLOW,
+BROKEN or VANISHED (or every current point failed or incorrect), 2 the runs cannot be compared,
+nothing was compared, or a run cannot be read (--force cannot help there).
 """
 
 from __future__ import annotations
@@ -24,16 +58,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from attnbench import gate_stats
+from attnbench.gate_judge import BAD_STATUSES, PointResult, Rules, judge_point, samples_of
 from attnbench.results import MANIFEST, ROWS, load_run, point_key
 
-VERDICTS = ("SLOW", "FAST", "SAME", "UNKNOWN")
+VERDICTS = ("SLOW", "BROKEN", "VANISHED", "FAST", "SAME", "NOISY", "UNKNOWN")
+FAILING = ("SLOW", "BROKEN", "VANISHED")
+COMPARED = ("SLOW", "FAST", "SAME", "NOISY")
 EXIT_OK, EXIT_SLOW, EXIT_INCOMPARABLE = 0, 1, 2
 DEFAULT_BASELINES_DIR = Path("results") / "baselines"
 
 Key = tuple[str, str]
+
+__all__ = ["PointResult", "GateResult", "GateError", "compare", "run_gate", "VERDICTS"]
 
 
 class GateError(Exception):
@@ -42,7 +79,7 @@ class GateError(Exception):
 
 @dataclass(frozen=True)
 class RunSide:
-    label: str  # what the user passed (a path or a baseline name)
+    label: str  # what the user passed (a path or a baseline name), or a run's folder
     path: Path
     manifest: dict[str, Any]
     rows: dict[Key, dict[str, Any]]
@@ -50,57 +87,85 @@ class RunSide:
 
 
 @dataclass(frozen=True)
-class PointResult:
-    case_id: str
-    backend: str
-    verdict: str
-    baseline_ms: float | None  # median of the samples (or the row's p50 when there are none)
-    current_ms: float | None
-    ratio: float | None  # ratio of medians, current / baseline
-    low: float | None  # interval for the ratio; None when unbounded or not computed
-    high: float | None
-    hodges_lehmann: float | None
-    n_baseline: int
-    n_current: int
-    note: str = ""
+class BaselineSet:
+    """The K runs of a baseline (K = 1 for a single run directory)."""
+
+    label: str
+    path: Path
+    runs: list[RunSide]
 
     @property
-    def key(self) -> Key:
-        return self.case_id, self.backend
+    def manifest(self) -> dict[str, Any]:
+        return self.runs[0].manifest
+
+    @property
+    def k(self) -> int:
+        return len(self.runs)
+
+    def keys(self) -> list[Key]:
+        seen: dict[Key, None] = {}
+        for run in self.runs:
+            seen.update(dict.fromkeys(run.rows))
+        return list(seen)
 
 
 @dataclass
 class GateResult:
-    baseline: RunSide
+    baseline: BaselineSet
     current: RunSide
-    threshold: float
+    rules: Rules
     family_alpha: float
-    point_alpha: float
     points: list[PointResult]
     new: list[Key]
-    vanished: list[Key]
     mismatches: list[str] = field(default_factory=list)
     forced: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def threshold(self) -> float:
+        return self.rules.threshold
+
+    @property
+    def point_alpha(self) -> float:
+        return self.rules.point_alpha
+
+    @property
     def slow_limit(self) -> float:
-        return 1.0 + self.threshold
+        return 1.0 + self.rules.threshold
 
     @property
     def fast_limit(self) -> float:
-        return 1.0 / (1.0 + self.threshold)
+        return 1.0 / (1.0 + self.rules.threshold)
+
+    @property
+    def vanished(self) -> list[Key]:
+        return [p.key for p in self.points if p.verdict == "VANISHED"]
 
     @property
     def n_tested(self) -> int:
-        return sum(1 for p in self.points if p.n_baseline and p.n_current)
+        return sum(1 for p in self.points if p.verdict in COMPARED)
 
     def count(self, verdict: str) -> int:
         return sum(1 for p in self.points if p.verdict == verdict)
 
     @property
+    def problem(self) -> str:
+        """A whole-run failure that no single verdict shows, or ''."""
+        statuses = [r.get("status") for r in self.current.rows.values()]
+        if statuses and all(s in BAD_STATUSES for s in statuses):
+            return f"every current point is failed or incorrect ({len(statuses)} points)"
+        if not any(p.verdict in (*COMPARED, "BROKEN", "VANISHED") for p in self.points):
+            return "0 points compared: no point has samples in both the baseline and the current run"
+        return ""
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_SLOW if self.count("SLOW") else EXIT_OK
+        if any(self.count(v) for v in FAILING):
+            return EXIT_SLOW
+        problem = self.problem
+        if problem.startswith("every"):
+            return EXIT_SLOW
+        return EXIT_INCOMPARABLE if problem else EXIT_OK
 
 
 # ---- reading runs ----------------------------------------------------------------------------
@@ -117,8 +182,7 @@ def resolve_run(spec: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> Path:
     raise GateError(f"{spec!r} is neither a run directory nor a baseline under {baselines_dir}{have}")
 
 
-def read_side(spec: str, role: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> RunSide:
-    path = resolve_run(spec, baselines_dir)
+def read_run(path: Path, label: str, role: str) -> RunSide:
     for name in (MANIFEST, ROWS):
         if not (path / name).is_file():
             raise GateError(f"{role} run {path}: no {name} (a run directory holds {MANIFEST} and {ROWS})")
@@ -137,111 +201,64 @@ def read_side(spec: str, role: str, baselines_dir: Path = DEFAULT_BASELINES_DIR)
             continue  # not a point row
         duplicates += key in by_key
         by_key[key] = row  # a resumed sweep may rewrite a point: the last row wins
-    return RunSide(spec, path, manifest, by_key, duplicates)
+    return RunSide(label, path, manifest, by_key, duplicates)
+
+
+def read_side(spec: str, role: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> RunSide:
+    return read_run(resolve_run(spec, baselines_dir), spec, role)
+
+
+def read_baseline(spec: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> BaselineSet:
+    """A baseline's K runs: a folder's runs/*, a folder of run directories, or one run directory."""
+    from attnbench.baselines import run_dirs
+
+    path = resolve_run(spec, baselines_dir)
+    dirs = run_dirs(path)
+    if not dirs:
+        return BaselineSet(spec, path, [read_run(path, spec, "baseline")])  # names the missing file
+    return BaselineSet(spec, path, [read_run(d, d.name, "baseline") for d in dirs])
 
 
 def _dtypes(side: RunSide) -> set[str]:
     return {str(r.get("dtype")) for r in side.rows.values() if r.get("dtype") is not None}
 
 
-def mismatches(baseline: RunSide, current: RunSide) -> list[str]:
-    """Why the two runs cannot be compared; empty when they can."""
+def _describe(m: dict[str, Any], what: str) -> str:
+    if what == "config_hash":
+        return f"{m.get('config_hash')} from {m.get('config_name')!r}"
+    return repr(m.get(what))
+
+
+def mismatches(baseline: BaselineSet, current: RunSide) -> list[str]:
+    """Why the runs cannot be compared; empty when they can."""
     out: list[str] = []
-    mb, mc = baseline.manifest, current.manifest
-    if mb.get("gpu_name") != mc.get("gpu_name"):
-        out.append(f"GPU model differs (baseline {mb.get('gpu_name')!r}, current {mc.get('gpu_name')!r})")
-    if mb.get("config_hash") != mc.get("config_hash"):
-        out.append(
-            f"config hash differs (baseline {mb.get('config_hash')} from {mb.get('config_name')!r}, "
-            f"current {mc.get('config_hash')} from {mc.get('config_name')!r})"
-        )
-    db, dc = _dtypes(baseline), _dtypes(current)
+    for what, words in (("gpu_name", "GPU model"), ("config_hash", "config hash")):
+        values = {_describe(r.manifest, what) for r in baseline.runs}
+        if len(values) > 1:
+            out.append(f"the baseline's runs differ in {words} ({', '.join(sorted(values))})")
+        b, c = _describe(baseline.manifest, what), _describe(current.manifest, what)
+        if b != c:
+            out.append(f"{words} differs (baseline {b}, current {c})")
+    db, dc = set().union(*(_dtypes(r) for r in baseline.runs)), _dtypes(current)
     if db != dc:
         out.append(f"dtype sets differ (baseline {sorted(db)}, current {sorted(dc)})")
-    if not set(baseline.rows) & set(current.rows):
+    if not set(baseline.keys()) & set(current.rows):
         out.append("no point (case_id, backend) in common")
     return out
 
 
-# ---- one point -------------------------------------------------------------------------------
-def _samples(row: dict[str, Any]) -> tuple[np.ndarray, str]:
-    """Clean samples of a row, or an empty array and why there are none."""
-    status = row.get("status")
-    if status != "ok":
-        reason = row.get("reason") or ""
-        return gate_stats.clean_samples([]), f"status {status}" + (f": {reason}" if reason else "")
-    samples = gate_stats.clean_samples(row.get("samples_ms") or [])
-    return samples, "" if samples.size else "no samples_ms"
-
-
-def _median_or_p50(samples: np.ndarray, row: dict[str, Any]) -> float | None:
-    if samples.size:
-        return float(np.median(samples))
-    p50 = row.get("latency_ms_p50")
-    return float(p50) if isinstance(p50, (int, float)) else None
-
-
-def judge(
-    brow: dict[str, Any], crow: dict[str, Any], threshold: float, point_alpha: float
-) -> PointResult:
-    case_id, backend = point_key(crow)
-    bs, bwhy = _samples(brow)
-    cs, cwhy = _samples(crow)
-    notes = [f"{side} throttled" for side, r in (("baseline", brow), ("current", crow)) if r.get("throttled")]
-    if None not in (brow.get("variant"), crow.get("variant")) and brow["variant"] != crow["variant"]:
-        # a backend that picks its kernel variant picked another one this time
-        notes.append(f"variant {brow.get('variant')} -> {crow.get('variant')}")
-    base = dict(
-        case_id=case_id,
-        backend=backend,
-        baseline_ms=_median_or_p50(bs, brow),
-        current_ms=_median_or_p50(cs, crow),
-        n_baseline=int(bs.size),
-        n_current=int(cs.size),
-    )
-    if not bs.size or not cs.size:
-        if bwhy == cwhy:
-            lacking = [f"no samples in either run ({bwhy})"]
-        else:
-            sides = (("baseline", bwhy), ("current", cwhy))
-            lacking = [f"{side} lacks samples ({why})" for side, why in sides if why]
-        return PointResult(
-            verdict="UNKNOWN",
-            ratio=None,
-            low=None,
-            high=None,
-            hodges_lehmann=None,
-            note="; ".join(lacking + notes),
-            **base,
-        )
-    iv = gate_stats.ratio_interval(bs, cs, point_alpha)
-    if not iv.bounded:
-        verdict = "UNKNOWN"
-        level = f"{iv.confidence * 100:.6g}%"
-        notes.insert(0, f"too few samples ({bs.size} vs {cs.size}) to bound the ratio at {level}")
-    elif iv.low > 1.0 + threshold:
-        verdict = "SLOW"
-    elif iv.high < 1.0 / (1.0 + threshold):
-        verdict = "FAST"
-    else:
-        verdict = "SAME"
-    return PointResult(
-        verdict=verdict,
-        ratio=iv.ratio_of_medians,
-        low=iv.low,
-        high=iv.high,
-        hodges_lehmann=iv.hodges_lehmann,
-        note="; ".join(notes),
-        **base,
-    )
-
-
 # ---- the whole gate --------------------------------------------------------------------------
-def check_parameters(threshold: float, alpha: float) -> None:
+def check_parameters(threshold: float, alpha: float, multiplier: float, floor: float, cap: float) -> None:
     if not 0.0 <= threshold < 10.0:
         raise GateError(f"--threshold {threshold} must lie in [0, 10) (a fraction: 0.05 means 5%)")
     if not 0.0 < alpha < 1.0:
         raise GateError(f"--alpha {alpha} must lie in (0, 1)")
+    if not 0.0 < multiplier <= 100.0:
+        raise GateError(f"--multiplier {multiplier} must lie in (0, 100] (sds of the between-run spread)")
+    if not 0.0 <= floor < 10.0:
+        raise GateError(f"--floor {floor} must lie in [0, 10) (a fraction: 0.02 means 2%)")
+    if not floor <= cap < 10.0:
+        raise GateError(f"--cap {cap} must lie in [--floor, 10) (a fraction: 0.10 means 10%)")
 
 
 def compare(
@@ -251,34 +268,65 @@ def compare(
     alpha: float = 0.05,
     force: bool = False,
     baselines_dir: Path = DEFAULT_BASELINES_DIR,
+    multiplier: float = gate_stats.DEFAULT_MULTIPLIER,
+    floor: float = gate_stats.DEFAULT_FLOOR,
+    cap: float = gate_stats.DEFAULT_CAP,
 ) -> GateResult:
     """Gate `current` against `baseline`; raises GateError when they cannot be compared (unless forced)."""
-    check_parameters(threshold, alpha)
-    b = read_side(baseline, "baseline", baselines_dir)
+    check_parameters(threshold, alpha, multiplier, floor, cap)
+    b = read_baseline(baseline, baselines_dir)
     c = read_side(current, "current", baselines_dir)
+    return compare_sides(b, c, threshold, alpha, force, multiplier, floor, cap)
+
+
+def compare_sides(
+    b: BaselineSet,
+    c: RunSide,
+    threshold: float = 0.05,
+    alpha: float = 0.05,
+    force: bool = False,
+    multiplier: float = gate_stats.DEFAULT_MULTIPLIER,
+    floor: float = gate_stats.DEFAULT_FLOOR,
+    cap: float = gate_stats.DEFAULT_CAP,
+) -> GateResult:
+    """compare() on runs already read (the evidence scripts gate many combinations of the same runs)."""
+    keys = b.keys()
+    with_samples = {k: sum(1 for r in b.runs if samples_of(r.rows.get(k))[0].size) for k in keys}
+    if not any(with_samples.values()):
+        raise GateError(
+            f"baseline {b.label} ({b.path}) has no point with samples: nothing to compare with "
+            "(a baseline must be a finished run whose points are ok)"
+        )
     problems = mismatches(b, c)
     if problems and not force:
         raise GateError("runs cannot be compared: " + "; ".join(problems) + " (--force gates anyway)")
-    common = [k for k in c.rows if k in b.rows]
-    n_tested = sum(1 for k in common if _samples(b.rows[k])[0].size and _samples(c.rows[k])[0].size)
-    point_alpha = gate_stats.bonferroni_alpha(alpha, n_tested)
-    points = [judge(b.rows[k], c.rows[k], threshold, point_alpha) for k in common]
+    # the single-run rule's Bonferroni count: points it will judge with samples on both sides
+    n_single = sum(
+        1 for k, n in with_samples.items()
+        if 0 < n < gate_stats.MIN_RUNS_FOR_SPREAD and samples_of(c.rows.get(k))[0].size
+    )  # fmt: skip
+    rules = Rules(threshold, gate_stats.bonferroni_alpha(alpha, n_single), multiplier, floor, cap)
+    points = [judge_point(k, [r.rows.get(k) for r in b.runs], c.rows.get(k), rules) for k in keys]
     warnings = []
-    for side, role in ((b, "baseline"), (c, "current")):
+    for side, role in [*((r, "baseline") for r in b.runs), (c, "current")]:
         status = side.manifest.get("status")
         if status not in (None, "complete"):
             warnings.append(f"{role} run {side.path} is {status!r}, not complete")
         if side.duplicates:
             warnings.append(f"{role} run {side.path}: {side.duplicates} repeated point(s); the last row wins")
+    if any(p.rule == "single-run" for p in points):
+        warnings.append(
+            f"baseline {b.label} has {b.k} run(s): points with fewer than {gate_stats.MIN_RUNS_FOR_SPREAD} "
+            "runs are judged by the single-run rule, which does not see between-run noise and raises "
+            "false alarms; save a baseline of 5 runs (attnbench sweep --repeat 5)"
+        )
     return GateResult(
         baseline=b,
         current=c,
-        threshold=threshold,
+        rules=rules,
         family_alpha=alpha,
-        point_alpha=point_alpha,
         points=points,
-        new=sorted(k for k in c.rows if k not in b.rows),
-        vanished=sorted(k for k in b.rows if k not in c.rows),
+        new=sorted(k for k in c.rows if k not in set(keys)),
         mismatches=problems,
         forced=bool(problems) and force,
         warnings=warnings,
@@ -296,29 +344,52 @@ def run_gate(
     baselines_dir: Path = DEFAULT_BASELINES_DIR,
     console: Any = None,
     err_console: Any = None,
+    multiplier: float = gate_stats.DEFAULT_MULTIPLIER,
+    floor: float = gate_stats.DEFAULT_FLOOR,
+    cap: float = gate_stats.DEFAULT_CAP,
 ) -> int:
     """The `attnbench gate` command: compare, print, write the outputs; returns the exit code."""
+    try:
+        result = compare(baseline, current, threshold, alpha, force, baselines_dir, multiplier, floor, cap)
+    except GateError as e:
+        return report_error(str(e), junit, summary, err_console)
+    return report_result(result, junit, summary, console, err_console)
+
+
+def report_error(message: str, junit: Path | None, summary: Path | None, err_console: Any = None) -> int:
+    """One line on stderr, the CI outputs saying NOT COMPARED; exit 2."""
+    from rich.markup import escape
+
+    from attnbench import gate_output
+    from attnbench.console import err
+
+    err_console = err_console or err
+    err_console.print(f"[red]gate:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    try:
+        gate_output.write_error_outputs(
+            message, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None
+        )
+    except OSError as w:
+        err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(w))}", highlight=False)
+    return EXIT_INCOMPARABLE
+
+
+def report_result(
+    result: Any, junit: Path | None, summary: Path | None, console: Any, err_console: Any
+) -> int:
+    """Print the table, write the outputs, say what failed the run as a whole; the exit code."""
     from rich.markup import escape
 
     from attnbench import gate_output
     from attnbench.console import err, out
 
-    console = console or out
-    err_console = err_console or err
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") or None
-    try:
-        result = compare(baseline, current, threshold, alpha, force, baselines_dir)
-    except GateError as e:
-        err_console.print(f"[red]gate:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
-        try:
-            gate_output.write_error_outputs(str(e), junit, summary, step_summary)
-        except OSError as w:
-            err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(w))}", highlight=False)
-        return EXIT_INCOMPARABLE
+    console, err_console = console or out, err_console or err
     gate_output.print_result(result, console)
     try:
-        gate_output.write_outputs(result, junit, summary, step_summary)
+        gate_output.write_outputs(result, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None)
     except OSError as e:
         err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(e))}", highlight=False)
         return EXIT_INCOMPARABLE
+    if result.problem:
+        err_console.print(f"[red]gate:[/red] {escape(result.problem)}", highlight=False, soft_wrap=True)
     return result.exit_code

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
-from attnbench.gate import VERDICTS, GateResult, Key, PointResult
+from attnbench.gate import FAILING, VERDICTS, GateResult, Key, PointResult
 
-COLOURS = {"SLOW": "bold red", "FAST": "green", "SAME": "dim", "UNKNOWN": "yellow"}
-_ORDER = {v: i for i, v in enumerate(("SLOW", "UNKNOWN", "FAST", "SAME"))}
+COLOURS = {
+    "SLOW": "bold red", "BROKEN": "bold red", "VANISHED": "bold red", "FAST": "green", "SAME": "dim",
+    "NOISY": "magenta", "UNKNOWN": "yellow",
+}  # fmt: skip
+_ORDER = {v: i for i, v in enumerate(("BROKEN", "VANISHED", "SLOW", "UNKNOWN", "NOISY", "FAST", "SAME"))}
+# a result is a GateResult (runs against a baseline) or a gate_ab.ABResult (paired A/B); both have
+# points, count(), exit_code, problem, new, warnings, forced, mismatches
 
 
-def sorted_points(result: GateResult) -> list[PointResult]:
-    """SLOW first, then UNKNOWN, FAST, SAME; within each, the largest ratio first."""
+def sorted_points(result: Any) -> list[PointResult]:
+    """Failing verdicts first, then UNKNOWN, NOISY, FAST, SAME; within each, the largest ratio first."""
     return sorted(result.points, key=lambda p: (_ORDER[p.verdict], -(p.ratio or 0.0), p.key))
+
+
+def fmt_fraction(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return ">1000%" if x > 10 else f"{x * 100:.2g}%"
+
+
+def fmt_k(p: PointResult) -> str:
+    return str(p.k_runs) if p.rule in ("spread", "single-run") else ("pairs" if p.rule == "paired" else "-")
 
 
 def fmt_ms(x: float | None) -> str:
@@ -26,7 +42,7 @@ def fmt_ratio(x: float | None) -> str:
 
 def fmt_interval(p: PointResult) -> str:
     if p.low is None or p.high is None:
-        return "unbounded" if p.n_baseline and p.n_current else "-"
+        return "unbounded" if p.n_baseline and p.n_current and p.verdict not in FAILING else "-"
     return f"[{p.low:.3f}, {p.high:.3f}]"
 
 
@@ -38,22 +54,46 @@ def _run_line(side, role: str) -> str:
     )
 
 
-def method_text(result: GateResult) -> str:
-    per_point = f"{(1.0 - result.point_alpha) * 100:.6g}%"
-    return (
-        f"Verdicts from a {per_point} confidence interval for the current/baseline time ratio of each "
-        f"point (Hodges-Lehmann interval from the Mann-Whitney distribution of pairwise log-differences "
-        f"of the raw samples), Bonferroni-corrected over the {result.n_tested} points compared "
-        f"(family-wise alpha {result.family_alpha:g}). SLOW when the whole interval lies above "
-        f"{result.slow_limit:.3f} (1 + threshold {result.threshold:g}), FAST when it lies below "
-        f"{result.fast_limit:.3f} (1 / (1 + threshold)), SAME otherwise; UNKNOWN when a side lacks samples."
+def side_lines(result: Any) -> list[str]:
+    if hasattr(result, "side_lines"):
+        return result.side_lines()
+    b = result.baseline
+    runs = f" ({b.k} runs: {', '.join(r.label for r in b.runs)})" if b.k > 1 else " (1 run)"
+    return [_run_line(b.runs[0], "baseline") + runs, _run_line(result.current, "current")]
+
+
+def method_text(result: Any) -> str:
+    if hasattr(result, "method_text"):
+        return result.method_text()
+    r = result.rules
+    spread = (
+        f"Points with >= 3 baseline runs (the spread rule): SLOW when the current median exceeds the "
+        f"baseline runs' geometric mean by more than the tolerance max({r.floor:.0%}, {r.multiplier:g} x sd "
+        f"x sqrt(1 + 1/K)), sd the between-run sd of the runs' log medians (column 'spread'); FAST by "
+        f"the same margin below; NOISY (not gated) when the tolerance exceeds {r.cap:.0%}. 'run interval' "
+        f"is the current run's own ~95% interval for its median over the baseline: shown, not used."
     )
+    single = (
+        f" Points with fewer runs (the single-run rule): a {(1.0 - r.point_alpha) * 100:.6g}% Hodges-Lehmann "
+        f"interval for the ratio from the raw samples (Bonferroni-corrected, family-wise alpha "
+        f"{result.family_alpha:g}); SLOW when it lies above {result.slow_limit:.3f} (1 + threshold "
+        f"{r.threshold:g}) against every baseline run, FAST below {result.fast_limit:.3f}."
+    )
+    rules_used = {p.rule for p in result.points}
+    text = spread if "spread" in rules_used else ""
+    if "single-run" in rules_used:
+        text = (text + single).strip()
+    tail = (
+        " BROKEN: ok in the baseline, incorrect or failed now; VANISHED: ok in the baseline, absent or "
+        "skipped now; UNKNOWN: nothing to compare. Exit 1 on SLOW, BROKEN or VANISHED."
+    )
+    return (text + tail).strip()
 
 
-def headline(result: GateResult) -> str:
+def headline(result: Any) -> str:
     counts = ", ".join(f"{result.count(v)} {v}" for v in VERDICTS)
-    extra = f", {len(result.new)} new, {len(result.vanished)} vanished"
-    status = "FAIL" if result.exit_code else "PASS"
+    extra = f", {len(result.new)} new"
+    status = {0: "PASS", 1: "FAIL"}.get(result.exit_code, "NOT COMPARED")
     return f"attnbench gate: {status} ({counts}{extra})"
 
 
@@ -65,7 +105,8 @@ def print_result(result: GateResult, console) -> None:
     table = Table(title=headline(result), title_justify="left")
     for name, justify in (
         ("point", "left"), ("backend", "left"), ("baseline ms", "right"), ("current ms", "right"),
-        ("ratio", "right"), ("interval", "right"), ("verdict", "left"),
+        ("ratio", "right"), ("tolerance", "right"), ("spread", "right"), ("runs", "right"),
+        ("run interval", "right"), ("verdict", "left"),
     ):  # fmt: skip
         table.add_column(name, justify=justify, overflow="fold")
     for p in sorted_points(result):
@@ -73,17 +114,18 @@ def print_result(result: GateResult, console) -> None:
         verdict = f"[{style}]{p.verdict}[/{style}]" + (f" [dim]({escape(p.note)})[/dim]" if p.note else "")
         table.add_row(
             escape(p.case_id), escape(p.backend), fmt_ms(p.baseline_ms), fmt_ms(p.current_ms),
-            fmt_ratio(p.ratio), fmt_interval(p), verdict,
+            fmt_ratio(p.ratio), fmt_fraction(p.tolerance), fmt_fraction(p.spread), fmt_k(p),
+            fmt_interval(p), verdict,
         )  # fmt: skip
     console.print(table)
-    for line in (_run_line(result.baseline, "baseline"), _run_line(result.current, "current")):
+    for line in side_lines(result):
         console.print(line, highlight=False, markup=False)
     console.print(method_text(result), highlight=False, markup=False)
     if result.forced:
         console.print("[yellow]FORCED:[/yellow] " + escape("; ".join(result.mismatches)), highlight=False)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
-    for title, keys in (("new points (current only)", result.new), ("vanished points", result.vanished)):
+    for title, keys in (("new points (current only)", result.new),):
         if keys:
             text = f"{title}: " + ", ".join(f"{c} [{b}]" for c, b in keys)
             console.print(text, highlight=False, markup=False)
@@ -98,28 +140,30 @@ def _md_keys(keys: list[Key]) -> list[str]:
     return [f"- `{c}` [{b}]" for c, b in keys]
 
 
-def markdown(result: GateResult) -> str:
+def markdown(result: Any) -> str:
     lines = [f"### {headline(result)}", ""]
-    lines += [f"- {_md_cell(_run_line(result.baseline, 'baseline'))}"]
-    lines += [f"- {_md_cell(_run_line(result.current, 'current'))}", ""]
+    lines += [f"- {_md_cell(line)}" for line in side_lines(result)] + [""]
+    if result.problem:
+        lines += [f"**{result.problem}**", ""]
     if result.forced:
         lines += ["**Forced:** the runs are not comparable: " + "; ".join(result.mismatches), ""]
     lines += [f"> {w}" for w in result.warnings] + ([""] if result.warnings else [])
     lines += [method_text(result), ""]
-    lines += ["| point | backend | baseline ms | current ms | ratio | interval | verdict |"]
-    lines += ["| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    columns = ("point", "backend", "baseline ms", "current ms", "ratio", "tolerance", "spread", "runs")
+    lines += ["| " + " | ".join((*columns, "run interval", "verdict")) + " |"]
+    lines += ["| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for p in sorted_points(result):
-        verdict = f"**{p.verdict}**" if p.verdict == "SLOW" else p.verdict
+        verdict = f"**{p.verdict}**" if p.verdict in FAILING else p.verdict
         if p.note:
             verdict += f" ({p.note})"
         cells = [
             f"`{p.case_id}`", p.backend, fmt_ms(p.baseline_ms), fmt_ms(p.current_ms),
-            fmt_ratio(p.ratio), fmt_interval(p), verdict,
+            fmt_ratio(p.ratio), fmt_fraction(p.tolerance), fmt_fraction(p.spread), fmt_k(p),
+            fmt_interval(p), verdict,
         ]  # fmt: skip
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines.append("")
-    listed = (("New points (current only)", result.new), ("Vanished points (baseline only)", result.vanished))
-    for title, keys in listed:
+    for title, keys in (("New points (current only)", result.new),):
         if keys:
             lines += [f"#### {title}", "", *_md_keys(keys), ""]
     return "\n".join(lines)
@@ -130,47 +174,65 @@ def error_markdown(message: str) -> str:
 
 
 # ---- JUnit XML -------------------------------------------------------------------------------
-def _numbers(p: PointResult, result: GateResult) -> str:
+def _numbers(p: PointResult) -> str:
+    limits = ""
+    if p.tolerance is not None:
+        slow = 1.0 + p.tolerance
+        limits = f", SLOW above {slow:.3f}, FAST below {1.0 / slow:.3f}"
+    spread = (
+        f", between-run spread {fmt_fraction(p.spread)} over {p.k_runs} runs" if p.spread is not None else ""
+    )
     return (
         f"baseline {fmt_ms(p.baseline_ms)} ms (n={p.n_baseline}), current {fmt_ms(p.current_ms)} ms "
-        f"(n={p.n_current}), ratio {fmt_ratio(p.ratio)}, interval {fmt_interval(p)}, "
-        f"SLOW above {result.slow_limit:.3f}, FAST below {result.fast_limit:.3f}"
+        f"(n={p.n_current}), ratio {fmt_ratio(p.ratio)}, run interval {fmt_interval(p)}{limits}{spread}"
         + (f"; {p.note}" if p.note else "")
     )
 
 
-def junit_xml(result: GateResult) -> str:
-    """One testcase per point: SLOW is a <failure>, UNKNOWN, new and vanished points are <skipped>."""
-    n_new_gone = len(result.new) + len(result.vanished)
+def _properties(result: Any) -> list[tuple[str, str]]:
+    if hasattr(result, "properties"):
+        return result.properties()
+    r = result.rules
+    return [
+        ("baseline", str(result.baseline.path)), ("baseline_runs", str(result.baseline.k)),
+        ("current", str(result.current.path)), ("multiplier", f"{r.multiplier:g}"),
+        ("floor", f"{r.floor:g}"), ("cap", f"{r.cap:g}"), ("threshold", f"{r.threshold:g}"),
+        ("family_alpha", f"{result.family_alpha:g}"), ("point_confidence", f"{1 - r.point_alpha:.6f}"),
+        ("correction", "bonferroni"), ("forced", str(result.forced).lower()),
+    ]  # fmt: skip
+
+
+def junit_xml(result: Any) -> str:
+    """One testcase per point: SLOW, BROKEN and VANISHED are <failure>s, UNKNOWN, NOISY and new
+    points <skipped>; a whole-run problem (every point failed, nothing compared) is an <error>."""
+    n_failing = sum(result.count(v) for v in FAILING)
+    n_skipped = result.count("UNKNOWN") + result.count("NOISY") + len(result.new)
     suites = ET.Element("testsuites", name="attnbench gate")
     suite = ET.SubElement(
         suites,
         "testsuite",
         name="attnbench-gate",
-        tests=str(len(result.points) + n_new_gone),
-        failures=str(result.count("SLOW")),
-        errors="0",
-        skipped=str(result.count("UNKNOWN") + n_new_gone),
+        tests=str(len(result.points) + len(result.new) + bool(result.problem)),
+        failures=str(n_failing),
+        errors=str(int(bool(result.problem))),
+        skipped=str(n_skipped),
     )
     props = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("baseline", str(result.baseline.path)), ("current", str(result.current.path)),
-        ("threshold", f"{result.threshold:g}"), ("family_alpha", f"{result.family_alpha:g}"),
-        ("point_confidence", f"{1 - result.point_alpha:.6f}"), ("correction", "bonferroni"),
-        ("forced", str(result.forced).lower()),
-    ):  # fmt: skip
+    for name, value in _properties(result):
         ET.SubElement(props, "property", name=name, value=value)
     for p in sorted(result.points, key=lambda q: q.key):
         case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.{p.backend}", name=p.case_id)
-        message = f"{p.verdict}: {_numbers(p, result)}"
-        if p.verdict == "SLOW":
-            ET.SubElement(case, "failure", message=message, type="SLOW").text = message
-        elif p.verdict == "UNKNOWN":
+        message = f"{p.verdict}: {_numbers(p)}"
+        if p.verdict in FAILING:
+            ET.SubElement(case, "failure", message=message, type=p.verdict).text = message
+        elif p.verdict in ("UNKNOWN", "NOISY"):
             ET.SubElement(case, "skipped", message=message)
         else:
             ET.SubElement(case, "system-out").text = message
-    gone = ((result.new, "new point: not in the baseline"), (result.vanished, "vanished: not in this run"))
-    for keys, why in gone:
+    if result.problem:
+        case = ET.SubElement(suite, "testcase", classname="attnbench.gate", name="the run as a whole")
+        ET.SubElement(case, "error", message=result.problem, type="RUN").text = result.problem
+    for keys, why in ((result.new, "new point: not in the baseline"),):
         for c, b in keys:
             case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.{b}", name=c)
             ET.SubElement(case, "skipped", message=why)
@@ -198,9 +260,7 @@ def _append(path: str, text: str) -> None:
         f.write(text + "\n")
 
 
-def write_outputs(
-    result: GateResult, junit: Path | None, summary: Path | None, step_summary: str | None
-) -> None:
+def write_outputs(result: Any, junit: Path | None, summary: Path | None, step_summary: str | None) -> None:
     md = markdown(result)
     if summary is not None:
         _write(summary, md)

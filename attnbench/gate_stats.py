@@ -152,3 +152,134 @@ def ratio_interval(baseline: np.ndarray, current: np.ndarray, alpha: float) -> R
 def bonferroni_alpha(family_alpha: float, n_tests: int) -> float:
     """Per-point alpha so that the chance of any interval missing its ratio is at most family_alpha."""
     return family_alpha / max(n_tests, 1)
+
+
+# ---- between-run noise: baselines of K runs ------------------------------------------------
+# The spread rule (see gate.py for the verdicts): a point's baseline is K runs, each giving the log
+# of its median time, l_1..l_K. A fresh run's log median c is compared with their mean; when the
+# runs' log medians are independent draws N(mu, sigma^2), (c - mean(l)) / (sd(l) * sqrt(1 + 1/K)) is
+# Student-t with K - 1 degrees of freedom (a prediction interval for one new run). The tolerance is
+# max(floor, multiplier * sd(l) * sqrt(1 + 1/K)) on the log scale.
+DEFAULT_MULTIPLIER = 6.0
+DEFAULT_FLOOR = 0.02  # fraction: a run differing by less than 2% is never called slower
+DEFAULT_CAP = 0.10  # fraction: a point whose tolerance exceeds 10% cannot gate; it is NOISY
+MIN_RUNS_FOR_SPREAD = 3  # an sd from 2 runs (1 degree of freedom) bounds nothing useful
+
+
+@dataclass(frozen=True)
+class SpreadTolerance:
+    """The tolerance of one point from its K baseline runs (all on the natural-log scale)."""
+
+    center_log: float  # mean of the runs' log medians
+    sd_log: float  # sample sd (ddof=1) of the runs' log medians
+    tolerance_log: float  # max(log1p(floor), multiplier * sd_log * sqrt(1 + 1/K))
+    k: int
+
+    @property
+    def center_ms(self) -> float:
+        return math.exp(self.center_log)
+
+    @property
+    def tolerance(self) -> float:
+        """The tolerance as a fraction of the baseline time (0.05 = a run 5% slower still passes)."""
+        return math.expm1(self.tolerance_log)
+
+    @property
+    def spread(self) -> float:
+        """The between-run sd as a fraction (exp(sd_log) - 1)."""
+        return math.expm1(self.sd_log)
+
+
+def spread_tolerance(
+    run_medians_ms: list[float], multiplier: float = DEFAULT_MULTIPLIER, floor: float = DEFAULT_FLOOR
+) -> SpreadTolerance:
+    """The tolerance of a point from the medians (ms) of its K >= 2 baseline runs."""
+    logs = np.log(np.asarray(run_medians_ms, dtype=np.float64))
+    k = int(logs.size)
+    if k < 2 or not np.all(np.isfinite(logs)):
+        raise ValueError(f"need >= 2 finite positive run medians, got {run_medians_ms}")
+    sd = float(np.std(logs, ddof=1))
+    tol = max(math.log1p(floor), multiplier * sd * math.sqrt(1.0 + 1.0 / k))
+    return SpreadTolerance(float(np.mean(logs)), sd, tol, k)
+
+
+def t_sf(x: float, df: int) -> float:
+    """P(T > x) for Student's t with df degrees of freedom (numerical: no scipy here).
+
+    With t = tan(theta) the tail integral runs over the finite range [atan(x), pi/2) with a smooth
+    integrand; Simpson's rule on 4001 points is accurate to ~1e-10 for df >= 1.
+    """
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    theta = np.linspace(math.atan(x), math.pi / 2, 4001)[:-1]
+    t = np.tan(theta)
+    f = np.exp(log_c - (df + 1) / 2 * np.log1p(t * t / df)) / np.cos(theta) ** 2
+    theta = np.append(theta, math.pi / 2)
+    f = np.append(f, math.exp(log_c) * df ** ((df + 1) / 2) if df == 1 else 0.0)
+    h = theta[1] - theta[0]
+    return float(h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum()))
+
+
+def catch_probability(
+    slowdown: float,
+    sigma_log: float,
+    k: int,
+    multiplier: float = DEFAULT_MULTIPLIER,
+    floor: float = DEFAULT_FLOOR,
+) -> float:
+    """P(SLOW) for one point under the spread rule when runs' log medians are N(mu, sigma_log^2)
+    and the fresh run is slower by the factor 1 + slowdown (slowdown 0: the false-alarm rate).
+
+    The baseline's sd^2 is sigma^2 * chi2(K-1) / (K-1), independent of the fresh run's offset
+    c - mean ~ N(log1p(slowdown), sigma^2 (1 + 1/K)); the probability is integrated over the sd.
+    """
+    nu = k - 1
+    inflate = math.sqrt(1.0 + 1.0 / k)
+    q = np.linspace(0.0, nu + 60.0 * math.sqrt(2 * nu) + 60.0, 20001)[1:]  # chi2(nu) draws
+    log_pdf = (nu / 2 - 1) * np.log(q) - q / 2 - (nu / 2) * math.log(2) - math.lgamma(nu / 2)
+    weights = np.exp(log_pdf) * (q[1] - q[0])
+    sd_hat = sigma_log * np.sqrt(q / nu)
+    tol = np.maximum(math.log1p(floor), multiplier * sd_hat * inflate)
+    z = (tol - math.log1p(slowdown)) / (sigma_log * inflate)
+    normal = NormalDist()
+    p_exceed = np.array([1.0 - normal.cdf(v) for v in z])
+    return float(np.sum(weights * p_exceed) / np.sum(weights))
+
+
+# ---- A/B: paired ratios --------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairedInterval:
+    """B/A time ratio from n pairs of alternating samples: median of the pairs' ratios and its
+    distribution-free (sign-test) interval; low/high None when n is too small for the level."""
+
+    ratio: float
+    low: float | None
+    high: float | None
+    confidence: float
+    n_pairs: int
+
+
+def paired_ratio_interval(a_ms: np.ndarray, b_ms: np.ndarray, alpha: float) -> PairedInterval:
+    """Interval for the median of log(b_i / a_i) over pairs measured back to back.
+
+    The number of pair log-ratios below the true median is Binomial(n, 1/2) whatever their
+    distribution, so [r_(k), r_(n+1-k)] with k the largest rank with P(Bin <= k-1) <= alpha/2 covers
+    it with probability >= 1 - alpha. The pairs need only be independent of each other, not of
+    the drift: drift within a pair cancels in its ratio.
+    """
+    a, b = np.asarray(a_ms, dtype=np.float64), np.asarray(b_ms, dtype=np.float64)
+    keep = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    r = np.sort(np.log(b[keep]) - np.log(a[keep]))
+    n = int(r.size)
+    if n == 0:
+        raise ValueError("no valid pair")
+    ratio = float(np.exp(np.median(r)))
+    # binomial(n, 1/2) cdf by log-space terms (n up to tens of thousands stays exact enough)
+    ks = np.arange(n + 1)
+    log_pmf = np.array(
+        [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in ks]
+    ) - n * math.log(2)
+    cdf = np.cumsum(np.exp(log_pmf))
+    k = int(np.searchsorted(cdf, alpha / 2 * (1 + 1e-9), side="right"))  # P(Bin <= k-1) <= alpha/2
+    if k < 1:
+        return PairedInterval(ratio, None, None, 1.0 - alpha, n)
+    return PairedInterval(ratio, float(np.exp(r[k - 1])), float(np.exp(r[n - k])), 1.0 - alpha, n)

@@ -75,3 +75,32 @@ def noisy_pair(
         base_rows.append(row(k, lognormal(rng, median, cv, n_samples)))
         cur_rows.append(row(k, lognormal(rng, median * factor.get(i, 1.0), cv, n_samples)))
     return write_run(tmp_path / "base", base_rows), write_run(tmp_path / "cur", cur_rows), ks
+
+
+def run_medians(
+    rng: np.random.Generator, medians: list[float], between_sd: float | list[float], k: int
+) -> np.ndarray:
+    """k runs' per-point medians (ms): each run moves each point by exp(N(0, sd)), independently
+    (the between-run noise a multi-run baseline measures); shape (k, points)."""
+    sd = np.broadcast_to(np.asarray(between_sd, dtype=np.float64), (len(medians),))
+    return np.asarray(medians) * np.exp(rng.normal(0.0, 1.0, (k, len(medians))) * sd)
+
+
+def runs_rows(
+    rng: np.random.Generator,
+    ks: list[tuple[str, str]],
+    medians: np.ndarray,
+    cv: float,
+    n_samples: int,
+    **extra,
+) -> list[list[dict]]:
+    """Rows of each run: n_samples lognormal samples around each run's median for each point."""
+    return [
+        [row(k, lognormal(rng, float(m), cv, n_samples), **extra) for k, m in zip(ks, run, strict=True)]
+        for run in medians
+    ]
+
+
+def write_runs(root: Path, rows_per_run: list[list[dict]], **manifest) -> list[Path]:
+    """One run directory per list of rows: root/run-01, root/run-02, ..."""
+    return [write_run(root / f"run-{i:02d}", rows, **manifest) for i, rows in enumerate(rows_per_run, 1)]

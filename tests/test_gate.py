@@ -102,7 +102,7 @@ def test_false_alarm_rate_over_200_pure_noise_points(tmp_path):
     uncorrected = 0
     for k in ks:
         iv = gate_stats.ratio_interval(
-            gate_stats.clean_samples(res.baseline.rows[k]["samples_ms"]),
+            gate_stats.clean_samples(res.baseline.runs[0].rows[k]["samples_ms"]),
             gate_stats.clean_samples(res.current.rows[k]["samples_ms"]),
             alpha=0.05,
         )
@@ -123,12 +123,21 @@ def test_missing_samples_are_unknown_and_say_which_side(tmp_path):
     )
     res = compare(str(b), str(c))
     by_key = {p.key: p for p in res.points}
-    assert {p.verdict for p in res.points} == {"UNKNOWN"}
-    assert "current lacks samples (status failed: synthetic failure)" in by_key[ks[0]].note
+    # ok in the baseline and failed now is BROKEN (issue 15), not UNKNOWN
+    assert by_key[ks[0]].verdict == "BROKEN"
+    assert by_key[ks[0]].note == "ok in the baseline; failed now: synthetic failure"
+    assert by_key[ks[1]].verdict == by_key[ks[2]].verdict == "UNKNOWN"
     assert "baseline lacks samples" in by_key[ks[1]].note and "current" not in by_key[ks[1]].note
     assert "too few samples" in by_key[ks[2]].note  # 2 vs 2 samples cannot bound a 95% interval
     out = gate_cli("--baseline", str(b), "--current", str(c))
-    assert out.exit_code == 0  # UNKNOWN is reported, not failed
+    assert out.exit_code == 1 and "BROKEN" in out.stdout
+    # without the broken point, UNKNOWN is reported, not failed
+    c2 = write_run(tmp_path / "c2", [row(ks[1], lognormal(rng, 1, 0.02, 30)), row(ks[2], [1.0, 1.05])])
+    b2 = write_run(tmp_path / "b2", [row(ks[1], None), row(ks[2], [1.0, 1.1]), row(ks[0], None)])
+    assert gate_cli("--baseline", str(b2), "--current", str(c2)).exit_code == 2  # 0 points compared
+    b3 = write_run(tmp_path / "b3", [row(ks[1], None), row(ks[2], lognormal(rng, 1, 0.02, 30))])
+    c3 = write_run(tmp_path / "c3", [row(k, lognormal(rng, 1, 0.02, 30)) for k in ks[1:]])
+    assert gate_cli("--baseline", str(b3), "--current", str(c3)).exit_code == 0
 
 
 def test_new_and_vanished_points_are_listed(tmp_path):
@@ -138,13 +147,14 @@ def test_new_and_vanished_points_are_listed(tmp_path):
     c = write_run(tmp_path / "c", [row(k, lognormal(rng, 1, 0.02, 30)) for k in ks[1:]])
     res = compare(str(b), str(c))
     assert res.new == [ks[3]] and res.vanished == [ks[0]]
-    assert {p.key for p in res.points} == set(ks[1:3])
+    assert {p.key: p.verdict for p in res.points} == {ks[0]: "VANISHED", ks[1]: "SAME", ks[2]: "SAME"}
     summary = tmp_path / "summary.md"
     out = gate_cli("--baseline", str(b), "--current", str(c), "--summary", str(summary))
-    assert out.exit_code == 0
+    assert out.exit_code == 1  # a point ok in the baseline and missing now fails the gate (issue 15)
     md = summary.read_text()
     assert "New points (current only)" in md and ks[3][0] in md.split("New points")[1]
-    assert "Vanished points (baseline only)" in md and ks[0][0] in md.split("Vanished points")[1]
+    (vanished_row,) = [line for line in md.splitlines() if "**VANISHED**" in line]
+    assert ks[0][0] in vanished_row and "not in the current run" in vanished_row
 
 
 def test_repeated_point_uses_the_last_row(tmp_path):
@@ -232,14 +242,14 @@ def test_junit_xml_has_one_testcase_per_point(tmp_path):
     cases = suite.findall("testcase")
     assert len(cases) == 8 and suite.get("tests") == "8"
     assert {(tc.get("name"), tc.get("classname").rsplit(".", 1)[-1]) for tc in cases} == set(ks)
-    failures = [tc for tc in cases if tc.find("failure") is not None]
-    failed = [(tc.get("name"), tc.get("classname")) for tc in failures]
-    assert failed == [(ks[3][0], f"attnbench.gate.{ks[3][1]}")]
-    assert suite.get("failures") == "1" and suite.get("skipped") == "1"
-    message = failures[0].find("failure").get("message")
-    assert message.startswith("SLOW: baseline") and "ratio 1.2" in message and "interval [" in message
-    skipped = [tc for tc in cases if tc.find("skipped") is not None]
-    assert len(skipped) == 1 and "current lacks samples" in skipped[0].find("skipped").get("message")
+    failures = {tc.get("name"): tc.find("failure") for tc in cases if tc.find("failure") is not None}
+    assert set(failures) == {ks[3][0], ks[5][0]}
+    assert suite.get("failures") == "2" and suite.get("skipped") == "0"
+    slow = failures[ks[3][0]]
+    assert slow.get("type") == "SLOW" and slow.get("message").startswith("SLOW: baseline")
+    assert "ratio 1.2" in slow.get("message") and "interval [" in slow.get("message")
+    broken = failures[ks[5][0]]
+    assert broken.get("type") == "BROKEN" and "failed now: synthetic failure" in broken.get("message")
 
 
 def test_markdown_summary_has_the_table_and_goes_to_the_step_summary(tmp_path, monkeypatch):
@@ -252,7 +262,8 @@ def test_markdown_summary_has_the_table_and_goes_to_the_step_summary(tmp_path, m
     assert out.exit_code == 1
     md = summary.read_text()
     lines = md.splitlines()
-    header = lines.index("| point | backend | baseline ms | current ms | ratio | interval | verdict |")
+    columns = "point | backend | baseline ms | current ms | ratio | tolerance | spread | runs | run interval"
+    header = lines.index(f"| {columns} | verdict |")
     table = list(itertools.takewhile(lambda s: s.startswith("|"), lines[header:]))
     assert len(table) == 2 + 5
     assert "**SLOW**" in table[2] and ks[0][0] in table[2]  # SLOW rows first
@@ -266,7 +277,7 @@ def test_rich_table_lists_every_point(tmp_path):
     assert out.exit_code == 0
     for case_id, backend in ks:
         assert case_id in out.stdout and backend in out.stdout
-    assert "baseline ms" in out.stdout and "interval" in out.stdout
+    assert "baseline ms" in out.stdout and "interval" in out.stdout and "tolerance" in out.stdout
 
 
 # ---- a real run ------------------------------------------------------------------------------
@@ -308,13 +319,58 @@ def test_gate_reads_a_run_the_sweep_wrote(tmp_path):
 
 
 def test_points_skipped_in_both_runs_say_so_once(tmp_path):
-    k = keys(1)[0]
+    k, other = keys(2)
     skipped = row(k, None, status="skipped", reason="unavailable: runs on cuda only, not cpu")
-    b = write_run(tmp_path / "b", [skipped])
-    c = write_run(tmp_path / "c", [skipped])
-    (p,) = compare(str(b), str(c)).points
+    measured = row(other, lognormal(np.random.default_rng(8), 1.0, 0.02, 30))
+    b = write_run(tmp_path / "b", [skipped, measured])
+    c = write_run(tmp_path / "c", [skipped, measured])
+    p = next(p for p in compare(str(b), str(c)).points if p.key == k)
     assert p.verdict == "UNKNOWN"
     assert p.note == "no samples in either run (status skipped: unavailable: runs on cuda only, not cpu)"
+
+
+# ---- issue 17 item 5: nothing compared, everything failed ------------------------------------
+def test_a_baseline_without_samples_is_refused_in_one_line(tmp_path):
+    ks = keys(3)
+    b = write_run(tmp_path / "b", [row(k, None, status="skipped", reason="no GPU") for k in ks])
+    c = write_run(tmp_path / "c", [row(k, lognormal(np.random.default_rng(1), 1, 0.02, 30)) for k in ks])
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 2
+    assert "has no point with samples" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.output
+
+
+def test_every_current_point_failed_fails_with_one_line(tmp_path):
+    rng = np.random.default_rng(13)
+    ks = keys(4)
+    b = write_run(tmp_path / "b", [row(ks[0], lognormal(rng, 1, 0.02, 30))] + [row(k, None) for k in ks[1:]])
+    c = write_run(tmp_path / "c", [row(k, None, status="incorrect", reason="wrong") for k in ks])
+    res = compare(str(b), str(c))
+    assert res.count("BROKEN") == 1 and res.problem.startswith("every current point is failed or incorrect")
+    out = gate_cli("--baseline", str(b), "--current", str(c))
+    assert out.exit_code == 1 and "every current point is failed or incorrect (4 points)" in out.stderr
+    # even when none was ok in the baseline (no BROKEN verdict), the run as a whole fails
+    b2 = write_run(tmp_path / "b2", [row(ks[0], None), row(keys(5)[4], lognormal(rng, 1, 0.02, 30))])
+    c2 = write_run(tmp_path / "c2", [row(ks[0], None, status="failed", reason="boom")])
+    res2 = compare(str(b2), str(c2), force=True)
+    assert res2.count("BROKEN") == 0 and res2.exit_code == 1
+    junit = tmp_path / "j.xml"
+    out = gate_cli("--baseline", str(b2), "--current", str(c2), "--force", "--junit", str(junit))
+    assert out.exit_code == 1
+    assert ET.parse(junit).getroot().find("testsuite/testcase/error").get("type") == "RUN"
+
+
+def test_skipped_now_after_ok_in_the_baseline_is_vanished(tmp_path):
+    rng = np.random.default_rng(14)
+    ks = keys(2)
+    b = write_run(tmp_path / "b", [row(k, lognormal(rng, 1, 0.02, 30)) for k in ks])
+    c = write_run(
+        tmp_path / "c",
+        [row(ks[0], lognormal(rng, 1, 0.02, 30)), row(ks[1], None, status="skipped", reason="unavailable: x")],  # noqa: E501
+    )
+    by_key = {p.key: p for p in compare(str(b), str(c)).points}
+    assert by_key[ks[1]].verdict == "VANISHED" and "skipped now: unavailable: x" in by_key[ks[1]].note
+    assert gate_cli("--baseline", str(b), "--current", str(c)).exit_code == 1
 
 
 def test_a_changed_kernel_variant_is_noted(tmp_path):
