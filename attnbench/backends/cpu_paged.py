@@ -2,8 +2,9 @@
 
 Reads the harness's NHD block pool through the block tables as given (no gather, no conversion) for
 decode, prefill and chunked prefill. One work item is (sequence, query tile, KV head), the tile's
-query heads sharing each K/V block read; the OpenMP team is torch's thread count, so the kernel and
-torch's own CPU kernels use the same cores. The per-thread float32 scratch (widened K/V blocks,
+query heads sharing each K/V block read; the OpenMP team is torch's thread count (fewer for small work),
+and the library shares torch's OpenMP runtime (libgomp.so.1 is the one torch loaded), so the kernel and
+torch's own CPU kernels use one thread pool. The per-thread float32 scratch (widened K/V blocks,
 accumulators) is allocated inside the timed call, so the row's working memory counts it.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from attnbench import cpu_build
+from attnbench import cpu_build, metrics
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
@@ -24,8 +25,20 @@ MAX_HEAD_DIM = 1024  # the kernel's bound (kMaxHeadDim)
 PREFILL_QUERY_TILE = 16
 
 
+# Below this much work per thread, waking another thread and waiting for it at the region's end
+# costs more than it saves (far more on a busy machine, where the woken thread may wait a whole
+# scheduler slice for a core); ~0.5 ms of one core at a few GFLOP/s. torch's own CPU kernels keep
+# small work on one thread the same way (a grain size).
+MIN_FLOPS_PER_THREAD = 4_000_000
+
+
 def query_tile(case: Case) -> int:
     return 1 if case.max_q == 1 else min(PREFILL_QUERY_TILE, case.max_q)
+
+
+def thread_count(case: Case, available: int) -> int:
+    """OpenMP threads for the case: torch's count, fewer when the work is too small to share."""
+    return max(1, min(available, metrics.flops(case) // MIN_FLOPS_PER_THREAD))
 
 
 @register
@@ -67,7 +80,7 @@ class CpuPaged(Backend):
         cu_q = inputs.cu_seqlens_q.to(torch.int32).contiguous()
         out = torch.empty_like(q)
         tile = query_tile(case)
-        threads = torch.get_num_threads()
+        threads = thread_count(case, torch.get_num_threads())
         per_thread = lib.paged_scratch_floats(case.num_q_heads, case.num_kv_heads, case.head_dim,
                                               paged.block_size, tile)
         args = dict(
