@@ -124,7 +124,9 @@ class SweepConfig:
 
 # ---- loading ------------------------------------------------------------------------------
 
-_TOP_KEYS = {"name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation"}
+_TOP_KEYS = {
+    "name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation"
+}
 _WORKLOAD_KEYS = {f.name for f in fields(Workload)} | {"lengths"}
 _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 

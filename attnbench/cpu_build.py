@@ -1,4 +1,4 @@
-"""Build the CPU kernels (kernels/cpu/*.cpp) into one shared library with g++ -O3 -fopenmp; load it with ctypes.
+"""Build the CPU kernels (kernels/cpu/*.cpp) into one shared library (g++ -O3 -fopenmp); load it with ctypes.
 
 The library exposes a plain C ABI (kernels/cpu/api.h) over raw host pointers, so no torch headers are
 needed to compile. Builds are cached under ~/.cache/attnbench/cpu/<key>/ (ATTNBENCH_CPU_CACHE
@@ -33,7 +33,7 @@ SOURCE_SUFFIXES = (".cpp", ".h")
 FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fPIC", "-march=native"]
 WERROR_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 DTYPE_CODES = {"fp32": 0, "fp16": 1, "bf16": 2}
-NO_CXX_HINT = "g++ not found: install a C++ compiler with OpenMP (apt install g++), or point ATTNBENCH_CXX at one"
+NO_CXX_HINT = "g++ not found: install a C++ compiler with OpenMP (apt install g++), or set ATTNBENCH_CXX"
 
 
 class BuildError(RuntimeError):
@@ -66,8 +66,8 @@ def compiler_identity(cxx: str) -> str:
     """`cxx --version` and the -march=native target it resolves on this machine (both in the cache key)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     target = subprocess.run([cxx, "-march=native", "-Q", "--help=target"], capture_output=True, text=True)
-    march = next((line.split()[-1] for line in target.stdout.splitlines() if line.strip().startswith("-march=")),
-                 "unknown")
+    lines = [line.split() for line in target.stdout.splitlines()]
+    march = next((words[-1] for words in lines if words and words[0] == "-march="), "unknown")
     return f"{version}\nmarch={march}"
 
 
@@ -170,15 +170,16 @@ class CpuLib:
             raise KernelError(f"paged_scratch_floats: {self.last_error()}")
         return n
 
-    def paged_attention(self, *, out: int, q: int, k_cache: int, v_cache: int, block_tables: int, kv_lens: int,
-                        cu_seqlens_q: int, batch: int, num_q_heads: int, num_kv_heads: int, head_dim: int,
+    def paged_attention(self, *, out: int, q: int, k_cache: int, v_cache: int, block_tables: int,
+                        kv_lens: int, cu_seqlens_q: int, batch: int, num_q_heads: int, num_kv_heads: int,
+                        head_dim: int,
                         num_blocks: int, block_size: int, table_stride: int, dtype: int, causal: bool,
                         scale: float, query_tile: int, num_threads: int, scratch: int,
                         scratch_floats: int) -> None:
         rc = self._lib.attnbench_cpu_paged_attention(
             out, q, k_cache, v_cache, block_tables, kv_lens, cu_seqlens_q, batch, num_q_heads, num_kv_heads,
-            head_dim, num_blocks, block_size, table_stride, dtype, int(causal), scale, query_tile, num_threads,
-            scratch, scratch_floats,
+            head_dim, num_blocks, block_size, table_stride, dtype, int(causal), scale, query_tile,
+            num_threads, scratch, scratch_floats,
         )
         if rc != 0:
             raise KernelError(f"paged_attention: {self.last_error()} (code {rc})")

@@ -22,7 +22,8 @@ def resolve_study(cfg: SweepConfig) -> Path | None:
     from attnbench.paths import configs_dir
 
     named = Path(cfg.fragmentation)
-    found = next((p for p in (named, Path(cfg.source).parent / named, configs_dir() / named) if p.is_file()), None)
+    places = (named, Path(cfg.source).parent / named, configs_dir() / named)
+    found = next((p for p in places if p.is_file()), None)
     if found is None:
         raise ConfigError(f"{cfg.source}: fragmentation: {cfg.fragmentation!r} not found; allowed: a study "
                           "config path (absolute, relative to this config, or a shipped one such as "

@@ -47,7 +47,7 @@ class SdpaFlashCpu(Backend):
         if not ok:
             return ok, why
         if _op() is None:
-            return False, f"torch {torch.__version__} has no aten::_scaled_dot_product_flash_attention_for_cpu"
+            return False, f"torch {torch.__version__} lacks aten::_scaled_dot_product_flash_attention_for_cpu"
         return True, ""
 
     def supports(self, case: Case) -> tuple[bool, str]:

@@ -331,8 +331,8 @@ def build(run: RunData, tables: dict[str, Table]) -> Table:
         table.notes.append(
             "Measured on a CPU (host clock): the verdicts are about this machine's CPU kernels (naive and "
             "sdpa-math as standard attention, sdpa-flash-cpu as FlashAttention, cpu-paged as paged "
-            "attention, each a different kernel from its GPU namesake); the comparison's claims are about GPU "
-            "kernels and HBM. Only a GPU run answers them for GPUs, and only a GPU answers at all: HBM "
+            "attention, each a different kernel from its GPU namesake); the comparison's claims are about "
+            "GPU kernels and HBM. Only a GPU run answers them for GPUs, and only a GPU answers at all: HBM "
             "traffic (Nsight Compute), bandwidth against the GPU's ceiling, the GPU backends (FlashAttention "
             "2/3/4, FlashInfer, FlexAttention, the Triton and CUDA kernels) and the GPU support matrix. The "
             "fragmentation claims come from the KV-cache simulation, which is the same on any machine."
