@@ -19,12 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-# The main job on the embedded default: a CPU-sized sweep without a GPU, the full sweep with one,
-# then its report.
+# The main job on the embedded default: the CPU study without a GPU (configs/smoke.yaml: the points,
+# then the KV-cache study into the run directory), the full sweep with one, then that run's report.
 demo: install
 	$(BIN)/attnbench doctor
-	$(BIN)/attnbench sweep --out results/demo-$$(date +%Y%m%d-%H%M%S)
-	@if $(BIN)/attnbench --help | grep -q " report "; then $(BIN)/attnbench report --plot; fi
+	@run=results/demo-$$(date +%Y%m%d-%H%M%S); \
+	echo "$(BIN)/attnbench sweep --out $$run"; $(BIN)/attnbench sweep --out $$run && \
+	echo "$(BIN)/attnbench report $$run --plot" && $(BIN)/attnbench report $$run --plot
 
 test: install
 	$(PY) -m pytest -q

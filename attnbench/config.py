@@ -122,6 +122,7 @@ class SweepConfig:
     backends: tuple[str, ...] = ()
     timing: dict[str, Any] = field(default_factory=dict)
     exclude: tuple[dict[str, Any], ...] = ()
+    fragmentation: str | None = None  # a KV-cache study config run into the run directory (fragmentation_run)
     source: str = "<config>"
     text: str = ""
 
@@ -139,7 +140,9 @@ class SweepConfig:
 
 # ---- loading ------------------------------------------------------------------------------
 
-_TOP_KEYS = {"name", "description", "device", "seed", "backends", "timing", "workloads", "exclude"}
+_TOP_KEYS = {
+    "name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation"
+}
 _WORKLOAD_KEYS = {f.name for f in fields(Workload)} | {"lengths"}
 _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 
@@ -186,6 +189,9 @@ def parse_config(text: str, source: str = "<config>", known_backends: list[str] 
     exclude = raw.get("exclude", []) or []
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
         ctx.fail("exclude", exclude, "a list of non-empty mappings of row column -> value")
+    fragmentation = raw.get("fragmentation")
+    if fragmentation is not None and (not isinstance(fragmentation, str) or not fragmentation.strip()):
+        ctx.fail("fragmentation", fragmentation, "the path of a fragmentation study config")
     return SweepConfig(
         name=name,
         workloads=workloads,
@@ -195,6 +201,7 @@ def parse_config(text: str, source: str = "<config>", known_backends: list[str] 
         backends=backends,
         timing=timing,
         exclude=tuple(exclude),
+        fragmentation=fragmentation,
         source=source,
         text=text,
     )

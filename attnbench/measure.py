@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from attnbench import cpu_memory
 from attnbench.config import TimingPolicy
 from attnbench.cupti_timing import kernel_ms_per_call
 from attnbench.stream_hold import L2Flusher, StreamHold
@@ -263,10 +264,11 @@ def measure_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, di
 
     peak_mem_bytes: the allocator's peak during the call above what was allocated before it.
     working_mem_bytes: that peak minus the output's bytes, i.e. scratch (O(N^2) scores for naive,
-    O(N) for flash). CPU: not measured (None).
+    O(N) for flash). CPU: from the profiler's allocation events (attnbench.cpu_memory).
     """
     if device.type != "cuda":
-        return fn(), {"peak_mem_bytes": None, "working_mem_bytes": None}
+        out, peak, working = cpu_memory.measure(fn)
+        return out, {"peak_mem_bytes": peak, "working_mem_bytes": working}
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)

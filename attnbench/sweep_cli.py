@@ -81,6 +81,7 @@ def sweep_command(
     from attnbench.config import ConfigError, load_config
     from attnbench.console import SweepProgress, fail, plan_table, summary_table
     from attnbench.console import out as console
+    from attnbench.fragmentation_run import resolve_study, write_study
     from attnbench.plan import build_plan
     from attnbench.results import RunDir, latest_run, new_run_id
     from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
@@ -97,6 +98,7 @@ def sweep_command(
             console.print(f"using the embedded default config {config}")
             cfg = load_config(config, backend_names())
         plan = build_plan(cfg, dev, csv_list(backends))
+        study = resolve_study(cfg)
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
     sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
@@ -179,7 +181,8 @@ def sweep_command(
         )
         raise typer.Exit(130)
     console.print(f"results: {run.rows_path}")
-
+    if study is not None:
+        write_study(study, run.path)
 
 
 def scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isolate: bool):

@@ -1,1 +1,1 @@
-"""attnbench's own attention kernels (Triton and CUDA). Free of attnbench imports."""
+"""attnbench's own attention kernels (Triton, CUDA and C++/OpenMP for CPUs). Free of attnbench imports."""

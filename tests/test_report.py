@@ -346,7 +346,7 @@ def test_cpu_only_run_renders_with_not_measured(cpu):
     run, report, written = cpu
     claims = {r["key"]: r["verdict"] for r in records(report, "claims")}
     assert claims["flash_2_4x"].startswith("not measured (")
-    assert claims["flash_halves_hbm"].startswith("not measured (no Nsight Compute")
+    assert claims["flash_halves_hbm"].startswith("not measured (DRAM bytes come from Nsight Compute")
     assert claims["memory_n2_vs_n"].startswith("not measured (")
     quick = {r[0]: r for r in report.table("quick_summary").rows}
     assert quick["sdpa-flash"][5] == "not measured (skipped: runs on cuda only, not cpu)"

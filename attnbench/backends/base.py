@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from attnbench.inputs import Inputs
 
 FAMILIES = ("naive", "flash", "paged")
-IMPLS = ("torch", "triton", "cuda", "external")
+IMPLS = ("torch", "triton", "cuda", "cpp", "external")
 
 
 class Unsupported(Exception):

@@ -29,6 +29,15 @@ INDIRECTION_LIMIT = 0.01
 SAME_IMPL = {"flex-paged": "flex"}
 # Paged and contiguous kernels of one code base but different kernels: shown as context only.
 OTHER_KERNEL = {"triton-paged": "triton-flash", "cuda-paged": "cuda-flash"}
+# What a run on a CPU cannot measure, and why (the claims check says it instead of a bare "no rows").
+CPU_NO_DRAM = ("DRAM bytes come from Nsight Compute, which profiles NVIDIA GPUs only: a GPU run with "
+               "`attnbench profile` answers this")
+CPU_NO_BOTH_FORMS = ("no CPU backend runs one kernel on both a paged and a contiguous KV cache; on a GPU "
+                     "flash-attn's block_table path and flex-paged / flex do")
+
+
+def on_cpu(run: RunData) -> bool:
+    return run.manifest.get("device") == "cpu"
 
 
 @dataclass
@@ -125,7 +134,8 @@ def paged_vs_contiguous(run: RunData, _tables: dict) -> Claim:
         context = ("; different kernels, context only: "
                    + ", ".join(f"{k} {signed_pct(v)}" for k, v in per.items()))
     if not same:
-        c.verdict = not_measured("no case ran one implementation on both a paged and a contiguous KV cache")
+        c.verdict = not_measured(CPU_NO_BOTH_FORMS if on_cpu(run) else
+                                 "no case ran one implementation on both a paged and a contiguous KV cache")
         c.numbers = context.lstrip("; ")
         return c
     over = pd.Series([o for _, o in same])
@@ -145,7 +155,8 @@ def hbm_traffic(run: RunData, _tables: dict) -> Claim:
     ok = run.ok
     have = ok[ok["dram_read_bytes"].notna()].copy()
     if have.empty:
-        c.verdict = not_measured("no Nsight Compute DRAM byte counts (dram_read_bytes) in the rows")
+        c.verdict = not_measured(CPU_NO_DRAM if on_cpu(run) else
+                                 "no Nsight Compute DRAM byte counts (dram_read_bytes) in the rows")
         return c
     have["dram"] = have["dram_read_bytes"] + have["dram_write_bytes"].fillna(0)
     least = have.groupby(["problem", "kind"])["dram"].min().unstack()
@@ -316,6 +327,16 @@ def build(run: RunData, tables: dict[str, Table]) -> Table:
                               "numbers": claim.numbers, "values": claim.values, "rule": claim.rule})
         table.rows.append([claim.claim, claim.source, claim.verdict, claim.numbers or "—", claim.rule])
     verdicts = [r["verdict"] for r in table.records]
+    if on_cpu(run):
+        table.notes.append(
+            "Measured on a CPU (host clock): the verdicts are about this machine's CPU kernels (naive and "
+            "sdpa-math as standard attention, sdpa-flash-cpu as FlashAttention, cpu-paged as paged "
+            "attention, each a different kernel from its GPU namesake); the comparison's claims are about "
+            "GPU kernels and HBM. Only a GPU run answers them for GPUs, and only a GPU answers at all: HBM "
+            "traffic (Nsight Compute), bandwidth against the GPU's ceiling, the GPU backends (FlashAttention "
+            "2/3/4, FlashInfer, FlexAttention, the Triton and CUDA kernels) and the GPU support matrix. The "
+            "fragmentation claims come from the KV-cache simulation, which is the same on any machine."
+        )
     table.notes.append(
         f"{verdicts.count(HOLDS)} hold, {verdicts.count(FAILS)} do not hold, "
         f"{sum(v.startswith('not measured') for v in verdicts)} not measured."
