@@ -328,6 +328,7 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     per (block size, kv layout) sharing its lengths (and so its inputs and reference).
     """
     cases: list[Case] = []
+    seen: set[Case] = set()  # membership in O(1): a list scan made planning quadratic
     chunks = wl.chunk if wl.phase == "mixed" else (0,)
     for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix in itertools.product(
         wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks, wl.prefix_len
@@ -360,7 +361,8 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
             prefix_len=prefix,
             tags=wl.tags,
         )
-        if base not in cases:
+        if base not in seen:
+            seen.add(base)
             cases.append(base)
         for bs, layout in itertools.product(wl.block_size, wl.kv_layout):
             paged = Case(
@@ -373,9 +375,20 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
                     "kv_layout": layout,
                 }
             )
-            if paged not in cases:
+            if paged not in seen:
+                seen.add(paged)
                 cases.append(paged)
     return cases
+
+
+def workload_size(wl: Workload) -> int:
+    """An upper bound of the cases expand_workload gives, without expanding (duplicates and
+    combinations with more KV than query heads counted): to refuse an absurd config at once."""
+    heads = sum(1 for hq in wl.q_heads for hkv in wl.kv_heads if hkv <= hq)
+    chunks = len(wl.chunk) if wl.phase == "mixed" else 1
+    combos = (len(wl.batch) * len(wl.lengths) * heads * len(wl.head_dim) * len(wl.dtype)
+              * len(wl.causal) * chunks * len(wl.prefix_len))
+    return combos * (1 + len(wl.block_size) * len(wl.kv_layout))
 
 
 def excluded(rules: tuple[dict[str, Any], ...], columns: dict[str, Any]) -> bool:

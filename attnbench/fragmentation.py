@@ -314,11 +314,11 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     from rich.table import Table
 
     from attnbench import fragmentation_render as render
-    from attnbench.console import err
+    from attnbench.console import err, plain
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
         return 2
     out_dir = Path(out) if out else default_out_dir()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -333,7 +333,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             result = run_study(cfg, progress=step)
         except ConfigError as exc:
             bar.stop()
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             return 2
         if gpu:
             from attnbench.fragmentation_gpu import allocator_churn

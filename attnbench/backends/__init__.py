@@ -9,12 +9,16 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
 
 from attnbench.backends.base import Backend, Prepared, Unsupported, register, registry
 
-__all__ = ["Backend", "Prepared", "Unsupported", "register", "all_backends", "get_backend", "backend_names"]
+__all__ = ["Backend", "Prepared", "Unsupported", "register", "all_backends", "get_backend", "backend_names",
+           "plugin_problems"]
 
 _loaded = False
+QUIET_ENV = "ATTNBENCH_QUIET_PLUGIN_ERRORS"
+_plugin_problems: list[str] = []  # one line per ATTNBENCH_PLUGINS module that failed to import
 
 
 def _load_all() -> None:
@@ -26,9 +30,28 @@ def _load_all() -> None:
             continue
         importlib.import_module(f"{__name__}.{mod.name}")
     # Out-of-tree backends: ATTNBENCH_PLUGINS=pkg.module,other.module (each registers with @register).
+    # A module that is missing or fails at import is one line in plugin_problems() (the commands
+    # print it) and its backends are absent; the built-in backends and every command still work.
+    _plugin_problems.clear()
     for name in filter(None, (m.strip() for m in os.environ.get("ATTNBENCH_PLUGINS", "").split(","))):
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except BaseException as err:  # noqa: BLE001 - SyntaxError, SystemExit, ... from user code
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            detail = " ".join(str(err).split())[:200]
+            _plugin_problems.append(f"ATTNBENCH_PLUGINS: cannot import {name!r} ({type(err).__name__}: "
+                                    f"{detail}); its backends are left out")
     _loaded = True
+    if os.environ.get(QUIET_ENV) != "1":  # worker children: the parent has said it already
+        for line in _plugin_problems:
+            sys.stderr.write(f"warning: {line}\n")
+
+
+def plugin_problems() -> list[str]:
+    """One line per ATTNBENCH_PLUGINS module that could not be imported (after loading)."""
+    _load_all()
+    return list(_plugin_problems)
 
 
 def all_backends() -> dict[str, Backend]:
@@ -39,6 +62,7 @@ def all_backends() -> dict[str, Backend]:
     return {name: cls() for name, cls in items}
 
 
+
 def backend_names() -> list[str]:
     return list(all_backends())
 
@@ -46,5 +70,6 @@ def backend_names() -> list[str]:
 def get_backend(name: str) -> Backend:
     backends = all_backends()
     if name not in backends:
-        raise KeyError(f"unknown backend {name!r}; known: {', '.join(backends)}")
+        broken = f" ({'; '.join(_plugin_problems)})" if _plugin_problems else ""
+        raise KeyError(f"unknown backend {name!r}; known: {', '.join(backends)}{broken}")
     return backends[name]

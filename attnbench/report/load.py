@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.results import load_run
+from attnbench.results import ROWS, bad_lines_note, load_run, read_rows
 
 # Columns the report reads; a run that lacks one (older or partial) gets it as all-missing.
 EXPECTED = (
@@ -201,6 +201,9 @@ def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path]
         run.fragmentation_source = str(frag_path)
     if manifest.get("status") not in (None, "complete"):
         run.warnings.append(f"run status is {manifest.get('status')!r}: the report covers the rows written")
+    unreadable = bad_lines_note(path / ROWS, read_rows(path / ROWS)[1])
+    if unreadable:
+        run.warnings.append(unreadable)
     if not rows:
         run.warnings.append("results.jsonl has no rows")
     return run
