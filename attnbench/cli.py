@@ -99,10 +99,6 @@ def run_case(
         # Triton backends run on CPU tensors through Triton's interpreter (correctness only; the
         # rows say so). It must be chosen before triton is first imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    if isolate:
-        from attnbench.child import prestart
-
-        prestart(1)  # the worker's imports overlap this process's
     every = all_backends()
     try:
         case = case_from_flags(
@@ -111,6 +107,10 @@ def run_case(
         check_backend_names(backend, every)
     except FlagError as err:
         fail(str(err))
+    if isolate:
+        from attnbench.child import prestart
+
+        prestart(1)  # the worker's imports overlap this process's checks below
     executor = executor_for(dev, TimingPolicy.for_device(dev), isolate, timeout)
     rows = []
     runnable = []

@@ -104,6 +104,9 @@ def sweep_command(
         fail(str(err))
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
+    if plan.n_points == 0:
+        fail(f"{cfg.source}: the plan has no points ({plan.excluded_points} excluded by the config, "
+             "no backend takes the cases); nothing to run")
     sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
     if sharding is not None:
         plan = sharding.plan

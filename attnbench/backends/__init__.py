@@ -59,7 +59,17 @@ def all_backends() -> dict[str, Backend]:
     _load_all()
     order = {"naive": 0, "flash": 1, "paged": 2}
     items = sorted(registry().items(), key=lambda kv: (order[kv[1].family], kv[0]))
-    return {name: cls() for name, cls in items}
+    made: dict[str, Backend] = {}
+    for name, cls in items:
+        try:
+            made[name] = cls()
+        except Exception as err:  # noqa: BLE001 - a plugin class that cannot be made: left out
+            problem = f"backend {name!r} ({cls.__module__}) cannot be created: {type(err).__name__}: {err}"
+            if problem not in _plugin_problems:
+                _plugin_problems.append(problem)
+                if os.environ.get(QUIET_ENV) != "1":
+                    sys.stderr.write(f"warning: {problem}\n")
+    return made
 
 
 
