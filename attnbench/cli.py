@@ -90,7 +90,7 @@ def run_case(
     from attnbench.config import TimingPolicy
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
-    from attnbench.plan import _ask
+    from attnbench.plan import ask
     from attnbench.point import base_row, skipped
     from attnbench.worker import Task, executor_for
 
@@ -116,9 +116,9 @@ def run_case(
     runnable = []
     for name in backend:
         b = every[name]
-        ok, why = _ask("available()", lambda b=b: b.available(dev))
+        ok, why = ask("available()", lambda b=b: b.available(dev))
         if ok:
-            ok, why = _ask("supports()", lambda b=b: b.supports(case))
+            ok, why = ask("supports()", lambda b=b: b.supports(case))
         if ok and not b.wants(case):
             ok, why = (
                 False,
@@ -166,8 +166,10 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
     t = Table(title=f"backends on {dev}")
     for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
         t.add_column(col, overflow="fold")
+    from attnbench.plan import ask
+
     for name, b in all_backends().items():
-        ok, why = b.available(dev)
+        ok, why = ask("available()", lambda b=b: b.available(dev))
         t.add_row(
             plain(name),
             plain(b.family),

@@ -320,7 +320,21 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
         return 2
+    if gpu:
+        from attnbench.fragmentation_gpu import no_gpu_reason
+
+        reason = no_gpu_reason()
+        if reason:  # asked for and impossible: say so before the study runs, not exit 0 after
+            err.print(f"[red]error:[/red] --gpu: {plain(reason)}; drop --gpu for the simulated study",
+                      highlight=False, soft_wrap=True)
+            return 2
     out_dir = Path(out) if out else default_out_dir()
+    from attnbench.runio import check_out_dir
+
+    problem = check_out_dir(out_dir)
+    if problem:
+        err.print(f"[red]error:[/red] {plain(problem)}", highlight=False, soft_wrap=True)
+        return 2
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("fragmentation", total=len(plan(cfg)) + (3 if gpu else 0))
@@ -370,5 +384,6 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     console.print(table)
     if gpu and result["gpu"].get("skipped"):
         err.print(f"GPU allocator churn skipped: {result['gpu']['skipped']}")
-    console.print(f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else ""))
+    console.print(plain(f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else "")),
+                  highlight=False, soft_wrap=True)
     return 0

@@ -60,7 +60,7 @@ def select_backends(cfg: SweepConfig | None, override: list[str] | None) -> dict
     return {n: every[n] for n in names}
 
 
-def _ask(what: str, call) -> tuple[bool, str]:
+def ask(what: str, call) -> tuple[bool, str]:
     """A backend's available()/supports() answer; an exception in it is a `no` with its reason
     (that backend's points are skipped with it, the other backends are planned as usual)."""
     try:
@@ -90,7 +90,7 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
     check_size(cfg, len(backends), max_points)
     unavailable = {}
     for name, b in backends.items():
-        ok, why = _ask("available()", lambda b=b: b.available(device))
+        ok, why = ask("available()", lambda b=b: b.available(device))
         if not ok:
             unavailable[name] = why
     sample = Case("w", "prefill", (1,), (1,), 1, 1, 16, "bf16", True)
@@ -104,7 +104,7 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
             columns = case.describe()
             for name in wl_backends:
                 b = backends[name]
-                wants, why = _ask("wants()", lambda b=b, case=case: (b.wants(case), ""))
+                wants, why = ask("wants()", lambda b=b, case=case: (b.wants(case), ""))
                 if not wants and why:
                     pc.skip[name] = f"unsupported: {why}"
                     continue
@@ -116,7 +116,7 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
                 if name in unavailable:
                     pc.skip[name] = f"unavailable: {unavailable[name]}"
                     continue
-                ok, why = _ask("supports()", lambda b=b, case=case: b.supports(case))
+                ok, why = ask("supports()", lambda b=b, case=case: b.supports(case))
                 if ok:
                     pc.run.append(name)
                 else:
