@@ -20,11 +20,17 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # The main job on the embedded default: a CPU-sized sweep without a GPU, the full sweep with one,
-# then its report.
+# then its report. The sweep exits 1 when a point failed or was incorrect (skipped points are not
+# failures): the report is still written, then the demo exits 1 too, so the failure is not hidden.
+# Any other code (2 bad input, 130/143 interrupted) stops the demo at once.
 demo: install
 	$(BIN)/attnbench doctor
-	$(BIN)/attnbench sweep --out results/demo-$$(date +%Y%m%d-%H%M%S)
-	@if $(BIN)/attnbench --help | grep -q " report "; then $(BIN)/attnbench report --plot; fi
+	@run=results/demo-$$(date +%Y%m%d-%H%M%S); code=0; \
+	$(BIN)/attnbench sweep --out $$run || code=$$?; \
+	if [ $$code -ne 0 ] && [ $$code -ne 1 ]; then exit $$code; fi; \
+	$(BIN)/attnbench report --plot $$run || exit $$?; \
+	if [ $$code -eq 1 ]; then echo "demo: some points failed or were incorrect; see $$run/report/"; fi; \
+	exit $$code
 
 test: install
 	$(PY) -m pytest -q
