@@ -364,6 +364,15 @@ def _sweep_process(args: list[str], env_extra: dict[str, str]) -> subprocess.Pop
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _running(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for a reaper counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, limit_s: float = 120) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
@@ -387,14 +396,26 @@ def test_sigterm_stops_like_ctrl_c_and_sigkill_then_resume_finishes(tmp_path):
     assert "Traceback" not in out + err and "BrokenPipe" not in err
     assert "SIGTERM" in err and "--resume --out" in err
     check_true(run, "interrupted", 3)
-    # SIGKILL mid-resume: the manifest says running, the lock names a dead process
-    proc = _sweep_process([*base, "--resume", "--no-isolate"], {"ATTNBENCH_TEST_SLOW_S": "3"})
-    time.sleep(0.5)
-    _wait_for_rows(run / "results.jsonl", 2, proc)
+    # SIGKILL mid-resume: the manifest says running, the lock names a dead process, and the
+    # orphaned worker ends by itself, quietly
+    pid_file = tmp_path / "worker.pid"
+    proc = _sweep_process([*base, "--resume"], {"ATTNBENCH_TEST_SLOW_S": "60",
+                                                "ATTNBENCH_TEST_PID_FILE": str(pid_file)})
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:  # the worker is in a 60 s point
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(0.3)
     proc.kill()
-    proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=30)
     assert json.loads((run / "manifest.json").read_text())["status"] == "running"
     assert (run / ".attnbench.lock").exists()
+    worker = int(pid_file.read_text())
+    assert worker != proc.pid
+    deadline = time.monotonic() + 6  # well before its 60 s point would end
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker), "the orphaned worker outlived its killed parent"
     done = _sweep_process([*base, "--resume", "--no-isolate"], {"ATTNBENCH_TEST_SLOW_S": "0"})
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, out + err
