@@ -384,6 +384,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     console.print(table)
     if gpu and result["gpu"].get("skipped"):
         err.print(f"GPU allocator churn skipped: {result['gpu']['skipped']}")
-    console.print(plain(f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else "")),
+    wrote = f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else "")
+    console.print(plain(wrote),
                   highlight=False, soft_wrap=True)
     return 0

@@ -22,7 +22,8 @@ def test_demo_writes_the_report_unless_the_sweep_was_refused_or_stopped(tmp_path
     (venv / "bin").mkdir(parents=True)
     log = tmp_path / "calls"
     fake = venv / "bin" / "attnbench"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\nif [ "$1" = sweep ]; then exit {sweep_code}; fi\nexit 0\n')
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
+                    f'if [ "$1" = sweep ]; then exit {sweep_code}; fi\nexit 0\n')
     fake.chmod(0o755)
     (venv / "bin" / "python").symlink_to("/bin/true")
     installed = venv / ".installed"

@@ -428,7 +428,49 @@ def test_run_survives_a_segfault_a_crash_and_a_hang(tmp_path):
                     "--dtype", "fp32", "--backend", "test-segfault", "--backend", "test-hang",
                     "--backend", "test-good", "--timeout", "5", "--json")
     assert result.exit_code == 1, result.output
-    rows = {r["backend"]: r for r in map(json.loads, [x for x in result.output.splitlines() if x.startswith("{")])}
-    assert rows["test-segfault"]["status"] == "failed" and "segmentation fault" in rows["test-segfault"]["reason"]
+    lines = [x for x in result.output.splitlines() if x.startswith("{")]
+    rows = {r["backend"]: r for r in map(json.loads, lines)}
+    segv = rows["test-segfault"]
+    assert segv["status"] == "failed" and "segmentation fault" in segv["reason"]
     assert rows["test-hang"]["status"] == "failed" and "timed out after 5 s" in rows["test-hang"]["reason"]
     assert rows["test-good"]["status"] == "ok"
+
+
+def test_a_full_disk_while_report_or_merge_write_is_one_line(tmp_path, monkeypatch):
+    cfg = config(tmp_path)
+    run = tmp_path / "run"
+    assert invoke("sweep", cfg, "--device", "cpu", "--backends", "naive", "--no-isolate",
+                  "--out", str(run)).exit_code == 0
+    real_write = Path.write_text
+    real_open = open
+
+    def full(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "full")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_write(path, *args, **kwargs)
+
+    def full_open(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "full")) and args and "w" in args[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr("builtins.open", full_open)
+    one_line_error(invoke("report", str(run), "--out", str(tmp_path / "full" / "r")), 2,
+                   "No space left on device", "disk is full")
+    one_line_error(invoke("merge", str(run), "--out", str(tmp_path / "full" / "m")), 2,
+                   "No space left on device")
+
+
+def test_a_read_only_out_is_one_line(tmp_path):
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        cfg = config(tmp_path)
+        one_line_error(invoke("sweep", cfg, "--device", "cpu", "--backends", "naive",
+                              "--out", str(mnt / "run")), 2, "Read-only file system")
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

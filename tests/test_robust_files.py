@@ -193,3 +193,37 @@ def test_a_worker_killed_by_a_signal_is_named_in_words():
     assert "out-of-memory" in died_reason(-9) and "-9" not in died_reason(-9)
     assert "segmentation fault" in died_reason(-11)
     assert died_reason(3) == "worker process died (exit code 3)"
+
+
+@pytest.mark.parametrize("lengths,needle", [
+    ('"bimodal:4096-128:0.5"', "bimodal.short 4096 is larger than bimodal.long 128"),
+    ('"uniform:1-x"', "expected uniform:LO-HI"),
+    ('"lognormal:100:0.5"', "expected lognormal:MEAN:SIGMA:MAX"),
+])
+def test_bad_length_mixes_are_named_in_the_users_words(lengths, needle):
+    from attnbench.config import ConfigError, parse_config
+
+    text = f"""
+name: t
+workloads:
+  - {{name: p, phase: prefill, lengths: [{lengths}], q_heads: [2], kv_heads: [1], head_dim: [16]}}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "t.yaml")
+    message = str(info.value)
+    assert needle in message
+    for internal in ("invalid literal", "values to unpack", "int()"):
+        assert internal not in message
+
+
+def test_a_nan_or_infinite_timing_value_is_refused():
+    from attnbench.config import ConfigError, parse_config
+
+    for value in (".nan", ".inf"):
+        with pytest.raises(ConfigError, match="finite"):
+            parse_config(f"""
+name: t
+timing: {{max_time_s: {value}}}
+workloads:
+  - {{name: p, phase: prefill, lengths: ["fixed:8"], q_heads: [2], kv_heads: [1], head_dim: [16]}}
+""", "t.yaml")
