@@ -74,7 +74,8 @@ def end_run(run: RunDir, plan: Plan, interrupted: bool, error: BaseException | N
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM off while the ending is written; re-deliver one that came."""
+    """Hold SIGINT and SIGTERM off while the ending is written. One that comes meanwhile is
+    dropped: the sweep is already stopping, and its ending must be recorded whole."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -87,7 +88,6 @@ def signals_held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    # a late signal after the ending is recorded: the run is already safe, nothing to redo
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -105,3 +105,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def abandoned(run: RunDir) -> bool:
+    """Whether a run whose manifest says `running` has nobody running it: no lock, or a lock
+    whose holder is gone on this host (the sweep was SIGKILLed or the machine went down)."""
+    from attnbench.runlock import LOCK, _read, holder_alive
+
+    holder = _read(run.path / LOCK)
+    return holder is None or holder_alive(holder) is False

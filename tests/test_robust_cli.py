@@ -416,6 +416,9 @@ def test_sigterm_stops_like_ctrl_c_and_sigkill_then_resume_finishes(tmp_path):
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(worker), "the orphaned worker outlived its killed parent"
+    # a report of the killed run says so
+    assert invoke("report", str(run), "--out", str(tmp_path / "rep")).exit_code == 0
+    assert "the sweep was killed" in (tmp_path / "rep" / "report.md").read_text()
     done = _sweep_process([*base, "--resume", "--no-isolate"], {"ATTNBENCH_TEST_SLOW_S": "0"})
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, out + err

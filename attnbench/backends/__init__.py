@@ -19,6 +19,11 @@ __all__ = ["Backend", "Prepared", "Unsupported", "register", "all_backends", "ge
 _loaded = False
 QUIET_ENV = "ATTNBENCH_QUIET_PLUGIN_ERRORS"
 _plugin_problems: list[str] = []  # one line per ATTNBENCH_PLUGINS module that failed to import
+_plugin_classes: dict[str, set[str]] = {}  # plugin module -> the backend names its import registered
+
+
+def _listed_plugins() -> list[str]:
+    return [m.strip() for m in os.environ.get("ATTNBENCH_PLUGINS", "").split(",") if m.strip()]
 
 
 def _load_all() -> None:
@@ -33,9 +38,12 @@ def _load_all() -> None:
     # A module that is missing or fails at import is one line in plugin_problems() (the commands
     # print it) and its backends are absent; the built-in backends and every command still work.
     _plugin_problems.clear()
-    for name in filter(None, (m.strip() for m in os.environ.get("ATTNBENCH_PLUGINS", "").split(","))):
+    for name in _listed_plugins():
         try:
+            before = set(registry())
             importlib.import_module(name)
+            # what this plugin registered (once: a module imported before registers nothing new)
+            _plugin_classes.setdefault(name, set(registry()) - before)
         except BaseException as err:  # noqa: BLE001 - SyntaxError, SystemExit, ... from user code
             if isinstance(err, KeyboardInterrupt):
                 raise
@@ -58,7 +66,12 @@ def all_backends() -> dict[str, Backend]:
     """Every registered backend, instantiated, by name (sorted by family, then name)."""
     _load_all()
     order = {"naive": 0, "flash": 1, "paged": 2}
-    items = sorted(registry().items(), key=lambda kv: (order[kv[1].family], kv[0]))
+    # a plugin's backends count only while it is listed (a process that imported it once, e.g. a
+    # test, and then changed ATTNBENCH_PLUGINS would otherwise plan backends its workers lack)
+    listed = set(_listed_plugins())
+    dropped = {b for name, names in _plugin_classes.items() if name not in listed for b in names}
+    items = sorted(((n, c) for n, c in registry().items() if n not in dropped),
+                   key=lambda kv: (order[kv[1].family], kv[0]))
     made: dict[str, Backend] = {}
     for name, cls in items:
         try:
