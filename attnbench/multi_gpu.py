@@ -301,12 +301,15 @@ def run_multi_device(
                 t.join(timeout=10)
             progress.stop()
             left = len(work)
-            problem = end_run(run, plan, outcome.interrupted, error,
+            no_workers = None
+            if left and not outcome.interrupted and error is None:
+                no_workers = DevicesError(f"no worker left to measure {left} part(s) of cases; "
+                                          + "; ".join(f"device {k}: {v}" for k, v in errors.items())
+                                          + f" (the run in {run.path} is resumable with --resume)")
+            problem = end_run(run, plan, outcome.interrupted, error or no_workers,
                               wall_s=round(time.monotonic() - started, 3))
             if problem:
                 outcome.notes.append(problem)
-    if left and not outcome.interrupted:
-        raise DevicesError(f"no worker left to measure {left} part(s) of cases; "
-                           + "; ".join(f"device {k}: {v}" for k, v in errors.items())
-                           + f" (the run in {run.path} is resumable with --resume)")
+    if no_workers is not None:
+        raise no_workers
     return outcome

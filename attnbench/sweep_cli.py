@@ -215,14 +215,14 @@ def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, co
                 try:
                     return run_multi_device(cfg, plan, run, dev, env, workers, SweepProgress(),
                                             resume=resume, config_path=str(config), manifest_extra=extra)
-                except DevicesError as err:
-                    fail(str(err))
+                except DevicesError as err:  # no worker could go on: the manifest says failed
+                    fail(str(err), code=1)
             return run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
                              config_path=str(config), manifest_extra=extra)
     except typer.Exit:
         raise
     except OSError as err:
-        fail(f"the sweep stopped: {describe_os_error(err, run.rows_path)}; "
+        fail(f"the sweep stopped: {describe_os_error(err, err.filename or run.rows_path)}; "
              f"{len(run.rows())} rows are on disk in {run.path} (manifest status failed); "
              "continue with --resume", code=1)
     except Exception as err:  # noqa: BLE001 - a bug: one line here, the traceback in the run dir
