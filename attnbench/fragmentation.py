@@ -354,12 +354,19 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
 
             result["gpu"] = allocator_churn(cfg, progress=step)
     figures: list[str] = []
-    if plot:
-        render.plot_breakdown(result, out_dir / "figures" / "fragmentation_breakdown.png")
-        render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
-        figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
-    json_path = write_json(result, out_dir)
-    (out_dir / "fragmentation.md").write_text(render.render_markdown(result, figures))
+    try:
+        if plot:
+            render.plot_breakdown(result, out_dir / "figures" / "fragmentation_breakdown.png")
+            render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
+            figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
+        json_path = write_json(result, out_dir)
+        (out_dir / "fragmentation.md").write_text(render.render_markdown(result, figures))
+    except OSError as exc:  # a full disk, a place that became read-only
+        from attnbench.runio import describe_os_error
+
+        err.print(f"[red]error:[/red] {plain(describe_os_error(exc, out_dir, '--out'))}",
+                  highlight=False, soft_wrap=True)
+        return 2
     if json_out:
         print(json.dumps(result, indent=2))
         return 0

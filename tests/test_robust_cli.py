@@ -477,3 +477,38 @@ def test_a_read_only_out_is_one_line(tmp_path):
                               "--out", str(mnt / "run")), 2, "Read-only file system")
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_markup_in_flag_values_is_printed_as_typed(tmp_path):
+    cfg = config(tmp_path)
+    one_line_error(invoke("sweep", cfg, "--dry-run", "--device", "cpu", "--backends", "[/]x"), 2,
+                   "unknown backend '[/]x'")
+    one_line_error(invoke("sweep", cfg, "--dry-run", "--device", "cpu", "--shard", "[/]"), 2, "[/]")
+    one_line_error(invoke("run", "--device", "cpu", "--backend", "[bold]x"), 2, "'[bold]x'")
+
+
+def test_resume_over_lines_that_are_not_rows_measures_only_what_is_missing(tmp_path):
+    cfg = config(tmp_path)
+    run = tmp_path / "run"
+    args = ["sweep", cfg, "--device", "cpu", "--backends", "naive", "--no-isolate", "--out", str(run)]
+    assert invoke(*args).exit_code == 0
+    lines = (run / "results.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "results.jsonl").write_bytes(lines[0] + b"[1]\n\xff\n" + lines[1])  # the third row lost
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    manifest = check_true(run, "complete", 3)
+    assert manifest["unreadable_lines"] == 2
+
+
+def test_fragmentation_out_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    study = str(ROOT / "configs" / "fragmentation.yaml")
+    one_line_error(invoke("fragmentation", study, "--out", str(afile)), 2, "is a file")
+    import attnbench.fragmentation as frag
+
+    def full(result, out_dir):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(frag, "write_json", full)
+    one_line_error(invoke("fragmentation", study, "--out", str(tmp_path / "f")), 2, "No space left on device")
