@@ -21,11 +21,17 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job on the embedded default: the CPU study without a GPU (configs/smoke.yaml: the points,
 # then the KV-cache study into the run directory), the full sweep with one, then that run's report.
+# The sweep exits 1 when a point failed or was incorrect (skipped points are not failures): the
+# report is still written, then the demo exits 1 too, so the failure is not hidden. Any other code
+# (2 bad input, 130/143 interrupted) stops the demo at once.
 demo: install
 	$(BIN)/attnbench doctor
-	@run=results/demo-$$(date +%Y%m%d-%H%M%S); \
-	echo "$(BIN)/attnbench sweep --out $$run"; $(BIN)/attnbench sweep --out $$run && \
-	echo "$(BIN)/attnbench report $$run --plot" && $(BIN)/attnbench report $$run --plot
+	@run=results/demo-$$(date +%Y%m%d-%H%M%S); code=0; \
+	echo "$(BIN)/attnbench sweep --out $$run"; $(BIN)/attnbench sweep --out $$run || code=$$?; \
+	if [ $$code -ne 0 ] && [ $$code -ne 1 ]; then exit $$code; fi; \
+	echo "$(BIN)/attnbench report --plot $$run"; $(BIN)/attnbench report --plot $$run || exit $$?; \
+	if [ $$code -eq 1 ]; then echo "demo: some points failed or were incorrect; see $$run/report/"; fi; \
+	exit $$code
 
 test: install
 	$(PY) -m pytest -q

@@ -288,6 +288,7 @@ def cli_save(
 
 
 def cli_list(baselines_dir: Path, console) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     entries = list_baselines(baselines_dir)
@@ -299,12 +300,12 @@ def cli_list(baselines_dir: Path, console) -> int:
         table.add_column(col, overflow="fold")
     for e in entries:
         if "problem" in e:
-            table.add_row(e["name"], f"({e['problem']})", *[""] * 7)
+            table.add_row(escape(e["name"]), escape(f"({e['problem']})"), *[""] * 7)
             continue
-        table.add_row(
-            e["name"], str(e["gpu_name"]), str(e["config_name"]), str(e["config_hash"]), str(e["run_id"]),
-            str(e["runs"]), str(e["points"]), str(e["saved_at"] or "-"), "yes" if e["report"] else "no",
-        )  # fmt: skip
+        table.add_row(*(escape(str(v)) for v in (
+            e["name"], e["gpu_name"], e["config_name"], e["config_hash"], e["run_id"],
+            e["runs"], e["points"], e["saved_at"] or "-", "yes" if e["report"] else "no",
+        )))  # fmt: skip
     console.print(table)
     return 0
 

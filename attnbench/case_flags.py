@@ -36,6 +36,18 @@ def _lengths(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(","))
 
 
+def check_sizes(q_heads: int | None, kv_heads: int | None, head_dim: int | None,
+                block_size: int | None = None) -> None:
+    """FlagError for a head count, head dim or block size below 1, or KV heads that do not divide
+    the query heads (each KV head serves q_heads / kv_heads query heads)."""
+    for flag, value in (("--q-heads", q_heads), ("--kv-heads", kv_heads), ("--head-dim", head_dim),
+                        ("--block-size", block_size)):
+        if value is not None and value < 1:
+            raise FlagError(f"{flag} {value}: must be an integer >= 1")
+    if q_heads is not None and kv_heads is not None and q_heads % kv_heads:
+        raise FlagError(f"--kv-heads {kv_heads} must divide --q-heads {q_heads} (grouped-query attention)")
+
+
 def case_from_flags(
     phase: str,
     seqlen: str,
@@ -57,6 +69,12 @@ def case_from_flags(
     mixed: --seqlen new tokens per sequence at the end of --kv-len contexts.
     Decode is never causal: the one query sits at the end and sees every key.
     """
+    check_sizes(q_heads, kv_heads, head_dim, block_size)
+    if not seqlen.strip():
+        raise FlagError("--seqlen is empty; give comma-separated query lengths, e.g. 512 or 1,17,129")
+    if kv_len is not None and not kv_len.strip():
+        raise FlagError("--kv-len is empty; give comma-separated context lengths, e.g. 4096,1000 "
+                        "(or leave the flag out)")
     try:
         lens = _lengths(seqlen)
         kvs = _lengths(kv_len) if kv_len else None
@@ -76,7 +94,10 @@ def case_from_flags(
         raise FlagError(f"--seqlen has {len(q_lens)} sequences but --kv-len has {len(kv_lens)}; "
                         "give one length per sequence")
     try:
-        return Case(workload, phase, q_lens, kv_lens, q_heads, kv_heads or q_heads, head_dim, dtype,
+        if min(q_lens + kv_lens) < 1:
+            raise FlagError(f"--seqlen/--kv-len: every length must be >= 1, got {seqlen!r} / {kv_len!r}")
+        return Case(workload, phase, q_lens, kv_lens, q_heads, q_heads if kv_heads is None else kv_heads,
+                    head_dim, dtype,
                     causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
     except ValueError as err:
         raise FlagError(str(err)) from None

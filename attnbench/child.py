@@ -126,6 +126,8 @@ def _exit() -> None:
 
 def child_main(conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    _die_with_parent()
+    os.environ["ATTNBENCH_QUIET_PLUGIN_ERRORS"] = "1"  # the parent prints plugin problems once
     stamps = {"main": time.time()}
     try:
         # the slow part of a start, done before the child knows its device: none of these
@@ -165,6 +167,15 @@ def child_main(conn) -> None:
         return
     from attnbench.case import Case
 
+    try:
+        _serve(conn, runner, Case, Task)
+    except (EOFError, OSError):
+        # the parent is gone (killed, or it closed the pipe): nothing to report to, leave quietly
+        # instead of printing a BrokenPipe traceback into the user's terminal
+        _exit()
+
+
+def _serve(conn, runner, Case, Task) -> None:
     while True:
         msg = conn.recv()
         if msg[0] == "stop":
@@ -173,7 +184,27 @@ def child_main(conn) -> None:
         try:
             for row in runner.run(task, lambda name: conn.send(("start", name))):
                 conn.send(("row", row))
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise
         except Exception as err:  # noqa: BLE001 - context poisoned: report and exit for a fresh child
             conn.send(("poisoned", f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"))
             return
         conn.send(("done",))
+
+
+def _die_with_parent() -> None:
+    """End this child soon after its parent dies (a SIGKILLed sweep must not leave a worker in a
+    hanging point for hours, holding the GPU): a daemon thread watches the parent pid. (prctl's
+    PR_SET_PDEATHSIG would fire when the *thread* that spawned us ends, and --devices spawns
+    workers from threads.)"""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="attnbench-parent-watch", daemon=True).start()

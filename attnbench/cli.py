@@ -48,8 +48,15 @@ def sweep(
         None, "--devices", help="One worker process per GPU: 0,1,... or all (cpu,cpu: CPU workers, for tests)"
     ),
     repeat: int = typer.Option(1, "--repeat", help="K runs, fresh processes, in --out/run-NN"),
+    allow_failures: bool = typer.Option(
+        False, "--allow-failures", help="Exit 0 although points failed or were incorrect (exploratory sweeps)"
+    ),
+    max_points: int | None = typer.Option(
+        None, "--max-points", min=1, help="Allow a plan of up to this many points (default 50000)"
+    ),
 ) -> None:
-    """Run every backend over the sweep a YAML config describes; write a run directory."""
+    """Run every backend over the sweep a YAML config describes; write a run directory.
+    Exit 1 when a point failed or was incorrect (unless --allow-failures)."""
     from attnbench.sweep_cli import sweep_command
 
     if repeat != 1:
@@ -61,7 +68,8 @@ def sweep(
             fail("--repeat makes K fresh runs: it cannot be combined with --dry-run, --resume or --shard")
         raise typer.Exit(repeat_sweep(repeat, config, out, backends, device, isolate, devices))
 
-    sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices)
+    sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices,
+                  allow_failures, max_points)
 
 
 @app.command("run")
@@ -80,15 +88,21 @@ def run_case(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per backend on stdout"),
+    isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="Run the points in a child process"),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.001, help="Seconds per point before it is killed and failed (default 180)"
+    ),
 ) -> None:
-    """Measure one case given by flags (quick checks and scripts)."""
+    """Measure one case given by flags (quick checks and scripts). A backend that crashes or hangs
+    becomes a failed row (the points run in a child process with a time limit)."""
     from attnbench.backends import all_backends
     from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
     from attnbench.config import TimingPolicy
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
+    from attnbench.plan import ask
     from attnbench.point import base_row, skipped
-    from attnbench.worker import LocalExecutor, Task
+    from attnbench.worker import Task, executor_for
 
     dev = _device(device)
     if dev == "cpu":
@@ -103,14 +117,18 @@ def run_case(
         check_backend_names(backend, every)
     except FlagError as err:
         fail(str(err))
-    executor = LocalExecutor(dev, TimingPolicy.for_device(dev))
+    if isolate:
+        from attnbench.child import prestart
+
+        prestart(1)  # the worker's imports overlap this process's checks below
+    executor = executor_for(dev, TimingPolicy.for_device(dev), isolate, timeout)
     rows = []
     runnable = []
     for name in backend:
         b = every[name]
-        ok, why = b.available(dev)
+        ok, why = ask("available()", lambda b=b: b.available(dev))
         if ok:
-            ok, why = b.supports(case)
+            ok, why = ask("supports()", lambda b=b: b.supports(case))
         if ok and not b.wants(case):
             ok, why = (
                 False,
@@ -125,7 +143,15 @@ def run_case(
         else:
             rows.append(skipped(base_row(case, b, dev), why))
     if runnable:
-        rows += list(executor.run(Task(case, runnable), lambda name: None, lambda n, r: {}))
+        from attnbench.point import failed
+
+        make_failed = lambda name, reason: failed(base_row(case, every[name], dev), reason)  # noqa: E731
+        try:
+            rows += list(executor.run(Task(case, runnable), lambda name: None, make_failed))
+        except RuntimeError as err:  # the worker process could not start
+            fail(str(err), code=1)
+        finally:
+            executor.close()
     order = {name: i for i, name in enumerate(backend)}
     rows.sort(key=lambda r: order.get(r["backend"], 0))
     if as_json:
@@ -144,20 +170,23 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
 
     from attnbench.backends import all_backends
     from attnbench.console import out as console
+    from attnbench.console import plain
 
     dev = _device(device)
     t = Table(title=f"backends on {dev}")
     for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
         t.add_column(col, overflow="fold")
+    from attnbench.plan import ask
+
     for name, b in all_backends().items():
-        ok, why = b.available(dev)
+        ok, why = ask("available()", lambda b=b: b.available(dev))
         t.add_row(
-            name,
-            b.family,
-            b.impl,
-            "+".join(b.kv_inputs),
+            plain(name),
+            plain(b.family),
+            plain(b.impl),
+            plain("+".join(b.kv_inputs)),
             "[green]yes[/]" if ok else "[red]no[/]",
-            b.purpose if ok else why,
+            plain(b.purpose if ok else why),
         )
     console.print(t)
 
@@ -174,6 +203,7 @@ def doctor(
 
     from attnbench.calibrate import calibrate
     from attnbench.console import out as console
+    from attnbench.console import plain
     from attnbench.sysinfo import environment, resolve_device
     from attnbench.telemetry import nvml_status
 
@@ -194,7 +224,7 @@ def doctor(
     for key, value in info.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        t.add_row(key, _fmt(value))
+        t.add_row(plain(key), plain(_fmt(value)))
     console.print(t)
     if dev == "cpu":
         console.print(
@@ -279,8 +309,6 @@ def report(
     ),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
-    from rich.markup import escape
-
     import attnbench.report as rep
     from attnbench.console import fail
     from attnbench.results import latest_run
@@ -294,7 +322,11 @@ def report(
     try:
         _, written = rep.write_report(paths, out, plot, formats, fragmentation, profile)
     except rep.ReportError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
+    except OSError as exc:  # --out a file, under a file, read-only, a full disk
+        from attnbench.runio import describe_os_error
+
+        fail(describe_os_error(exc, out or Path(paths[0]) / "report", "--out"))
     for path in written:
         typer.echo(str(path))
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -148,16 +149,44 @@ _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 
 
 def load_config(path: str | Path, known_backends: list[str] | None = None) -> SweepConfig:
+    from attnbench.runio import read_text
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    text = path.read_text()
+    try:
+        text = read_text(path, "config file")  # a directory, unreadable, not UTF-8: one line
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return parse_config(text, str(path), known_backends)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last one
+    silently: a second `batch:` would replace the first without a word)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line)
+        except TypeError:  # an unhashable key: the safe constructor reports it
+            continue
+        if first != key_node.start_mark.line:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {first + 1})", key_node.start_mark
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def parse_config(text: str, source: str = "<config>", known_backends: list[str] | None = None) -> SweepConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -257,7 +286,7 @@ class _Ctx:
         if value is None:
             self.fail(prefix + key, value, "a value or a list of values")
         values = value if isinstance(value, list) else [value]
-        if not values and default is not None and default != []:
+        if not values and default != []:  # only axes whose default is empty may be empty
             self.fail(prefix + key, value, "a non-empty list")
         for v in values:
             ok = isinstance(v, kind) and not (kind is int and isinstance(v, bool))
@@ -286,8 +315,9 @@ def _parse_timing(ctx: _Ctx, raw: Any) -> dict[str, Any]:
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 ctx.fail(f"timing.{key}", value, "an integer >= 1")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            ctx.fail(f"timing.{key}", value, "a number > 0")
+        elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+              or value <= 0):
+            ctx.fail(f"timing.{key}", value, "a finite number > 0")
         out[key] = value
     if out.get("min_samples", 1) > out.get("max_samples", 10**9):
         ctx.fail("timing.min_samples", out["min_samples"], "at most timing.max_samples")
@@ -306,6 +336,8 @@ def _parse_workload(ctx: _Ctx, raw: Any, index: int, known_backends: list[str] |
     lengths_raw = raw.get("lengths")
     if lengths_raw is None:
         ctx.fail(p + "lengths", None, "a length mix or a list of them (e.g. 'fixed:1024', 'sharegpt')")
+    if lengths_raw == []:
+        ctx.fail(p + "lengths", lengths_raw, "at least one length mix (e.g. 'fixed:1024', 'sharegpt')")
     mixes = []
     for spec in lengths_raw if isinstance(lengths_raw, list) else [lengths_raw]:
         try:
@@ -354,6 +386,7 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     per (block size, kv layout) sharing its lengths (and so its inputs and reference).
     """
     cases: list[Case] = []
+    seen: set[Case] = set()  # membership in O(1): a list scan made planning quadratic
     chunks = wl.chunk if wl.phase == "mixed" else (0,)
     for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix in itertools.product(
         wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks, wl.prefix_len
@@ -386,7 +419,8 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
             prefix_len=prefix,
             tags=wl.tags,
         )
-        if base not in cases:
+        if base not in seen:
+            seen.add(base)
             cases.append(base)
         for bs, layout in itertools.product(wl.block_size, wl.kv_layout):
             paged = Case(
@@ -399,9 +433,20 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
                     "kv_layout": layout,
                 }
             )
-            if paged not in cases:
+            if paged not in seen:
+                seen.add(paged)
                 cases.append(paged)
     return cases
+
+
+def workload_size(wl: Workload) -> int:
+    """An upper bound of the cases expand_workload gives, without expanding (duplicates and
+    combinations with more KV than query heads counted): to refuse an absurd config at once."""
+    heads = sum(1 for hq in wl.q_heads for hkv in wl.kv_heads if hkv <= hq)
+    chunks = len(wl.chunk) if wl.phase == "mixed" else 1
+    combos = (len(wl.batch) * len(wl.lengths) * heads * len(wl.head_dim) * len(wl.dtype)
+              * len(wl.causal) * chunks * len(wl.prefix_len))
+    return combos * (1 + len(wl.block_size) * len(wl.kv_layout))
 
 
 def excluded(rules: tuple[dict[str, Any], ...], columns: dict[str, Any]) -> bool:

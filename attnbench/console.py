@@ -6,6 +6,7 @@ import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,12 +25,29 @@ out = Console() if sys.stdout.isatty() else Console(width=180)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=180)
 
 
+def plain(value: Any) -> str:
+    """Text from a user, a file or a backend, made safe to print inside rich markup: a `[p]` or
+    `[/kernels/k.so]` in it is shown as typed, not read as a style tag (which would vanish or
+    raise MarkupError)."""
+    return escape(str(value))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One line naming what was wrong, then exit (2 for bad input)."""
+    """One line naming what was wrong, then exit (2 for bad input). The message is plain text."""
     import typer
 
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {plain(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str, console: Console | None = None) -> None:
+    """One warning line (plain text) on stderr."""
+    (console or err).print(f"[yellow]warning:[/] {plain(message)}", highlight=False, soft_wrap=True)
+
+
+def note(message: str, console: Console | None = None) -> None:
+    """One line of plain text (no markup read in it) on stdout."""
+    (console or out).print(plain(message), highlight=False, soft_wrap=True)
 
 
 class SweepProgress(RunnerProgress):
@@ -55,12 +73,13 @@ class SweepProgress(RunnerProgress):
         self.task = self.bar.add_task("sweep", total=total, completed=done, current="")
 
     def point_started(self, case_id: str, backend: str) -> None:
-        self.bar.update(self.task, current=f"{backend} {case_id}")
+        self.bar.update(self.task, current=plain(f"{backend} {case_id}"))
 
     def point_finished(self, row: dict[str, Any]) -> None:
         if row["status"] in ("failed", "incorrect"):
             self.bar.console.print(
-                f"[yellow]{row['status']}[/] {row['backend']} {row['case_id']}: {row.get('reason', '')}",
+                f"[yellow]{row['status']}[/] {plain(row['backend'])} {plain(row['case_id'])}: "
+                f"{plain(row.get('reason', ''))}",
                 highlight=False,
             )
         self.bar.advance(self.task)
@@ -70,6 +89,7 @@ class SweepProgress(RunnerProgress):
 
 
 def plan_table(plan: Plan, limit: int = 200) -> Table:
+    # every cell is rich markup: names and labels from the config are escaped (plain)
     t = Table(
         title=f"plan: {len(plan.cases)} cases, {plan.n_points} points "
         f"({plan.n_run} to measure, {plan.n_skip} skipped, {plan.excluded_points} excluded)"
@@ -91,16 +111,16 @@ def plan_table(plan: Plan, limit: int = 200) -> Table:
     for pc in plan.cases[:limit]:
         c = pc.case
         t.add_row(
-            c.workload,
+            plain(c.workload),
             c.phase,
             str(c.batch),
-            f"{c.seqlen_mix} (max {c.max_kv})",
+            plain(f"{c.seqlen_mix} (max {c.max_kv})"),
             f"{c.num_q_heads}/{c.num_kv_heads}",
             str(c.head_dim),
             c.dtype,
             "yes" if c.causal else "no",
             f"{c.block_size} {c.kv_layout}" if c.paged else "-",
-            ", ".join(pc.run) or "-",
+            plain(", ".join(pc.run) or "-"),
             str(len(pc.skip)) if pc.skip else "-",
         )
     if len(plan.cases) > limit:
@@ -124,20 +144,20 @@ def summary_table(summary: list[dict[str, Any]]) -> Table:
     for s in summary:
         reason = max(s["reasons"].items(), key=lambda kv: kv[1])[0] if s["reasons"] else ""
         t.add_row(
-            s["backend"],
+            plain(s["backend"]),
             str(s["ok"]),
             str(s["skipped"]),
             str(s["failed"]),
             str(s["incorrect"]),
             f"{s['best_tflops']:.2f}" if s["best_tflops"] is not None else "-",
             f"{s['best_gbps']:.1f}" if s["best_gbps"] is not None else "-",
-            reason,
+            plain(reason),
         )
     return t
 
 
 def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
-    t = Table(title=title)
+    t = Table(title=plain(title))
     cols = ("backend", "status", "p50 ms", "TFLOP/s", "GB/s", "% copy BW", "rel err", "err/allowed", "note")
     for col in cols:
         t.add_column(col, overflow="fold")
@@ -147,8 +167,8 @@ def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
         if r.get("interpreted"):
             note = "Triton interpreter on CPU: slow, for correctness only"
         t.add_row(
-            r["backend"],
-            r["status"],
+            plain(r["backend"]),
+            plain(r["status"]),
             f"{r['latency_ms_p50']:.4f}" if ok else "-",
             f"{r['tflops']:.2f}" if ok else "-",
             f"{r['hbm_gbps']:.1f}" if ok else "-",
@@ -156,7 +176,7 @@ def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
             f"{r['rel_err']:.2e}" if r.get("rel_err") is not None else "-",
             # the worst (sequence, head)'s error over what the check allows there (attnbench.reference)
             f"{r['rel_err_ratio']:.2f}x" if r.get("rel_err_ratio") is not None else "-",
-            note,
+            plain(note),
         )
     return t
 

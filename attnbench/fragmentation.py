@@ -314,13 +314,27 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     from rich.table import Table
 
     from attnbench import fragmentation_render as render
-    from attnbench.console import err
+    from attnbench.console import err, plain
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
         return 2
+    if gpu:
+        from attnbench.fragmentation_gpu import no_gpu_reason
+
+        reason = no_gpu_reason()
+        if reason:  # asked for and impossible: say so before the study runs, not exit 0 after
+            err.print(f"[red]error:[/red] --gpu: {plain(reason)}; drop --gpu for the simulated study",
+                      highlight=False, soft_wrap=True)
+            return 2
     out_dir = Path(out) if out else default_out_dir()
+    from attnbench.runio import check_out_dir
+
+    problem = check_out_dir(out_dir)
+    if problem:
+        err.print(f"[red]error:[/red] {plain(problem)}", highlight=False, soft_wrap=True)
+        return 2
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("fragmentation", total=len(plan(cfg)) + (3 if gpu else 0))
@@ -333,19 +347,26 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             result = run_study(cfg, progress=step)
         except ConfigError as exc:
             bar.stop()
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             return 2
         if gpu:
             from attnbench.fragmentation_gpu import allocator_churn
 
             result["gpu"] = allocator_churn(cfg, progress=step)
     figures: list[str] = []
-    if plot:
-        render.plot_breakdown(result, out_dir / "figures" / "fragmentation_breakdown.png")
-        render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
-        figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
-    json_path = write_json(result, out_dir)
-    (out_dir / "fragmentation.md").write_text(render.render_markdown(result, figures))
+    try:
+        if plot:
+            render.plot_breakdown(result, out_dir / "figures" / "fragmentation_breakdown.png")
+            render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
+            figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
+        json_path = write_json(result, out_dir)
+        (out_dir / "fragmentation.md").write_text(render.render_markdown(result, figures))
+    except OSError as exc:  # a full disk, a place that became read-only
+        from attnbench.runio import describe_os_error
+
+        err.print(f"[red]error:[/red] {plain(describe_os_error(exc, out_dir, '--out'))}",
+                  highlight=False, soft_wrap=True)
+        return 2
     if json_out:
         print(json.dumps(result, indent=2))
         return 0
@@ -370,5 +391,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     console.print(table)
     if gpu and result["gpu"].get("skipped"):
         err.print(f"GPU allocator churn skipped: {result['gpu']['skipped']}")
-    console.print(f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else ""))
+    wrote = f"wrote {json_path} and {out_dir / 'fragmentation.md'}" + (" and figures/" if plot else "")
+    console.print(plain(wrote),
+                  highlight=False, soft_wrap=True)
     return 0

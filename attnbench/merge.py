@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnbench.results import MANIFEST, RunDir, load_run, now_iso, point_key
+from attnbench.results import MANIFEST, RunDir, bad_lines_note, load_run, now_iso, point_key, read_rows
 
 RULE = ("status ok beats any other status; then more samples (n_samples); then the later run "
         "(ended_at, else started_at; ties: later on the command line; in one run: the later line)")
@@ -93,6 +93,11 @@ def load_sources(paths: list[Path]) -> list[Source]:
             raise MergeError(str(err)) from None
         except json.JSONDecodeError as err:
             raise MergeError(f"{p}/{MANIFEST}: not valid JSON ({err})") from None
+        unreadable = bad_lines_note(RunDir(p).rows_path, read_rows(RunDir(p).rows_path)[1])
+        if unreadable:
+            from attnbench.console import warn
+
+            warn(unreadable)
         sources.append(Source(p, manifest, rows, i))
     return sources
 
@@ -269,21 +274,25 @@ def _source_entry(s: Source) -> dict[str, Any]:
 
 def run_command(paths: list[Path], out: Path, force: bool, require_complete: bool) -> int:
     """The CLI: 0 merged, 1 merged but incomplete under --require-complete, 2 refused or bad input."""
-    from attnbench.console import err
+    from attnbench.console import err, plain
     from attnbench.console import out as con
 
     try:
         merged = merge(load_sources(paths), out, force)
     except MergeError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {plain(e)}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as e:  # --out a file, under a file, read-only, a full disk
+        err.print(f"[bold red]error:[/] {plain(_os_problem(out, e))}", highlight=False, soft_wrap=True)
         return 2
     for problem in merged.forced:
-        err.print(f"[yellow]forced:[/] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]forced:[/] {plain(problem)}", highlight=False, soft_wrap=True)
     for d in merged.dropped:
-        con.print(d.line(), highlight=False, soft_wrap=True)
+        con.print(plain(d.line()), highlight=False, soft_wrap=True)
     cov = merged.manifest["coverage"]
-    con.print(f"merged {len(paths)} run(s) into {out}: {cov['points']} points "
-              f"({merged.manifest['duplicates_dropped']} duplicate row(s) dropped by the rule: {RULE})",
+    con.print(plain(f"merged {len(paths)} run(s) into {out}: {cov['points']} points "
+                    f"({merged.manifest['duplicates_dropped']} duplicate row(s) dropped by the rule: "
+                    f"{RULE})"),
               highlight=False, soft_wrap=True)
     if cov["complete"]:
         con.print(f"[green]complete:[/] every one of the plan's {cov['plan_points']} points is present")
@@ -293,8 +302,14 @@ def run_command(paths: list[Path], out: Path, force: bool, require_complete: boo
             parts.append("missing shards " + ", ".join(cov["missing_shards"]))
         if cov.get("missing_points"):
             parts.append(f"{cov['missing_points']} of {cov['plan_points']} planned points missing")
-        err.print("[yellow]incomplete:[/] " + ("; ".join(parts) or "the plan could not be checked"),
+        err.print("[yellow]incomplete:[/] " + plain("; ".join(parts) or "the plan could not be checked"),
                   highlight=False, soft_wrap=True)
         if require_complete:
             return 1
     return 0
+
+
+def _os_problem(out: Path, e: OSError) -> str:
+    from attnbench.runio import describe_os_error
+
+    return describe_os_error(e, out, "--out")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from attnbench.device_queue import DONE, Item, WorkQueue, queue_for
 from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso
+from attnbench.run_end import Terminated, end_run, signals_held
 from attnbench.sweep import Progress, SweepOutcome, manifest_for
 from attnbench.worker import ProcessExecutor, Task
 
@@ -217,6 +219,8 @@ def run_multi_device(
     progress = progress or Progress()
     policy = cfg.timing_policy(device)
     outcome = SweepOutcome(run)
+    if resume:
+        outcome.notes.extend(filter(None, [run.repair_tail()]))
     done = run.done_keys() if resume else set()
     facts = {"devices": [w.label for w in workers], "worker_count": len(workers),
              "worker_cpus": {w.label: w.env.get(CPUS_ENV) for w in workers}, **_gpu_facts(workers)}
@@ -245,6 +249,7 @@ def run_multi_device(
         progress.point_finished(row)
 
     threads: list[threading.Thread] = []
+    error: BaseException | None = None
     try:
         for pc in plan.cases:
             for name, reason in pc.skip.items():
@@ -280,22 +285,31 @@ def run_multi_device(
                 run.update_manifest(worker_errors=errors)
             elif kind == "exit":
                 alive -= 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run_end.Terminated)
         outcome.interrupted = True
+        outcome.terminated = isinstance(sys.exc_info()[1], Terminated)
+    except BaseException as err:  # a crash or a full disk: recorded, then raised on
+        error = err
+        raise
     finally:
-        stop.set()
-        if outcome.interrupted:
-            for ex in executors.values():
-                ex.kill()
-        for t in threads:
-            t.join(timeout=10)
-        progress.stop()
-        left = len(work)
-        status = "interrupted" if outcome.interrupted or left else "complete"
-        run.update_manifest(ended_at=now_iso(), status=status, rows_written=len(run.rows()),
-                            wall_s=round(time.monotonic() - started, 3))
-    if left and not outcome.interrupted:
-        raise DevicesError(f"no worker left to measure {left} part(s) of cases; "
-                           + "; ".join(f"device {k}: {v}" for k, v in errors.items())
-                           + f" (the run in {run.path} is resumable with --resume)")
+        with signals_held():  # a second Ctrl-C must not leave the manifest `running`
+            stop.set()
+            if outcome.interrupted or error is not None:
+                for ex in executors.values():
+                    ex.kill()
+            for t in threads:
+                t.join(timeout=10)
+            progress.stop()
+            left = len(work)
+            no_workers = None
+            if left and not outcome.interrupted and error is None:
+                no_workers = DevicesError(f"no worker left to measure {left} part(s) of cases; "
+                                          + "; ".join(f"device {k}: {v}" for k, v in errors.items())
+                                          + f" (the run in {run.path} is resumable with --resume)")
+            problem = end_run(run, plan, outcome.interrupted, error or no_workers,
+                              wall_s=round(time.monotonic() - started, 3))
+            if problem:
+                outcome.notes.append(problem)
+    if no_workers is not None:
+        raise no_workers
     return outcome

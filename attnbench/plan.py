@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from attnbench.backends import all_backends
 from attnbench.backends.base import Backend
 from attnbench.case import Case
-from attnbench.config import SweepConfig, excluded, expand_workload, validate_exclusions
+from attnbench.config import SweepConfig, excluded, expand_workload, validate_exclusions, workload_size
+
+# A plan above this many points is refused unless --max-points allows it: at a few seconds a
+# point on a GPU this is already most of a day, and a typo in an axis (a list of 50 batch sizes
+# times 50 lengths...) should not start a week-long sweep or spend minutes planning.
+DEFAULT_MAX_POINTS = 50_000
+
+
+class PlanSizeError(ValueError):
+    """A config whose plan is larger than allowed; str() says how large and how to allow it."""
 
 
 @dataclass
@@ -51,11 +60,37 @@ def select_backends(cfg: SweepConfig | None, override: list[str] | None) -> dict
     return {n: every[n] for n in names}
 
 
-def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | None = None) -> Plan:
+def ask(what: str, call) -> tuple[bool, str]:
+    """A backend's available()/supports() answer; an exception in it is a `no` with its reason
+    (that backend's points are skipped with it, the other backends are planned as usual)."""
+    try:
+        ok, why = call()
+    except Exception as err:  # noqa: BLE001 - a broken backend must not stop the plan
+        return False, f"{what} raised {type(err).__name__}: {' '.join(str(err).split())[:200]}"
+    return bool(ok), str(why)
+
+
+def check_size(cfg: SweepConfig, n_backends: int, max_points: int | None) -> None:
+    """PlanSizeError when the config's upper bound of points exceeds max_points (default
+    DEFAULT_MAX_POINTS), checked before expanding anything."""
+    limit = DEFAULT_MAX_POINTS if max_points is None else max_points
+    bound = sum(workload_size(wl) * (len(wl.backends) or n_backends) for wl in cfg.workloads)
+    if bound > limit:
+        sizes = ", ".join(f"{wl.name}: {workload_size(wl)} cases" for wl in cfg.workloads)
+        raise PlanSizeError(
+            f"{cfg.source}: up to {bound} points ({sizes}; x backends) is more than the limit of "
+            f"{limit}; shrink the config's axes or exclude points, or allow it with --max-points {bound}"
+        )
+
+
+def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | None = None,
+               max_points: int | None = None) -> Plan:
+    """The plan; linear in the points (each case and backend is looked at once)."""
     backends = select_backends(cfg, override_backends)
+    check_size(cfg, len(backends), max_points)
     unavailable = {}
     for name, b in backends.items():
-        ok, why = b.available(device)
+        ok, why = ask("available()", lambda b=b: b.available(device))
         if not ok:
             unavailable[name] = why
     sample = Case("w", "prefill", (1,), (1,), 1, 1, 16, "bf16", True)
@@ -69,7 +104,11 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
             columns = case.describe()
             for name in wl_backends:
                 b = backends[name]
-                if not b.wants(case):
+                wants, why = ask("wants()", lambda b=b, case=case: (b.wants(case), ""))
+                if not wants and why:
+                    pc.skip[name] = f"unsupported: {why}"
+                    continue
+                if not wants:
                     continue
                 if excluded(cfg.exclude, {**columns, "backend": name, "family": b.family, "impl": b.impl}):
                     n_excluded += 1
@@ -77,7 +116,7 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
                 if name in unavailable:
                     pc.skip[name] = f"unavailable: {unavailable[name]}"
                     continue
-                ok, why = b.supports(case)
+                ok, why = ask("supports()", lambda b=b, case=case: b.supports(case))
                 if ok:
                     pc.run.append(name)
                 else:

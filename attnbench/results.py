@@ -12,6 +12,7 @@ power_w_*, temp_c_max, throttled, throttle_reasons).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 STATUSES = ("ok", "skipped", "failed", "incorrect")
 MANIFEST = "manifest.json"
 ROWS = "results.jsonl"
+TORN = "results.torn.jsonl"  # torn last lines moved aside by --resume (kept, never deleted)
 
 
 def now_iso(timespec: str = "seconds") -> str:
@@ -32,6 +34,10 @@ def new_run_id(config_name: str, device_tag: str) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{config_name}-{device_tag}")
     return f"{stamp}-{safe}"
+
+
+class RunError(ValueError):
+    """A run directory whose manifest.json cannot be read; str() names the file and the problem."""
 
 
 def point_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -55,12 +61,31 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        # strict JSON (a NaN or inf becomes null): every reader, not only Python's, must parse it
+        text = json.dumps(finite(manifest), indent=2, sort_keys=True, default=str, allow_nan=False)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        tmp.write_text(text)
         os.replace(tmp, self.manifest_path)
 
     def read_manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text())
+        """The manifest; RunError naming manifest.json when it is unreadable, not JSON or not an
+        object."""
+        try:
+            text = self.manifest_path.read_bytes().decode("utf-8")
+            manifest = json.loads(text)
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: no {MANIFEST} (not a run directory)") from None
+        except OSError as err:
+            raise RunError(f"{self.manifest_path}: cannot read: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise RunError(f"{self.manifest_path}: corrupt (not UTF-8 at byte {err.start})") from None
+        except json.JSONDecodeError as err:
+            raise RunError(
+                f"{self.manifest_path}: corrupt (not JSON: {err.msg} at line {err.lineno})"
+            ) from None
+        if not isinstance(manifest, dict):
+            raise RunError(f"{self.manifest_path}: corrupt (a JSON {type(manifest).__name__}, not an object)")
+        return manifest
 
     def update_manifest(self, **fields: Any) -> None:
         manifest = self.read_manifest() if self.manifest_path.exists() else {}
@@ -68,15 +93,47 @@ class RunDir:
         self.write_manifest(manifest)
 
     def append_row(self, row: dict[str, Any]) -> None:
-        """Append one row as a single write, flushed to disk before returning."""
-        line = json.dumps(row, default=_json_default, allow_nan=False) + "\n"
-        with open(self.rows_path, "a", encoding="utf-8") as f:
+        """Append one row as a single write, flushed to disk before returning. A file that does not
+        end in a newline (a torn last line: a crash or a full disk mid-write) gets one first, so
+        the new row stands on a line of its own and stays readable."""
+        line = (json.dumps(row, default=_json_default, allow_nan=False) + "\n").encode("utf-8")
+        with open(self.rows_path, "ab+") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
     def rows(self) -> list[dict[str, Any]]:
         return load_rows(self.rows_path)
+
+    def repair_tail(self) -> str | None:
+        """Before appending to an existing results.jsonl (--resume): move a torn last line (no
+        newline, or not a JSON row) out of the file into results.torn.jsonl, so nothing is written
+        onto a fragment. Returns a note saying what was moved, or None."""
+        if not self.rows_path.exists():
+            return None
+        data = self.rows_path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        fragment = data[cut:]
+        if _row_or_none(fragment) is not None:
+            with open(self.rows_path, "ab") as f:  # a whole row that only lacks its newline
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            return None
+        with open(self.path / TORN, "ab") as f:
+            f.write(fragment + b"\n")
+        with open(self.rows_path, "rb+") as f:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        return (f"{self.rows_path}: a torn last line ({len(fragment)} bytes, an interrupted write) "
+                f"was moved to {TORN}; its point is measured again")
 
     def done_keys(self) -> set[tuple[str, str]]:
         return {point_key(r) for r in self.rows()}
@@ -90,21 +147,64 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results.jsonl; a torn last line (a crash mid-write) is skipped, not fatal."""
+def finite(value: Any) -> Any:
+    """value with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _row_or_none(line: bytes) -> dict[str, Any] | None:
+    """A row from one line of results.jsonl, or None when the line is not one: not UTF-8, not
+    JSON, not an object, or without the point's identity (case_id and backend, both strings)."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(row, dict):
+        return None
+    if not isinstance(row.get("case_id"), str) or not isinstance(row.get("backend"), str):
+        return None
+    return row
+
+
+def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """(rows, numbers of the lines that are not rows) of a results.jsonl. A torn last line (a
+    crash mid-write), a line of other bytes or JSON that is not a row is skipped and counted, never
+    fatal: every reader (resume, report, merge, gate) gets the readable rows and can say how many
+    lines it could not read."""
     rows: list[dict[str, Any]] = []
+    bad: list[int] = []
     if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+        return rows, bad
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
                 continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+            row = _row_or_none(line)
+            if row is None:
+                bad.append(number)
+            else:
+                rows.append(row)
+    return rows, bad
+
+
+def bad_lines_note(path: Path, bad: list[int]) -> str | None:
+    """One line naming the unreadable lines of a results.jsonl, or None."""
+    if not bad:
+        return None
+    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return (f"{path}: skipped {len(bad)} line(s) that are not result rows (line {shown}: torn, "
+            "not UTF-8 JSON, or without case_id and backend)")
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results.jsonl; lines that are not rows are skipped (see read_rows)."""
+    return read_rows(path)[0]
 
 
 def load_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -112,7 +212,11 @@ def load_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     run = RunDir(Path(path))
     if not run.manifest_path.exists():
         raise FileNotFoundError(f"{run.path}: no {MANIFEST} (not a run directory)")
-    return run.read_manifest(), run.rows()
+    try:
+        manifest = run.read_manifest()
+    except RunError as err:
+        raise FileNotFoundError(str(err)) from None
+    return manifest, run.rows()
 
 
 def rows_frame(rows: list[dict[str, Any]]):
@@ -130,8 +234,8 @@ def latest_run(results_dir: Path) -> Path | None:
 
     def started(p: Path) -> str:
         try:
-            return json.loads((p / MANIFEST).read_text()).get("started_at", "")
-        except (OSError, json.JSONDecodeError):
+            return str(RunDir(p).read_manifest().get("started_at", ""))
+        except RunError:
             return ""
 
     return max(runs, key=lambda p: (started(p), p.name))

@@ -7,6 +7,7 @@ skips the points already on disk.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from attnbench.config import SweepConfig, TimingPolicy
 from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
 from attnbench.results import RunDir, now_iso, point_key
+from attnbench.run_end import Terminated, end_run, signals_held
 from attnbench.worker import LocalExecutor, ProcessExecutor, Task
 
 
@@ -30,7 +32,9 @@ class SweepOutcome:
     run_dir: RunDir
     rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    terminated: bool = False  # the interrupt was SIGTERM
     resumed_points: int = 0
+    notes: list[str] = field(default_factory=list)  # one-line notes for the user (torn line moved...)
 
 
 class Progress:
@@ -71,7 +75,9 @@ def manifest_for(
     }
 
 
-def check_resume(run: RunDir, cfg: SweepConfig) -> None:
+def check_resume(run: RunDir, cfg: SweepConfig, plan: Plan | None = None) -> None:
+    """Raise ResumeError unless run is a run of this config (and of this plan's backends: rows of
+    other backends would not count toward this plan, nor this plan's points be all measured)."""
     if not run.manifest_path.exists():
         raise ResumeError(f"{run.path}: nothing to resume (no manifest.json)")
     manifest = run.read_manifest()
@@ -80,6 +86,12 @@ def check_resume(run: RunDir, cfg: SweepConfig) -> None:
             f"{run.path}: was run with config {manifest.get('config_name')!r} "
             f"(hash {manifest.get('config_hash')}), "
             f"not this one (hash {cfg.hash}); resume needs the same config"
+        )
+    before = manifest.get("backends")
+    if plan is not None and isinstance(before, list) and before != plan.backends:
+        raise ResumeError(
+            f"{run.path}: was run with backends {','.join(before)}, not {','.join(plan.backends)}; "
+            f"resume with --backends {','.join(before)} (or without --backends if it had none)"
         )
 
 
@@ -99,6 +111,8 @@ def run_sweep(
     progress = progress or Progress()
     policy = cfg.timing_policy(device)
     outcome = SweepOutcome(run)
+    if resume:
+        outcome.notes.extend(filter(None, [run.repair_tail()]))
     done = run.done_keys() if resume else set()
     if resume:
         run.update_manifest(status="running", resumed_at=now_iso())
@@ -119,6 +133,7 @@ def run_sweep(
         outcome.rows.append(row)
         progress.point_finished(row)
 
+    error: BaseException | None = None
     try:
         for pc, _ in todo:
             for name, reason in pc.skip.items():
@@ -138,17 +153,20 @@ def run_sweep(
             on_start = lambda name, case=case: progress.point_started(case.case_id, name)
             for row in executor.run(Task(case, names), on_start, make_failed):
                 emit(row)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run_end.Terminated)
         outcome.interrupted = True
+        outcome.terminated = isinstance(sys.exc_info()[1], Terminated)
+    except BaseException as err:  # a crash or a full disk: recorded, then raised on
+        error = err
+        raise
     finally:
-        executor.close()
-        progress.stop()
-        run.update_manifest(
-            ended_at=now_iso(),
-            status="interrupted" if outcome.interrupted else "complete",
-            rows_written=len(run.rows()),
-            wall_s=round(time.monotonic() - started, 3),
-        )
+        with signals_held():  # a second Ctrl-C must not leave the manifest `running`
+            executor.close()
+            progress.stop()
+            problem = end_run(run, plan, outcome.interrupted, error,
+                              wall_s=round(time.monotonic() - started, 3))
+            if problem:
+                outcome.notes.append(problem)
     return outcome
 
 

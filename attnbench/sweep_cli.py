@@ -70,8 +70,13 @@ def sweep_command(
     isolate: bool,
     shard: str | None,
     devices: str | None,
+    allow_failures: bool = False,
+    max_points: int | None = None,
 ) -> None:
-    """Plan, run and summarise a sweep (the CLI's `sweep`)."""
+    """Plan, run and summarise a sweep (the CLI's `sweep`). Exit codes: 0 every point ok or
+    skipped; 1 a point failed or was incorrect (0 with allow_failures), or the sweep could not go
+    on (a full disk, a crash: the manifest says `failed`); 2 bad input; 130 Ctrl-C, 143 SIGTERM
+    (both resumable)."""
     if not dry_run:
         from attnbench.child import prestart
 
@@ -79,13 +84,11 @@ def sweep_command(
         prestart(workers_expected(devices, isolate))
     from attnbench.backends import backend_names
     from attnbench.config import ConfigError, load_config
-    from attnbench.console import SweepProgress, fail, plan_table, summary_table
+    from attnbench.console import fail, note, plain, plan_table, warn
     from attnbench.console import out as console
     from attnbench.fragmentation_run import resolve_study, write_study
-    from attnbench.plan import build_plan
-    from attnbench.results import RunDir, latest_run, new_run_id
-    from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
-    from attnbench.sysinfo import device_tag, environment
+    from attnbench.plan import PlanSizeError, build_plan
+    from attnbench.sysinfo import environment
 
     try:
         cfg_device = "auto"
@@ -95,18 +98,23 @@ def sweep_command(
         dev = resolve_or_fail(device if device != "auto" else cfg_device)
         if config is None:
             config = default_config(dev)
-            console.print(f"using the embedded default config {config}")
+            note(f"using the embedded default config {config}")
             cfg = load_config(config, backend_names())
-        plan = build_plan(cfg, dev, csv_list(backends))
-        study = resolve_study(cfg)
+        plan = build_plan(cfg, dev, parse_backends(backends), max_points=max_points)
+        study = resolve_study(cfg)  # the KV-cache study a config names runs into the run directory
+    except PlanSizeError as err:
+        fail(str(err))
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
+    if plan.n_points == 0:
+        fail(f"{cfg.source}: the plan has no points ({plan.excluded_points} excluded by the config, "
+             "no backend takes the cases); nothing to run")
     sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
     if sharding is not None:
         plan = sharding.plan
     if dry_run:
         if sharding is not None:
-            console.print(
+            note(
                 f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
                 "points; estimated seconds per shard: " + ", ".join(f"{x:.1f}" for x in sharding.loads_s)
             )
@@ -116,73 +124,170 @@ def sweep_command(
             f"{plan.excluded_points} excluded by the config"
         )
         for name, why in plan.unavailable.items():
-            console.print(f"  [dim]{name}: {why}[/]")
+            console.print(f"  [dim]{plain(name)}: {plain(why)}[/]", highlight=False)
         return
     env = environment(dev)
+    run, lock = open_run_dir(cfg, plan, env, out, resume, sharding)
+    try:
+        if lock.note:
+            warn(lock.note)
+        outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding)
+        if study is not None and not outcome.interrupted:
+            write_study(study, run.path)
+    finally:
+        lock.release()
+    finish(outcome, run, plan, resume_hint(config, run.path, backends, shard, devices), allow_failures)
+
+
+def parse_backends(text: str | None) -> list[str] | None:
+    """--backends as a list; None when not given. Given but naming nothing (",", " ") is an error,
+    not `every backend`."""
+    if text is None:
+        return None
+    names = csv_list(text)
+    if not names:
+        from attnbench.console import fail
+
+        fail(f"--backends {text!r} names no backend; "
+             "give comma-separated names (attnbench backends lists them)")
+    return names
+
+
+def open_run_dir(cfg, plan, env, out: Path | None, resume: bool, sharding):
+    """The run directory, checked and locked: (RunDir, RunLock). A second sweep or resume on a
+    directory in use is refused, naming the holder (attnbench.runlock)."""
+    from attnbench.console import fail
+    from attnbench.results import RunDir, RunError, latest_run, new_run_id
+    from attnbench.runio import check_out_dir
+    from attnbench.runlock import LockError, acquire
+    from attnbench.sweep import ResumeError, check_resume
+    from attnbench.sysinfo import device_tag
+
     if resume:
         target = out or latest_run(RESULTS_DIR)
         if target is None:
             fail("--resume: no run directory given (--out) and none found under results/")
         run = RunDir(Path(target))
-        try:
-            check_resume(run, cfg)
-        except ResumeError as err:
-            fail(str(err))
-        from attnbench.shard import check_resume as check_resume_shard
-
-        wrong_shard = check_resume_shard(run.read_manifest(), sharding.spec if sharding else None)
-        if wrong_shard:
-            fail(wrong_shard)
+        if not run.path.is_dir():
+            fail(f"--resume: {run.path} is not a run directory (no such directory)")
     else:
         tag = device_tag(env) + (f"-shard{sharding.index}of{sharding.count}" if sharding else "")
-        run_id = new_run_id(cfg.name, tag)
-        run = RunDir(out or RESULTS_DIR / run_id)
-        if run.manifest_path.exists():
-            fail(f"{run.path} already holds a run; use --resume to continue it or another --out")
-    console.print(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
-    extra = sharding.manifest_fields() if sharding else None
-    if workers:
-        from attnbench.multi_gpu import DevicesError, run_multi_device
+        run = RunDir(out or RESULTS_DIR / new_run_id(cfg.name, tag))
+        problem = check_out_dir(run.path)
+        if problem:
+            fail(problem)
+    try:
+        lock = acquire(run.path, "attnbench sweep" + (" --resume" if resume else ""))
+    except LockError as err:
+        fail(str(err))
+    except OSError as err:
+        from attnbench.runio import describe_os_error
 
-        console.print(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
+        fail(describe_os_error(err, run.path, "--out"))
+    try:
+        if resume:
+            check_resume(run, cfg, plan)
+            from attnbench.shard import check_resume as check_resume_shard
+
+            wrong_shard = check_resume_shard(run.read_manifest(), sharding.spec if sharding else None)
+            if wrong_shard:
+                raise ResumeError(wrong_shard)
+        elif run.manifest_path.exists():
+            raise ResumeError(f"{run.path} already holds a run; use --resume to continue it or another --out")
+    except (ResumeError, RunError) as err:
+        lock.release()
+        fail(str(err))
+    return run, lock
+
+
+def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, config: Path, sharding):
+    """Run the sweep; SIGTERM stops it as Ctrl-C does. A full disk or a crash is one line (exit 1),
+    after the manifest has recorded it (status `failed`)."""
+    from attnbench.console import SweepProgress, fail, note
+    from attnbench.run_end import sigterm_as_interrupt
+    from attnbench.runio import describe_os_error
+    from attnbench.sweep import run_sweep
+
+    note(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
+    extra = sharding.manifest_fields() if sharding else None
+    try:
+        with sigterm_as_interrupt():
+            if workers:
+                from attnbench.multi_gpu import DevicesError, run_multi_device
+
+                note(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
+                try:
+                    return run_multi_device(cfg, plan, run, dev, env, workers, SweepProgress(),
+                                            resume=resume, config_path=str(config), manifest_extra=extra)
+                except DevicesError as err:  # no worker could go on: the manifest says failed
+                    fail(str(err), code=1)
+            return run_sweep(cfg, plan, run, dev, env, SweepProgress(), isolate=isolate, resume=resume,
+                             config_path=str(config), manifest_extra=extra)
+    except typer.Exit:
+        raise
+    except OSError as err:
+        fail(f"the sweep stopped: {describe_os_error(err, err.filename or run.rows_path)}; "
+             f"{len(run.rows())} rows are on disk in {run.path} (manifest status failed); "
+             "continue with --resume", code=1)
+    except Exception as err:  # noqa: BLE001 - a bug: one line here, the traceback in the run dir
+        import traceback
+
+        log = run.path / "crash.log"
         try:
-            outcome = run_multi_device(
-                cfg,
-                plan,
-                run,
-                dev,
-                env,
-                workers,
-                SweepProgress(),
-                resume=resume,
-                config_path=str(config),
-                manifest_extra=extra,
-            )
-        except DevicesError as err:
-            fail(str(err))
-    else:
-        outcome = run_sweep(
-            cfg,
-            plan,
-            run,
-            dev,
-            env,
-            SweepProgress(),
-            isolate=isolate,
-            resume=resume,
-            config_path=str(config),
-            manifest_extra=extra,
-        )
-    console.print(summary_table(summarize(run.rows())))
+            log.write_text(traceback.format_exc())
+        except OSError:
+            log = None
+        fail(f"the sweep crashed: {type(err).__name__}: {err}; {len(run.rows())} rows are on disk in "
+             f"{run.path} (manifest status failed)" + (f"; traceback in {log}" if log else "")
+             + "; continue with --resume", code=1)
+
+
+def _status(run) -> str:
+    from attnbench.results import RunError
+
+    try:
+        return str(run.read_manifest().get("status"))
+    except RunError:
+        return "unknown (the manifest cannot be read)"
+
+
+def resume_hint(config: Path, run_path: Path, backends: str | None, shard: str | None,
+                devices: str | None) -> str:
+    import shlex
+
+    parts = ["attnbench", "sweep", str(config), "--resume", "--out", str(run_path)]
+    for flag, value in (("--backends", backends), ("--shard", shard), ("--devices", devices)):
+        if value:
+            parts += [flag, value]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def finish(outcome, run, plan, hint: str, allow_failures: bool) -> None:
+    """Summary, notes and the exit code (see sweep_command)."""
+    from attnbench.console import note, summary_table, warn
+    from attnbench.console import out as console
+    from attnbench.sweep import summarize
+
+    for line in outcome.notes:
+        warn(line)
+    rows = run.rows()
+    console.print(summary_table(summarize(rows)))
     if outcome.interrupted:
-        console.print(
-            f"[yellow]interrupted:[/] {len(run.rows())} points are on disk in {run.path}; "
-            "continue with: attnbench sweep CONFIG --resume --out " + str(run.path)
-        )
-        raise typer.Exit(130)
-    console.print(f"results: {run.rows_path}")
-    if study is not None:
-        write_study(study, run.path)
+        signal_name = "SIGTERM" if outcome.terminated else "interrupted"
+        warn(f"{signal_name}: {len(rows)} rows are on disk in {run.path}; continue with: {hint}")
+        raise typer.Exit(143 if outcome.terminated else 130)
+    note(f"results: {run.rows_path}")
+    status = _status(run)
+    if status != "complete":
+        warn(f"the run is {status}: {plan.n_points} points planned, {len(rows)} rows on disk; "
+             f"continue with: {hint}")
+        raise typer.Exit(1)
+    bad = [r for r in rows if r.get("status") in ("failed", "incorrect")]
+    if bad and not allow_failures:
+        counts = {s: sum(r["status"] == s for r in bad) for s in ("failed", "incorrect")}
+        warn(f"{counts['failed']} failed and {counts['incorrect']} incorrect point(s) of {len(rows)} "
+             "(exit 1; --allow-failures exits 0 for exploratory sweeps)")
+        raise typer.Exit(1)
 
 
 def scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isolate: bool):

@@ -112,6 +112,27 @@ def _release(device) -> None:
         torch.cuda.empty_cache()
 
 
+def died_reason(exitcode: int | None) -> str:
+    """Why a worker process ended, in words: a negative exit code is the signal that killed it."""
+    if exitcode is None or exitcode >= 0:
+        return f"worker process died (exit code {exitcode})"
+    import signal
+
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    why = {
+        "SIGKILL": "killed by SIGKILL: most often the kernel's out-of-memory killer (see dmesg), "
+                   "or a user",
+        "SIGSEGV": "crashed: segmentation fault (SIGSEGV)",
+        "SIGBUS": "crashed: bus error (SIGBUS)",
+        "SIGABRT": "aborted (SIGABRT: an assertion or abort() in native code)",
+        "SIGFPE": "crashed: arithmetic error (SIGFPE)",
+    }.get(name, f"killed by {name}")
+    return f"worker process died: {why}"
+
+
 class ProcessExecutor:
     """Runs tasks in a child process, replacing it after a hang, a crash or a poisoned context."""
 
@@ -150,11 +171,11 @@ class ProcessExecutor:
                 try:
                     return self._conn.recv()
                 except (EOFError, OSError):
-                    return ("died", f"worker process died (exit code {self._exitcode()})")
+                    return ("died", died_reason(self._exitcode()))
             if not self._proc.is_alive():
                 if self._conn.poll(0):
                     continue
-                return ("died", f"worker process died (exit code {self._exitcode()})")
+                return ("died", died_reason(self._exitcode()))
         return None
 
     def _exitcode(self):
@@ -245,3 +266,14 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._runner = None
+
+
+def executor_for(device: str, policy: TimingPolicy, isolate: bool, timeout_s: float | None = None):
+    """The executor of `attnbench run`: a child process with a per-point time limit (a segfault
+    or a hang becomes a failed row), or in-process without isolation. timeout_s overrides the
+    policy's point_timeout_s."""
+    if timeout_s is not None:
+        from dataclasses import replace
+
+        policy = replace(policy, point_timeout_s=timeout_s)
+    return ProcessExecutor(device, policy) if isolate else LocalExecutor(device, policy)

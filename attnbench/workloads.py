@@ -140,8 +140,9 @@ def _coerce(dist: str, key: str, value: Any, kind: type) -> Any:
         return tuple(value)
     if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise MixError(f"{dist}.{key} must be an int, got {value!r}")
-    if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-        raise MixError(f"{dist}.{key} must be a number, got {value!r}")
+    if kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                          or not math.isfinite(value)):
+        raise MixError(f"{dist}.{key} must be a finite number, got {value!r}")
     return kind(value)
 
 
@@ -152,6 +153,8 @@ def _check_ranges(mix: LengthMix) -> None:
             raise MixError(f"{mix.dist}.{key} must be >= 1, got {p[key]}")
     if mix.dist == "uniform" and p["min"] > p["max"]:
         raise MixError(f"uniform.min {p['min']} is larger than uniform.max {p['max']}")
+    if mix.dist == "bimodal" and p["short"] > p["long"]:
+        raise MixError(f"bimodal.short {p['short']} is larger than bimodal.long {p['long']}")
     if mix.dist == "bimodal" and not 0.0 <= p["p_long"] <= 1.0:
         raise MixError(f"bimodal.p_long must be within [0, 1], got {p['p_long']}")
     if mix.dist == "lognormal" and p["sigma"] <= 0:
@@ -161,6 +164,8 @@ def _check_ranges(mix: LengthMix) -> None:
 def _parse_mix_string(text: str) -> LengthMix:
     """'fixed:512', 'uniform:64-2048', 'bimodal:128-4096:0.25', 'sharegpt', 'lognormal:1024:0.8:8192'..."""
     head, _, rest = text.strip().partition(":")
+    forms = {"fixed": "fixed:N", "uniform": "uniform:LO-HI", "bimodal": "bimodal:SHORT-LONG:P",
+             "lognormal": "lognormal:MEAN:SIGMA:MAX", "sharegpt": "sharegpt[:MAX]", "alpaca": "alpaca[:MAX]"}
     try:
         if head == "fixed":
             return parse_mix({"dist": "fixed", "len": int(rest)})
@@ -183,7 +188,9 @@ def _parse_mix_string(text: str) -> LengthMix:
     except ValueError as err:
         if isinstance(err, MixError):
             raise
-        raise MixError(f"cannot read length mix {text!r}: {err}") from None
+        # the user's words, not Python's (no "invalid literal for int()", "not enough values")
+        raise MixError(f"cannot read length mix {text!r}: expected {forms[head]} "
+                       "(N, LO, HI, SHORT, LONG, MAX integers; MEAN, SIGMA, P numbers)") from None
     raise MixError(
         f"unknown length mix {text!r}; allowed: fixed:N, uniform:LO-HI, lognormal:MEAN:SIGMA:MAX, "
         "bimodal:SHORT-LONG:P, sharegpt[:MAX], alpaca[:MAX], or a mapping with dist"

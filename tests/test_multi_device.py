@@ -215,7 +215,9 @@ def test_no_worker_that_can_start_is_an_error_and_the_run_is_resumable(tmp_path)
     broken = Worker("9", "cuda", {"CUDA_VISIBLE_DEVICES": "", "ATTNBENCH_WORKER": "9"})
     with pytest.raises(DevicesError, match="no worker left"):
         sweep(tmp_path, [broken], backends=["naive"])
-    assert RunDir(tmp_path / "run").read_manifest()["status"] == "interrupted"
+    manifest = RunDir(tmp_path / "run").read_manifest()
+    assert manifest["status"] == "failed" and "no worker left" in manifest["error"]
+    assert manifest["points_missing"] > 0
 
 
 # ---- --devices values ----------------------------------------------------------------------------

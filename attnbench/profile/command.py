@@ -160,7 +160,7 @@ def run_command(a: dict[str, Any]) -> int:
         sweep_index = Index(sweep_rows)
         transform = lambda row: with_sweep(row, sweep_index)
     console.print(f"profile with {tool} on {env.get('gpu_name') or 'CPU'}: {len(points)} points to "
-                  f"profile, {len(skips)} skipped -> {run.path}")
+                  f"profile, {len(skips)} skipped -> {run.path}", markup=False, highlight=False)
 
     def progress(row: Row, i: int, n: int) -> None:
         status = row.get("profile_status", row["status"])  # merged rows keep the sweep's status
@@ -171,7 +171,7 @@ def run_command(a: dict[str, Any]) -> int:
 
     rows = run_profile(points, skips, run, manifest, setup, progress, transform)
     console.print(summary_table(rows, tool))
-    console.print(f"results: {run.rows_path}")
+    console.print(f"results: {run.rows_path}", markup=False, highlight=False)
     return 1 if any(r.get("profile_status", r["status"]) in ("failed", "incorrect") for r in rows) else 0
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.results import load_run
+from attnbench.results import ROWS, RunDir, bad_lines_note, load_run, read_rows
+from attnbench.run_end import abandoned
 
 # Columns the report reads; a run that lacks one (older or partial) gets it as all-missing.
 EXPECTED = (
@@ -199,8 +200,14 @@ def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path]
     if frag_path is not None:
         run.fragmentation = read_fragmentation(frag_path)
         run.fragmentation_source = str(frag_path)
-    if manifest.get("status") not in (None, "complete"):
+    if manifest.get("status") == "running" and abandoned(RunDir(path)):
+        run.warnings.append("run status is 'running' but no process is running it (the sweep was killed): "
+                            "the report covers the rows written; finish it with attnbench sweep --resume")
+    elif manifest.get("status") not in (None, "complete"):
         run.warnings.append(f"run status is {manifest.get('status')!r}: the report covers the rows written")
+    unreadable = bad_lines_note(path / ROWS, read_rows(path / ROWS)[1])
+    if unreadable:
+        run.warnings.append(unreadable)
     if not rows:
         run.warnings.append("results.jsonl has no rows")
     return run
