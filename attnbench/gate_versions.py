@@ -133,6 +133,10 @@ def load_version(spec: str) -> Version:
     os.environ["ATTNBENCH_PLUGINS"] = ",".join(plugins)
     importlib.invalidate_caches()
     try:
+        for name in plugins:
+            # A sweep warns about a plugin it cannot import and goes on; a version that names one
+            # would silently compare the checkout with itself, so here it is a usage error.
+            importlib.import_module(name)
         backends = importlib.import_module("attnbench.backends").all_backends()
         modules = {n: m for n, m in sys.modules.items() if _owned(n, plugins)}
     except Exception as e:  # noqa: BLE001 - a version that cannot import is a usage error here
