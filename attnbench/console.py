@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -16,8 +16,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from attnbench.plan import Plan
-from attnbench.sweep import Progress as RunnerProgress
+from attnbench.progress import Progress as RunnerProgress
+
+if TYPE_CHECKING:  # the plan pulls in the backends and torch; the read-only commands need neither
+    from attnbench.plan import Plan
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80-column default.
 out = Console() if sys.stdout.isatty() else Console(width=180)

@@ -17,6 +17,7 @@ from attnbench.backends import get_backend
 from attnbench.config import SweepConfig, TimingPolicy
 from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
+from attnbench.progress import Progress  # noqa: F401 - re-exported: the runner's hooks
 from attnbench.results import RunDir, now_iso, point_key
 from attnbench.worker import LocalExecutor, ProcessExecutor, Task
 
@@ -31,15 +32,6 @@ class SweepOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     resumed_points: int = 0
-
-
-class Progress:
-    """What the runner reports while it works (the CLI draws a rich progress bar from it)."""
-
-    def start(self, total: int, done: int) -> None: ...
-    def point_started(self, case_id: str, backend: str) -> None: ...
-    def point_finished(self, row: dict[str, Any]) -> None: ...
-    def stop(self) -> None: ...
 
 
 def manifest_for(

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from typing import TYPE_CHECKING
 
 from attnbench.report.load import RunData
+
+if TYPE_CHECKING:  # matplotlib costs ~0.7 s of CPU to import: only a report with --plot pays it
+    from matplotlib.figure import Figure
 
 DPI = 110
 KIND_MARKER = {"naive": "X", "flash": "o", "paged": "s", "other": "D"}
@@ -46,6 +47,10 @@ class NoData(Exception):
 def new_figure(width: float, height: float) -> Figure:
     """A figure whose constrained layout keeps the title, labels, legends placed outside the axes,
     colour bars and the footer inside the canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
     fig = Figure(figsize=(width, height), dpi=DPI)
     fig.set_layout_engine(ConstrainedLayoutEngine(h_pad=0.06))
     FigureCanvasAgg(fig)

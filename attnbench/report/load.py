@@ -153,7 +153,9 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["n_len"] = df.apply(equal_len, axis=1)
     df["lengths_equal"] = df["n_len"].notna()
     df["ok"] = (df["status"] == "ok") & df["latency_ms_p50"].notna() & (df["latency_ms_p50"] > 0)
-    return df
+    # pandas' Arrow-backed strings make each of the report's many row selections several times
+    # slower on a frame this wide; plain object columns hold the same values.
+    return df.astype({c: object for c in df.columns if str(df[c].dtype) == "str"})
 
 
 def _find_fragmentation(run_dir: Path) -> Path | None:
