@@ -330,6 +330,23 @@ def gate(
     raise typer.Exit(code)
 
 
+@app.command()
+def export(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory to export"),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="csv | parquet | github-action-benchmark | bencher | pytest-benchmark"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="File to write (default: stdout; parquet needs it)"
+    ),
+) -> None:
+    """A run's rows as CSV/Parquet or a CI dashboard's input; every row names its run_id, gpu_name,
+    git_commit."""
+    from attnbench.export import run_command
+
+    raise typer.Exit(run_command(run, fmt, out))
+
+
 baseline_app = typer.Typer(
     help="Named reference runs for the gate (results/baselines/NAME).",
     no_args_is_help=True,

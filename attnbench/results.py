@@ -39,9 +39,24 @@ def point_key(row: dict[str, Any]) -> tuple[str, str]:
     return row["case_id"], row["backend"]
 
 
+# Which run a row came from, stamped on every row written so that rows of several runs concatenated
+# (pandas, a dashboard) keep it; `attnbench export` fills them from the manifest for older runs.
+IDENTITY_FIELDS = ("run_id", "gpu_name", "git_commit")
+
+
+def run_identity(manifest: dict[str, Any], fallback_run_id: str = "") -> dict[str, Any]:
+    """The identity columns of a run's rows, from its manifest (gpu_name None on a CPU)."""
+    return {
+        "run_id": manifest.get("run_id") or fallback_run_id,
+        "gpu_name": manifest.get("gpu_name"),
+        "git_commit": manifest.get("git_commit"),
+    }
+
+
 @dataclass
 class RunDir:
     path: Path
+    identity: dict[str, Any] | None = None  # set when the manifest is written; stamped on rows
 
     @property
     def manifest_path(self) -> Path:
@@ -58,6 +73,7 @@ class RunDir:
         tmp = self.manifest_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         os.replace(tmp, self.manifest_path)
+        self.identity = run_identity(manifest, self.path.name)
 
     def read_manifest(self) -> dict[str, Any]:
         return json.loads(self.manifest_path.read_text())
@@ -69,6 +85,9 @@ class RunDir:
 
     def append_row(self, row: dict[str, Any]) -> None:
         """Append one row as a single write, flushed to disk before returning."""
+        if self.identity is None and self.manifest_path.exists():
+            self.identity = run_identity(self.read_manifest(), self.path.name)
+        row = {**(self.identity or {}), **row}  # a row's own fields win (a merged run keeps its sources')
         line = json.dumps(row, default=_json_default, allow_nan=False) + "\n"
         with open(self.rows_path, "a", encoding="utf-8") as f:
             f.write(line)
