@@ -28,11 +28,18 @@ def _device(requested: str) -> str:
 @app.command()
 def sweep(
     config: Path | None = typer.Argument(
-        None, help="Sweep YAML; default: the embedded config for this device"
+        None, help="Sweep YAML, or a shipped config by name (h100, a100, smoke, ci-gate); "
+        "default: the embedded config for this device"
     ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
     backends: str | None = typer.Option(
         None, "--backends", help="Comma-separated backends (overrides config)"
+    ),
+    backend: list[str] = typer.Option([], "--backend", help="A backend (repeatable; as in `run`)"),
+    workload: list[str] = typer.Option([], "--workload", "-w", help="Only this workload (repeatable)"),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override a config key: timing.cuda_graph=true, workloads.NAME.batch=[1,8] "
+        "(NAME may be *); validated like the YAML"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the point count, run nothing"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the newest one)"),
@@ -51,7 +58,8 @@ def sweep(
     """Run every backend over the sweep a YAML config describes; write a run directory."""
     from attnbench.sweep_cli import sweep_command
 
-    sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices)
+    chosen = ",".join([*([backends] if backends else []), *backend]) or None
+    sweep_command(config, out, chosen, dry_run, resume, device, isolate, shard, devices, sets, workload)
 
 
 @app.command("run")
@@ -345,6 +353,32 @@ def export(
     from attnbench.export import run_command
 
     raise typer.Exit(run_command(run, fmt, out))
+
+
+config_app = typer.Typer(help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+def config_schema(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
+) -> None:
+    """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
+    from attnbench.config_schema import schema_text
+
+    if out is None:
+        typer.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text(), encoding="utf-8")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """The shipped configs, usable by name: `attnbench sweep h100`."""
+    from attnbench.paths import configs_dir, shipped_configs
+
+    for name in shipped_configs():
+        typer.echo(f"{name}\t{configs_dir() / (name + '.yaml')}")
 
 
 baseline_app = typer.Typer(

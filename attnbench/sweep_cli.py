@@ -70,6 +70,8 @@ def sweep_command(
     isolate: bool,
     shard: str | None,
     devices: str | None,
+    sets: list[str] | None = None,
+    workloads: list[str] | None = None,
 ) -> None:
     """Plan, run and summarise a sweep (the CLI's `sweep`)."""
     if not dry_run:
@@ -78,9 +80,11 @@ def sweep_command(
         # the workers import torch (seconds) while this process imports it and plans
         prestart(workers_expected(devices, isolate))
     from attnbench.backends import backend_names
-    from attnbench.config import ConfigError, load_config
+    from attnbench.config import ConfigError
     from attnbench.console import SweepProgress, fail, plan_table, summary_table
     from attnbench.console import out as console
+    from attnbench.overrides import load_sweep_config
+    from attnbench.paths import find_config, shipped_configs
     from attnbench.plan import build_plan
     from attnbench.results import RunDir, latest_run, new_run_id
     from attnbench.sweep import ResumeError, check_resume, run_sweep, summarize
@@ -89,13 +93,17 @@ def sweep_command(
     try:
         cfg_device = "auto"
         if config is not None:
-            cfg = load_config(config, backend_names())
+            config = find_config(config)
+            if not config.exists():
+                shipped = ", ".join(shipped_configs())
+                raise ConfigError(f"{config}: no such config file; shipped configs: {shipped}")
+            cfg = load_sweep_config(config, sets, workloads, backend_names())
             cfg_device = cfg.device
         dev = resolve_or_fail(device if device != "auto" else cfg_device)
         if config is None:
             config = default_config(dev)
             console.print(f"using the embedded default config {config}")
-            cfg = load_config(config, backend_names())
+            cfg = load_sweep_config(config, sets, workloads, backend_names())
         plan = build_plan(cfg, dev, csv_list(backends))
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
