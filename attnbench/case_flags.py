@@ -49,6 +49,7 @@ def case_from_flags(
     kv_layout: str,
     seed: int,
     workload: str = "cli",
+    seqlen_mix: str = "list",
 ) -> Case:
     """The case the flags describe.
 
@@ -77,7 +78,7 @@ def case_from_flags(
                         "give one length per sequence")
     try:
         return Case(workload, phase, q_lens, kv_lens, q_heads, kv_heads or q_heads, head_dim, dtype,
-                    causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
+                    causal if phase != "decode" else False, seqlen_mix, block_size, kv_layout, seed)
     except ValueError as err:
         raise FlagError(str(err)) from None
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from attnbench.run_cli import timing_options
+
 app = typer.Typer(
     name="attnbench",
     help="Benchmark and profile paged- and flash-attention kernels on your own GPU.",
@@ -63,26 +65,44 @@ def sweep(
 
 
 @app.command("run")
+@timing_options
 def run_case(
     backend: list[str] = typer.Option(["naive"], "--backend", help="Backend name (repeatable)"),
     phase: str = typer.Option("prefill", "--phase", help="prefill | decode | mixed"),
     seqlen: str = typer.Option("512", "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
     kv_len: str | None = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    batch: int | None = typer.Option(
+        None, "--batch", "-b", help="Sequences: repeats one --seqlen/--kv-len, or draws --lengths"
+    ),
+    lengths: str | None = typer.Option(
+        None, "--lengths", help="A length mix as in configs: fixed:4096, uniform:64-2048, sharegpt"
+    ),
+    chunk: int = typer.Option(128, "--chunk", help="mixed with --lengths: new query tokens per sequence"),
     q_heads: int = typer.Option(32, "--q-heads"),
     kv_heads: int | None = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
     head_dim: int = typer.Option(128, "--head-dim"),
     dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32"),
     causal: bool = typer.Option(True, "--causal/--no-causal"),
     block_size: int | None = typer.Option(None, "--block-size", help="KV block size for paged backends"),
-    kv_layout: str = typer.Option("shuffled", "--kv-layout", help="shuffled | contiguous"),
+    block_order: str = typer.Option(
+        "shuffled", "--block-order", "--kv-layout", help="Paged pool block order: shuffled | contiguous "
+        "(--kv-layout: its deprecated name)"
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per backend on stdout"),
+    as_csv: bool = typer.Option(False, "--csv", help="The rows as CSV on stdout"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the rows here (.csv: CSV, else JSONL)"),
+    baseline_backend: str | None = typer.Option(
+        None, "--baseline-backend", help="Add a speed-up column: this backend's p50 / each backend's p50"
+    ),
+    timing: dict | None = None,
 ) -> None:
     """Measure one case given by flags (quick checks and scripts)."""
+    from attnbench import run_cli
     from attnbench.backends import all_backends
     from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
-    from attnbench.config import TimingPolicy
+    from attnbench.config import ConfigError
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
     from attnbench.point import base_row, skipped
@@ -94,14 +114,19 @@ def run_case(
         # rows say so). It must be chosen before triton is first imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
     every = all_backends()
+    if baseline_backend is not None and baseline_backend not in backend:
+        backend = [baseline_backend, *backend]
     try:
+        seqlen, kv_len, mix = run_cli.lengths_for(phase, batch, lengths, seqlen, kv_len, seed, chunk)
         case = case_from_flags(
-            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, kv_layout, seed
+            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, block_order, seed,
+            seqlen_mix=mix,
         )
         check_backend_names(backend, every)
-    except FlagError as err:
+        policy = run_cli.policy_for(dev, timing or {})
+    except (FlagError, ConfigError) as err:
         fail(str(err))
-    executor = LocalExecutor(dev, TimingPolicy.for_device(dev))
+    executor = LocalExecutor(dev, policy)
     rows = []
     runnable = []
     for name in backend:
@@ -126,11 +151,21 @@ def run_case(
         rows += list(executor.run(Task(case, runnable), lambda name: None, lambda n, r: {}))
     order = {name: i for i, name in enumerate(backend)}
     rows.sort(key=lambda r: order.get(r["backend"], 0))
+    ident = run_cli.identity(dev)
+    rows = [{**ident, **r} for r in rows]
+    if baseline_backend is not None:
+        run_cli.add_speedup(rows, baseline_backend)
+    if out is not None:
+        run_cli.write_rows(rows, out)
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r, default=str))
+    elif as_csv:
+        typer.echo(run_cli.rows_csv(rows), nl=False)
     else:
-        console.print(rows_table(rows, f"{case.case_id} on {dev}"))
+        console.print(rows_table(rows, f"{case.case_id} on {dev}", baseline_backend))
+        if out is not None:
+            console.print(f"rows: {out}")
     if any(r["status"] in ("failed", "incorrect") for r in rows):
         raise typer.Exit(1)
 

@@ -272,6 +272,11 @@ def _parse_timing(ctx: _Ctx, raw: Any) -> dict[str, Any]:
     return out
 
 
+def validate_timing(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Timing settings checked as a config's `timing:` mapping is (ConfigError naming the key)."""
+    return _parse_timing(_Ctx(source), values)
+
+
 def _parse_workload(ctx: _Ctx, raw: Any, index: int, known_backends: list[str] | None) -> Workload:
     if not isinstance(raw, dict):
         ctx.fail(f"workloads[{index}]", raw, "a mapping")

@@ -111,6 +111,8 @@ def plan_table(plan: Plan, limit: int = 200) -> Table:
 
 
 def summary_table(summary: list[dict[str, Any]]) -> Table:
+    from attnbench.numfmt import sig
+
     t = Table(title="summary by backend")
     for col in (
         "backend",
@@ -131,32 +133,40 @@ def summary_table(summary: list[dict[str, Any]]) -> Table:
             str(s["skipped"]),
             str(s["failed"]),
             str(s["incorrect"]),
-            f"{s['best_tflops']:.2f}" if s["best_tflops"] is not None else "-",
-            f"{s['best_gbps']:.1f}" if s["best_gbps"] is not None else "-",
+            sig(s["best_tflops"]),
+            sig(s["best_gbps"]),
             reason,
         )
     return t
 
 
-def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
-    t = Table(title=title)
-    for col in ("backend", "status", "p50 ms", "TFLOP/s", "GB/s", "% copy BW", "rel err", "note"):
+def rows_table(rows: list[dict[str, Any]], title: str, baseline: str | None = None) -> Table:
+    from attnbench.numfmt import median_with_spread, sig
+
+    t = Table(title=title, caption="p50 [95% interval of the median] n=samples")
+    cols = ["backend", "status", "p50 ms [95% CI] n", "TFLOP/s", "GB/s", "% copy BW", "rel err"]
+    if baseline is not None:
+        cols.append(f"speed-up vs {baseline}")
+    for col in [*cols, "note"]:
         t.add_column(col, overflow="fold")
     for r in rows:
         ok = r["status"] == "ok"
         note = r.get("reason") or r.get("variant") or ""
         if r.get("interpreted"):
             note = "Triton interpreter on CPU: slow, for correctness only"
-        t.add_row(
+        cells = [
             r["backend"],
             r["status"],
-            f"{r['latency_ms_p50']:.4f}" if ok else "-",
-            f"{r['tflops']:.2f}" if ok else "-",
-            f"{r['hbm_gbps']:.1f}" if ok else "-",
-            f"{100 * r['bw_util']:.1f}" if ok and r.get("bw_util") is not None else "-",
+            median_with_spread(r) if ok else "-",
+            sig(r.get("tflops")) if ok else "-",
+            sig(r.get("hbm_gbps")) if ok else "-",
+            sig(100 * r["bw_util"], 3) if ok and r.get("bw_util") is not None else "-",
             f"{r['rel_err']:.2e}" if r.get("rel_err") is not None else "-",
-            note,
-        )
+        ]
+        if baseline is not None:
+            speedup = r.get("speedup_vs_baseline")
+            cells.append(f"{sig(speedup)}x" if speedup is not None else "-")
+        t.add_row(*cells, note)
     return t
 
 
