@@ -304,7 +304,14 @@ def report(
         None, metavar="RUN", help="Run directories (default: the newest run under results/)"
     ),
     plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default <first run>/report/; for a committed baseline "
+        "results/reports/<name>/)"
+    ),
+    in_place: bool = typer.Option(
+        False, "--in-place",
+        help="Write into a committed baseline's own report/ folder (rewrites tracked files)",
+    ),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
     fragmentation: Path | None = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
     profile: list[Path] = typer.Option(
@@ -315,7 +322,7 @@ def report(
     from rich.markup import escape
 
     import attnbench.report as rep
-    from attnbench.console import fail
+    from attnbench.console import err, fail
     from attnbench.results import latest_run
 
     paths = list(runs or [])
@@ -324,12 +331,16 @@ def report(
         if newest is None:
             fail(f"no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
         paths = [newest]
+    from attnbench.report.output_dir import default_out
+
+    out = out or default_out(paths[0], in_place)
     try:
         _, written = rep.write_report(paths, out, plot, formats, fragmentation, profile)
     except rep.ReportError as exc:
         fail(escape(str(exc)))
     for path in written:
         typer.echo(str(path))
+    err.print(f"report written to {out}/", highlight=False)
 
 
 @app.command()
