@@ -10,13 +10,39 @@ import typer
 
 from attnbench.run_cli import timing_options
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="attnbench",
     help="Benchmark and profile paged- and flash-attention kernels on your own GPU.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from attnbench import __version__
+
+        typer.echo(f"attnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and where results went"),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="A line per point, also on a terminal"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+    ),
+) -> None:
+    """Benchmark and profile paged- and flash-attention kernels on your own GPU."""
+    from attnbench.console import set_verbosity
+
+    set_verbosity(quiet, verbose)
 
 RESULTS_DIR = Path("results")
 
@@ -401,7 +427,9 @@ def export(
     raise typer.Exit(run_command(run, fmt, out))
 
 
-config_app = typer.Typer(help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True, context_settings=HELP
+)
 app.add_typer(config_app, name="config")
 
 
@@ -430,6 +458,7 @@ def config_list() -> None:
 baseline_app = typer.Typer(
     help="Named reference runs for the gate (results/baselines/NAME).",
     no_args_is_help=True,
+    context_settings=HELP,
 )
 app.add_typer(baseline_app, name="baseline")
 

@@ -26,6 +26,20 @@ out = Console() if sys.stdout.isatty() else Console(width=180)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=180)
 
 
+# -q: 0 (errors and the final results path only), default: 1, -v: 2 (a line per point on a terminal too)
+VERBOSITY = {"level": 1}
+
+
+def set_verbosity(quiet: bool, verbose: int) -> None:
+    level = 0 if quiet else 1 + min(verbose, 1)
+    VERBOSITY["level"] = level
+    out.quiet = level == 0
+
+
+def verbosity() -> int:
+    return VERBOSITY["level"]
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line naming what was wrong, then exit (2 for bad input)."""
     import typer
@@ -34,11 +48,75 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-class SweepProgress(RunnerProgress):
-    """A rich progress bar with ETA; prints failed/incorrect points as they happen."""
+def SweepProgress(console: Console = err) -> RunnerProgress:  # noqa: N802 - used as a class by callers
+    """The sweep's progress on `console`: a live bar on a terminal; one line per finished point when
+    the output is piped (CI logs, files), where a bar would show nothing until the sweep ends;
+    nothing with -q."""
+    if verbosity() == 0:
+        return RunnerProgress()
+    if not console.is_terminal:
+        return LineProgress(console)
+    return BarProgress(console, lines=verbosity() >= 2)
+
+
+class LineProgress(RunnerProgress):
+    """'[12/316 4%] ok naive decode-main/...: 0.157 ms [0.156, 0.157] n=20 (elapsed 41s, eta 15m)'."""
 
     def __init__(self, console: Console = err) -> None:
         self.console = console
+        self.total = self.done = self.measured = 0
+        self.t0 = 0.0
+
+    def start(self, total: int, done: int) -> None:
+        import time
+
+        self.total, self.done, self.t0 = total, done, time.monotonic()
+        self.console.print(f"sweep: {total} points, {done} already on disk", highlight=False)
+
+    def point_finished(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.console.print(point_line(row, self.done, self.total, self._eta(row)), highlight=False,
+                           markup=False, soft_wrap=True)
+
+    def _eta(self, row: dict[str, Any]) -> str:
+        import time
+
+        if row.get("status") != "skipped":
+            self.measured += 1
+        elapsed = time.monotonic() - self.t0
+        left = self.total - self.done
+        # skipped rows cost nothing: the rate is of the points that ran
+        per_point = elapsed / self.measured if self.measured else 0.0
+        return f"elapsed {_duration(elapsed)}, eta {_duration(per_point * left)}" if self.measured else ""
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def point_line(row: dict[str, Any], done: int, total: int, eta: str = "") -> str:
+    from attnbench.numfmt import median_with_spread
+
+    status = row.get("status", "?")
+    what = median_with_spread(row, "ms") if status == "ok" else (row.get("reason") or "")
+    share = f" {100 * done / total:.0f}%" if total else ""
+    return (f"[{done}/{total}{share}] {status} {row.get('backend')} {row.get('case_id')}: {what}"
+            + (f" ({eta})" if eta else ""))
+
+
+class BarProgress(RunnerProgress):
+    """A rich progress bar with ETA; prints failed/incorrect points as they happen (every point
+    with -v)."""
+
+    def __init__(self, console: Console = err, lines: bool = False) -> None:
+        self.console = console
+        self.lines = lines
+        self.done = self.total = 0
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -55,12 +133,16 @@ class SweepProgress(RunnerProgress):
     def start(self, total: int, done: int) -> None:
         self.bar.start()
         self.task = self.bar.add_task("sweep", total=total, completed=done, current="")
+        self.done, self.total = done, total
 
     def point_started(self, case_id: str, backend: str) -> None:
         self.bar.update(self.task, current=f"{backend} {case_id}")
 
     def point_finished(self, row: dict[str, Any]) -> None:
-        if row["status"] in ("failed", "incorrect"):
+        self.done += 1
+        if self.lines:
+            self.bar.console.print(point_line(row, self.done, self.total), highlight=False, markup=False)
+        elif row["status"] in ("failed", "incorrect"):
             self.bar.console.print(
                 f"[yellow]{row['status']}[/] {row['backend']} {row['case_id']}: {row.get('reason', '')}",
                 highlight=False,

@@ -186,7 +186,7 @@ def sweep_command(
             "continue with: attnbench sweep CONFIG --resume --out " + str(run.path)
         )
         raise typer.Exit(130)
-    console.print(f"results: {run.rows_path}")
+    typer.echo(f"results: {run.rows_path}")  # printed with -q too: where the results went
 
 
 
