@@ -28,6 +28,10 @@ def _load_all() -> None:
     # Out-of-tree backends: ATTNBENCH_PLUGINS=pkg.module,other.module (each registers with @register).
     for name in filter(None, (m.strip() for m in os.environ.get("ATTNBENCH_PLUGINS", "").split(","))):
         importlib.import_module(name)
+    # Installed packages: the `attnbench.backends` entry-point group (docs/plugins.md).
+    from attnbench.backends._plugins import load_entry_points
+
+    load_entry_points()
     _loaded = True
 
 
