@@ -44,7 +44,6 @@ def _modules_after(args: list[str]) -> tuple[str, str]:
         ["gate", "--baseline", str(CI), "--current", str(CI)],
         ["baseline", "list"],
         ["export", str(CI), "--format", "csv", "--out", "{tmp}/x.csv"],
-        ["merge", str(CI), "--out", "{tmp}/merged"],
         ["report", str(H100), "--out", "{tmp}/report"],
         ["config", "schema"],
         ["--version"],

@@ -155,10 +155,9 @@ def speedup_heatmap(runs, _colors: dict[str, str], title: str) -> Figure:
     return fig
 
 
-SEGMENTS = (("token_states", "token states", "#2ca02c"), ("reserved", "reserved", "#ffbf00"),
-            ("internal", "internal fragmentation", "#d62728"),
-            ("external", "external fragmentation", "#9467bd"),
-            ("other", "other", "#bbbbbb"))
+SEGMENTS = (("token_states", "token states"), ("reserved", "reserved"),
+            ("internal", "internal fragmentation"), ("external", "external fragmentation"),
+            ("other", "other"))
 
 
 def fragmentation(runs, _colors: dict[str, str], title: str) -> Figure:
@@ -175,7 +174,10 @@ def fragmentation(runs, _colors: dict[str, str], title: str) -> Figure:
              for r in recs]
     y = np.arange(len(recs))[::-1]
     left = np.zeros(len(recs))
-    for key, name, color in SEGMENTS:
+    from attnbench.fragmentation_colors import CATEGORY_COLORS
+
+    for key, name in SEGMENTS:
+        color = CATEGORY_COLORS[key]  # the study's own figures use the same colours
         vals = np.nan_to_num(np.array([100 * r[key] for r in recs], dtype=float))
         ax.barh(y, vals, left=left, color=color, label=name, edgecolor="white", height=0.7)
         for yi, lft, v in zip(y, left, vals, strict=True):
