@@ -397,6 +397,9 @@ def gate(
     summary: str | None = typer.Option(None, help="Write the Markdown summary here."),
     force: bool = typer.Option(False, "--force", help="Gate although GPU, config or dtypes differ."),
     baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+    samples_plot: Path | None = typer.Option(
+        None, "--samples-plot", help="Also draw each point's samples, baseline beside current (PNG)"
+    ),
 ) -> None:
     """Regression gate: exit 1 on a slowdown beyond threshold and noise, 2 when runs are not comparable."""
     from pathlib import Path
@@ -407,6 +410,17 @@ def gate(
         baseline, current, threshold, alpha, Path(junit) if junit else None,
         Path(summary) if summary else None, force, Path(baselines_dir),
     )  # fmt: skip
+    if samples_plot is not None and code in (0, 1):
+        from attnbench.gate import resolve_run
+        from attnbench.report.figures import NoData
+        from attnbench.report.plots_samples import gate_figure
+
+        try:
+            path = gate_figure(resolve_run(baseline, Path(baselines_dir)),
+                               resolve_run(current, Path(baselines_dir)), samples_plot)
+            typer.echo(f"samples figure: {path}", err=True)
+        except NoData as exc:
+            typer.echo(f"samples figure not drawn: {exc}", err=True)
     raise typer.Exit(code)
 
 

@@ -93,7 +93,7 @@ def file_name(key: str, run_index: int | None, n_runs: int) -> str:
 
 def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
     """Draw every figure; each failure to find data becomes a not-drawn entry with its reason."""
-    from attnbench.report import plots_memory, plots_perf
+    from attnbench.report import plots_memory, plots_perf, plots_samples
 
     colors = colors_for(runs)
     results: list[FigureResult] = []
@@ -105,6 +105,10 @@ def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
          "Achieved bandwidth (minimum bytes / time) as a share of the calibrated copy bandwidth.",
          plots_perf.decode_bandwidth),
     ]
+    if len(runs) >= 2:
+        shared.append(("samples", "Samples per point",
+                       "Every timing sample of the points whose medians moved most between the first two "
+                       "runs, divided by the first run's median.", plots_samples.samples_figure))
     per_run: list[tuple[str, str, str, Callable]] = [
         ("roofline", "Roofline", "Every ok point against the run's calibrated copy and matmul ceilings.",
          plots_perf.roofline),
@@ -118,7 +122,7 @@ def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
          "Share of KV-cache memory per allocation policy (fragmentation study).", plots_memory.fragmentation),
     ]
     # Figures of an earlier render into the same folder would linger beside this report's: drop them.
-    for key, *_ in shared + per_run:
+    for key in [k for k, *_ in shared + per_run] + ["samples"]:
         for stale in figures_dir.glob(f"{key}*.png"):
             stale.unlink()
     for key, title, caption, fn in shared:

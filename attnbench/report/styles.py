@@ -59,16 +59,23 @@ def spread(
     if not values:
         return []
     order = sorted(range(len(values)), key=lambda i: values[i])
-    placed = [values[i] for i in order]
-    for i in range(1, len(placed)):
-        placed[i] = max(placed[i], placed[i - 1] + min_gap)
-    # centre the stack on the original values so labels do not all drift upwards
-    shift = (sum(values[i] for i in order) - sum(placed)) / len(placed)
-    placed = [p + shift for p in placed]
-    for i in range(1, len(placed)):
-        placed[i] = max(placed[i], placed[i - 1] + min_gap)
-    if placed[-1] > high:  # push the stack down under the top, then up off the bottom
-        placed = [p - (placed[-1] - high) for p in placed]
+    # clusters of labels that would overlap, each centred on the mean of its members' values;
+    # a label with room stays where its line ends
+    clusters: list[list[float]] = []  # [centre of the members' values, count]
+    for i in order:
+        clusters.append([values[i], 1])
+        while len(clusters) > 1:
+            (c1, n1), (c2, n2) = clusters[-2], clusters[-1]
+            top_of_lower = c1 + (n1 - 1) * min_gap / 2
+            bottom_of_upper = c2 - (n2 - 1) * min_gap / 2
+            if bottom_of_upper - top_of_lower >= min_gap:
+                break
+            clusters[-2:] = [[(c1 * n1 + c2 * n2) / (n1 + n2), n1 + n2]]
+    placed = [c - (n - 1) * min_gap / 2 + k * min_gap for c, n in clusters for k in range(int(n))]
+    if placed[-1] > high:  # push the top labels down under the top, then up off the bottom
+        placed[-1] = high
+        for i in range(len(placed) - 2, -1, -1):
+            placed[i] = min(placed[i], placed[i + 1] - min_gap)
     if placed[0] < low:
         placed[0] = low
         for i in range(1, len(placed)):
