@@ -205,7 +205,14 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
     from attnbench.console import out as console
 
     dev = _device(device)
+    if dev == "cpu":
+        # as `run` and `sweep` do: on a CPU the Triton backends run through the interpreter, so
+        # they are available here, not "set TRITON_INTERPRET=1"
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     t = Table(title=f"backends on {dev}")
+    if dev == "cpu":
+        t.caption = ("Triton backends on a CPU: `run` uses Triton's interpreter by itself (correctness, not "
+                     "speed); a sweep does when TRITON_INTERPRET=1 is set")
     for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
         t.add_column(col, overflow="fold")
     for name, b in all_backends().items():
