@@ -107,6 +107,9 @@ def sweep_command(
         plan = build_plan(cfg, dev, csv_list(backends))
     except (ConfigError, KeyError) as err:
         fail(str(err).strip("'\""))
+    # every point of the whole plan (before sharding), kept in the manifest so that `merge` can check
+    # coverage without re-planning (which loads the backends and torch)
+    whole_plan = sorted([pc.case.case_id, b] for pc in plan.cases for b in [*pc.run, *pc.skip])
     sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
     if sharding is not None:
         plan = sharding.plan
@@ -146,7 +149,7 @@ def sweep_command(
         if run.manifest_path.exists():
             fail(f"{run.path} already holds a run; use --resume to continue it or another --out")
     console.print(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
-    extra = sharding.manifest_fields() if sharding else None
+    extra = {**(sharding.manifest_fields() if sharding else {}), "planned_keys": whole_plan}
     if workers:
         from attnbench.multi_gpu import DevicesError, run_multi_device
 

@@ -69,3 +69,35 @@ def test_gate_on_committed_runs_under_two_seconds_of_cpu():
     cpu_s = float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                  timeout=120).stdout.strip())
     assert cpu_s < 2.0, f"gate took {cpu_s:.2f} s of CPU"
+
+
+TINY = """name: tiny-merge
+timing: {max_time_s: 0.02, min_samples: 3, max_samples: 5, warmup_ms: 1}
+workloads:
+  - name: d
+    phase: decode
+    batch: [1, 2]
+    lengths: fixed:16
+    q_heads: 2
+    kv_heads: 2
+    head_dim: 16
+    dtype: fp32
+"""
+
+
+def test_merge_of_new_shards_checks_coverage_without_torch(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnbench.cli import app
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    shards = []
+    for k in (1, 2):
+        out = tmp_path / f"s{k}"
+        result = CliRunner().invoke(app, ["sweep", str(cfg), "--device", "cpu", "--backend", "naive",
+                                          "--no-isolate", "--shard", f"{k}/2", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        shards.append(str(out))
+    heavy, code = _modules_after(["merge", *shards, "--out", str(tmp_path / "m"), "--require-complete"])
+    assert "torch" not in heavy and code in ("0", "None"), (heavy, code)
