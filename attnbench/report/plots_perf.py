@@ -57,7 +57,7 @@ def _run_legend(ax, runs: list[RunData]) -> None:
         ax.plot([], [], line, marker=marker, color="#555555", lw=1.2, ms=4.5, label=f"impl: {impl}")
     if len(runs) > 1:
         for ri, run in enumerate(runs[:2]):
-            ax.plot([], [], "", marker="o", color="black", ls="none", label=f"run {run.run_id} ({run.gpu})",
+            ax.plot([], [], marker="o", color="black", ls="none", label=f"run {run.run_id} ({run.gpu})",
                     **_run_marker(ri))
 
 
