@@ -17,17 +17,7 @@ if TYPE_CHECKING:  # matplotlib costs ~0.7 s of CPU to import: only a report wit
     from matplotlib.figure import Figure
 
 DPI = 110
-KIND_MARKER = {"naive": "X", "flash": "o", "paged": "s", "other": "D"}
-RUN_STYLE = ["-", "--", ":", "-."]
-# Colours by family so a figure reads at a glance: standard attention dark/grey, flash cool,
-# paged warm; within a family the colours stay apart from each other on white.
-FAMILY_COLORS = {
-    "naive": ["#000000", "#999999", "#6b4226", "#c0c0c0"],
-    "flash": ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#000080", "#8c564b", "#00a89d", "#6a3d9a",
-              "#7fbf7f", "#5e9bd1"],
-    "paged": ["#d62728", "#ff7f0e", "#e377c2", "#c9a800", "#8b0000", "#f4a6a6", "#b35900"],
-    "other": ["#bcbd22", "#7f7f7f"],
-}
+
 
 @dataclass
 class FigureResult:
@@ -57,18 +47,10 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def colors_for(runs: list[RunData]) -> dict[str, str]:
-    """One colour per backend label, stable across every figure of the report."""
-    kinds: dict[str, str] = {}
-    for run in runs:
-        if not run.df.empty:
-            kinds.update(run.df.groupby("label")["kind"].first().astype(str).to_dict())
-    out: dict[str, str] = {}
-    used: dict[str, int] = {}
-    for label in sorted(kinds):
-        palette = FAMILY_COLORS.get(kinds[label], FAMILY_COLORS["other"])
-        out[label] = palette[used.get(kinds[label], 0) % len(palette)]
-        used[kinds[label]] = used.get(kinds[label], 0) + 1
-    return out
+    """One colour per backend label, stable across every figure of the report (see styles.py)."""
+    from attnbench.report.styles import styles_for
+
+    return {label: st.color for label, st in styles_for(runs).items()}
 
 
 def stamp(fig: Figure, runs: list[RunData], title: str, subtitle: str = "") -> None:
