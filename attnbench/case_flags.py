@@ -61,6 +61,7 @@ def case_from_flags(
     kv_layout: str,
     seed: int,
     workload: str = "cli",
+    seqlen_mix: str = "list",
 ) -> Case:
     """The case the flags describe.
 
@@ -98,7 +99,7 @@ def case_from_flags(
             raise FlagError(f"--seqlen/--kv-len: every length must be >= 1, got {seqlen!r} / {kv_len!r}")
         return Case(workload, phase, q_lens, kv_lens, q_heads, q_heads if kv_heads is None else kv_heads,
                     head_dim, dtype,
-                    causal if phase != "decode" else False, "list", block_size, kv_layout, seed)
+                    causal if phase != "decode" else False, seqlen_mix, block_size, kv_layout, seed)
     except ValueError as err:
         raise FlagError(str(err)) from None
 

@@ -8,13 +8,41 @@ from pathlib import Path
 
 import typer
 
+from attnbench.run_cli import timing_options
+
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="attnbench",
     help="Benchmark and profile paged- and flash-attention kernels on your own GPU.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from attnbench import __version__
+
+        typer.echo(f"attnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and where results went"),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="A line per point, also on a terminal"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit"
+    ),
+) -> None:
+    """Benchmark and profile paged- and flash-attention kernels on your own GPU."""
+    from attnbench.console import set_verbosity
+
+    set_verbosity(quiet, verbose)
 
 RESULTS_DIR = Path("results")
 
@@ -28,11 +56,18 @@ def _device(requested: str) -> str:
 @app.command()
 def sweep(
     config: Path | None = typer.Argument(
-        None, help="Sweep YAML; default: the embedded config for this device"
+        None, help="Sweep YAML, or a shipped config by name (h100, a100, smoke, ci-gate); "
+        "default: the embedded config for this device"
     ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default results/<run-id>)"),
     backends: str | None = typer.Option(
         None, "--backends", help="Comma-separated backends (overrides config)"
+    ),
+    backend: list[str] = typer.Option([], "--backend", help="A backend (repeatable; as in `run`)"),
+    workload: list[str] = typer.Option([], "--workload", "-w", help="Only this workload (repeatable)"),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Override a config key: timing.cuda_graph=true, workloads.NAME.batch=[1,8] "
+        "(NAME may be *); validated like the YAML"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the point count, run nothing"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (or the newest one)"),
@@ -59,32 +94,45 @@ def sweep(
     Exit 1 when a point failed or was incorrect (unless --allow-failures)."""
     from attnbench.sweep_cli import sweep_command
 
+    chosen = ",".join([*([backends] if backends else []), *backend]) or None
     if repeat != 1:
         from attnbench.gate_repeat import repeat_sweep
 
-        if dry_run or resume or shard:
+        if dry_run or resume or shard or sets or workload:
             from attnbench.console import fail
 
-            fail("--repeat makes K fresh runs: it cannot be combined with --dry-run, --resume or --shard")
-        raise typer.Exit(repeat_sweep(repeat, config, out, backends, device, isolate, devices))
+            fail("--repeat makes K fresh runs of a config as it is: it cannot be combined with --dry-run, "
+                 "--resume, --shard, --set or --workload")
+        raise typer.Exit(repeat_sweep(repeat, config, out, chosen, device, isolate, devices))
 
-    sweep_command(config, out, backends, dry_run, resume, device, isolate, shard, devices,
-                  allow_failures, max_points)
+    sweep_command(config, out, chosen, dry_run, resume, device, isolate, shard, devices,
+                  allow_failures, max_points, sets, workload)
 
 
 @app.command("run")
+@timing_options
 def run_case(
     backend: list[str] = typer.Option(["naive"], "--backend", help="Backend name (repeatable)"),
     phase: str = typer.Option("prefill", "--phase", help="prefill | decode | mixed"),
     seqlen: str = typer.Option("512", "--seqlen", help="Query lengths, one per sequence: L1,L2,..."),
     kv_len: str | None = typer.Option(None, "--kv-len", help="Context lengths for decode/mixed: L1,L2,..."),
+    batch: int | None = typer.Option(
+        None, "--batch", "-b", help="Sequences: repeats one --seqlen/--kv-len, or draws --lengths"
+    ),
+    lengths: str | None = typer.Option(
+        None, "--lengths", help="A length mix as in configs: fixed:4096, uniform:64-2048, sharegpt"
+    ),
+    chunk: int = typer.Option(128, "--chunk", help="mixed with --lengths: new query tokens per sequence"),
     q_heads: int = typer.Option(32, "--q-heads"),
     kv_heads: int | None = typer.Option(None, "--kv-heads", help="Default: --q-heads"),
     head_dim: int = typer.Option(128, "--head-dim"),
     dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32"),
     causal: bool = typer.Option(True, "--causal/--no-causal"),
     block_size: int | None = typer.Option(None, "--block-size", help="KV block size for paged backends"),
-    kv_layout: str = typer.Option("shuffled", "--kv-layout", help="shuffled | contiguous"),
+    block_order: str = typer.Option(
+        "shuffled", "--block-order", "--kv-layout", help="Paged pool block order: shuffled | contiguous "
+        "(--kv-layout: its deprecated name)"
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per backend on stdout"),
@@ -92,12 +140,19 @@ def run_case(
     timeout: float | None = typer.Option(
         None, "--timeout", min=0.001, help="Seconds per point before it is killed and failed (default 180)"
     ),
+    as_csv: bool = typer.Option(False, "--csv", help="The rows as CSV on stdout"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the rows here (.csv: CSV, else JSONL)"),
+    baseline_backend: str | None = typer.Option(
+        None, "--baseline-backend", help="Add a speed-up column: this backend's p50 / each backend's p50"
+    ),
+    timing: dict | None = None,
 ) -> None:
     """Measure one case given by flags (quick checks and scripts). A backend that crashes or hangs
     becomes a failed row (the points run in a child process with a time limit)."""
+    from attnbench import run_cli
     from attnbench.backends import all_backends
     from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
-    from attnbench.config import TimingPolicy
+    from attnbench.config import ConfigError
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
     from attnbench.plan import ask
@@ -110,18 +165,23 @@ def run_case(
         # rows say so). It must be chosen before triton is first imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
     every = all_backends()
+    if baseline_backend is not None and baseline_backend not in backend:
+        backend = [baseline_backend, *backend]
     try:
+        seqlen, kv_len, mix = run_cli.lengths_for(phase, batch, lengths, seqlen, kv_len, seed, chunk)
         case = case_from_flags(
-            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, kv_layout, seed
+            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, block_order, seed,
+            seqlen_mix=mix,
         )
         check_backend_names(backend, every)
-    except FlagError as err:
+        policy = run_cli.policy_for(dev, timing or {})
+    except (FlagError, ConfigError) as err:
         fail(str(err))
     if isolate:
         from attnbench.child import prestart
 
         prestart(1)  # the worker's imports overlap this process's checks below
-    executor = executor_for(dev, TimingPolicy.for_device(dev), isolate, timeout)
+    executor = executor_for(dev, policy, isolate, timeout)
     rows = []
     runnable = []
     for name in backend:
@@ -154,11 +214,21 @@ def run_case(
             executor.close()
     order = {name: i for i, name in enumerate(backend)}
     rows.sort(key=lambda r: order.get(r["backend"], 0))
+    ident = run_cli.identity(dev)
+    rows = [{**ident, **r} for r in rows]
+    if baseline_backend is not None:
+        run_cli.add_speedup(rows, baseline_backend)
+    if out is not None:
+        run_cli.write_rows(rows, out)
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r, default=str))
+    elif as_csv:
+        typer.echo(run_cli.rows_csv(rows), nl=False)
     else:
-        console.print(rows_table(rows, f"{case.case_id} on {dev}"))
+        console.print(rows_table(rows, f"{case.case_id} on {dev}", baseline_backend))
+        if out is not None:
+            console.print(f"rows: {out}")
     if any(r["status"] in ("failed", "incorrect") for r in rows):
         raise typer.Exit(1)
 
@@ -173,7 +243,14 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
     from attnbench.console import plain
 
     dev = _device(device)
+    if dev == "cpu":
+        # as `run` and `sweep` do: on a CPU the Triton backends run through the interpreter, so
+        # they are available here, not "set TRITON_INTERPRET=1"
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     t = Table(title=f"backends on {dev}")
+    if dev == "cpu":
+        t.caption = ("Triton backends on a CPU: `run` uses Triton's interpreter by itself (correctness, not "
+                     "speed); a sweep does when TRITON_INTERPRET=1 is set")
     for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
         t.add_column(col, overflow="fold")
     from attnbench.plan import ask
@@ -301,7 +378,14 @@ def report(
         None, metavar="RUN", help="Run directories (default: the newest run under results/)"
     ),
     plot: bool = typer.Option(False, "--plot", help="Also draw figures/*.png (embedded in the HTML)"),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default <first run>/report/)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default <first run>/report/; for a committed baseline "
+        "results/reports/<name>/)"
+    ),
+    in_place: bool = typer.Option(
+        False, "--in-place",
+        help="Write into a committed baseline's own report/ folder (rewrites tracked files)",
+    ),
     formats: str = typer.Option("md,html", "--format", help="Comma-separated: md, html"),
     fragmentation: Path | None = typer.Option(None, "--fragmentation", help="fragmentation.json to include"),
     profile: list[Path] = typer.Option(
@@ -310,7 +394,7 @@ def report(
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
     import attnbench.report as rep
-    from attnbench.console import fail
+    from attnbench.console import err, fail
     from attnbench.results import latest_run
 
     paths = list(runs or [])
@@ -319,6 +403,9 @@ def report(
         if newest is None:
             fail(f"no run directories found under {RESULTS_DIR}/ (pass RUN paths)")
         paths = [newest]
+    from attnbench.report.output_dir import default_out
+
+    out = out or default_out(paths[0], in_place)
     try:
         _, written = rep.write_report(paths, out, plot, formats, fragmentation, profile)
     except rep.ReportError as exc:
@@ -329,6 +416,7 @@ def report(
         fail(describe_os_error(exc, out or Path(paths[0]) / "report", "--out"))
     for path in written:
         typer.echo(str(path))
+    err.print(f"report written to {out}/", highlight=False)
 
 
 @app.command()
@@ -354,9 +442,55 @@ from attnbench.gate_cli import gate_app  # noqa: E402 - the gate's commands live
 app.add_typer(gate_app, name="gate")
 
 
+@app.command()
+def export(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory to export"),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="csv | parquet | github-action-benchmark | bencher | pytest-benchmark"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="File to write (default: stdout; parquet needs it)"
+    ),
+) -> None:
+    """A run's rows as CSV/Parquet or a CI dashboard's input; every row names its run_id, gpu_name,
+    git_commit."""
+    from attnbench.export import run_command
+
+    raise typer.Exit(run_command(run, fmt, out))
+
+
+config_app = typer.Typer(
+    help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True, context_settings=HELP
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+def config_schema(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
+) -> None:
+    """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
+    from attnbench.config_schema import schema_text
+
+    if out is None:
+        typer.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text(), encoding="utf-8")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """The shipped configs, usable by name: `attnbench sweep h100`."""
+    from attnbench.paths import configs_dir, shipped_configs
+
+    for name in shipped_configs():
+        typer.echo(f"{name}\t{configs_dir() / (name + '.yaml')}")
+
+
 baseline_app = typer.Typer(
     help="Named reference runs for the gate (results/baselines/NAME).",
     no_args_is_help=True,
+    context_settings=HELP,
 )
 app.add_typer(baseline_app, name="baseline")
 

@@ -20,7 +20,8 @@ allowed; the CLI prints it on one line and exits 2.
         dtype: [bf16]
         causal: [true]
         block_size: [16]            # paged backends only (one case per block size)
-        kv_layout: [shuffled]       # paged backends only
+        block_order: [shuffled]     # paged backends only: order of a sequence's blocks in the pool
+                                    # (shuffled | contiguous); `kv_layout` is its deprecated old name
         chunk: [128]                # mixed only: new query tokens per sequence
         prefix_len: [0]             # leading tokens of every context that all sequences share
         backends: [...]             # optional: only these backends for this workload
@@ -106,7 +107,7 @@ class Workload:
     dtype: tuple[str, ...]
     causal: tuple[bool, ...] = (True,)
     block_size: tuple[int, ...] = ()
-    kv_layout: tuple[str, ...] = ("shuffled",)
+    block_order: tuple[str, ...] = ("shuffled",)
     chunk: tuple[int, ...] = (128,)
     prefix_len: tuple[int, ...] = (0,)
     backends: tuple[str, ...] = ()
@@ -144,7 +145,10 @@ class SweepConfig:
 _TOP_KEYS = {
     "name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation"
 }
-_WORKLOAD_KEYS = {f.name for f in fields(Workload)} | {"lengths"}
+# Old key names still read, so committed configs (and the case ids of baselines) stay as they were.
+# `kv_layout` meant block order here, while FlashInfer and others use it for the NHD/HND memory layout.
+WORKLOAD_ALIASES = {"kv_layout": "block_order"}
+_WORKLOAD_KEYS = {f.name for f in fields(Workload)} | {"lengths"} | set(WORKLOAD_ALIASES)
 _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 
 
@@ -324,12 +328,22 @@ def _parse_timing(ctx: _Ctx, raw: Any) -> dict[str, Any]:
     return out
 
 
+def validate_timing(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Timing settings checked as a config's `timing:` mapping is (ConfigError naming the key)."""
+    return _parse_timing(_Ctx(source), values)
+
+
 def _parse_workload(ctx: _Ctx, raw: Any, index: int, known_backends: list[str] | None) -> Workload:
     if not isinstance(raw, dict):
         ctx.fail(f"workloads[{index}]", raw, "a mapping")
     name = raw.get("name", f"w{index}")
     p = f"workloads[{name}]."
     ctx.no_unknown(raw, _WORKLOAD_KEYS, p)
+    for old, new in WORKLOAD_ALIASES.items():
+        if old in raw:
+            if new in raw:
+                ctx.fail(p + old, raw[old], f"only one of {new} and its deprecated alias {old}")
+            raw = {**raw, new: raw[old]}
     phase = raw.get("phase")
     if phase not in PHASES:
         ctx.fail(p + "phase", phase, f"one of {', '.join(PHASES)}")
@@ -360,7 +374,7 @@ def _parse_workload(ctx: _Ctx, raw: Any, index: int, known_backends: list[str] |
         dtype=ctx.axis(raw, "dtype", p, str, ["bf16"], allowed=DTYPES),
         causal=ctx.axis(raw, "causal", p, bool, [True]),
         block_size=ctx.axis(raw, "block_size", p, int, [], minimum=1),
-        kv_layout=ctx.axis(raw, "kv_layout", p, str, ["shuffled"], allowed=KV_LAYOUTS),
+        block_order=ctx.axis(raw, "block_order", p, str, ["shuffled"], allowed=KV_LAYOUTS),
         chunk=ctx.axis(raw, "chunk", p, int, [128], minimum=1),
         prefix_len=ctx.axis(raw, "prefix_len", p, int, [0], minimum=0),
         backends=backends,
@@ -422,7 +436,7 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
         if base not in seen:
             seen.add(base)
             cases.append(base)
-        for bs, layout in itertools.product(wl.block_size, wl.kv_layout):
+        for bs, layout in itertools.product(wl.block_size, wl.block_order):
             paged = Case(
                 **{
                     **base.to_json(),

@@ -339,9 +339,16 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("fragmentation", total=len(plan(cfg)) + (3 if gpu else 0))
 
+        piped = not err.is_terminal  # a live bar shows nothing in a CI log: a line per step there
+        total = len(plan(cfg)) + (3 if gpu else 0)
+        done = [0]
+
         def step(desc: str) -> None:
             bar.update(task, description=desc)
             bar.advance(task)
+            done[0] += 1
+            if piped:
+                err.print(f"fragmentation [{done[0]}/{total}] {desc}", highlight=False, markup=False)
 
         try:
             result = run_study(cfg, progress=step)

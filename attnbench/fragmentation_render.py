@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench import fragmentation_paper as paper
+from attnbench.fragmentation_colors import CATEGORY_COLORS
 
 LABELS = {
     "orca-max": "Orca (Max)",
@@ -13,13 +14,9 @@ LABELS = {
     "orca-oracle": "Orca (Oracle)",
     "paged": "vLLM (paged)",
 }
-COLORS = {
-    "token_states": "#6aa84f",
-    "reserved": "#f1c232",
-    "internal": "#cc4125",
-    "external": "#999999",
-    "other": "#cccccc",
-    "external_other": "#999999",
+COLORS = {  # the report's fragmentation figure uses the same colours per category
+    **CATEGORY_COLORS,
+    "external_other": CATEGORY_COLORS["external"],
 }
 
 

@@ -35,6 +35,9 @@ def gate(
     summary: str | None = typer.Option(None, help="Write the Markdown summary here."),
     force: bool = typer.Option(False, "--force", help="Gate although GPU, config or dtypes differ."),
     baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
+    samples_plot: Path | None = typer.Option(
+        None, "--samples-plot", help="Also draw each point's samples, baseline beside current (PNG)"
+    ),
 ) -> None:
     """Gate a run against a baseline of K runs (see `attnbench gate ab` for the A/B mode)."""
     if ctx.invoked_subcommand is not None:
@@ -49,6 +52,17 @@ def gate(
         Path(summary) if summary else None, force, Path(baselines_dir),
         multiplier=multiplier, floor=floor, cap=cap,
     )  # fmt: skip
+    if samples_plot is not None and code in (0, 1):
+        from attnbench.gate import resolve_run
+        from attnbench.report.figures import NoData
+        from attnbench.report.plots_samples import gate_figure
+
+        try:
+            path = gate_figure(resolve_run(baseline, Path(baselines_dir)),
+                               resolve_run(current, Path(baselines_dir)), samples_plot)
+            typer.echo(f"samples figure: {path}", err=True)
+        except NoData as exc:
+            typer.echo(f"samples figure not drawn: {exc}", err=True)
     raise typer.Exit(code)
 
 

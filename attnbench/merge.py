@@ -160,7 +160,12 @@ def planned_keys(manifest: dict[str, Any]) -> set[tuple[str, str]] | None:
     """Every point the run's config plans, re-planned from the config text it carries; None if that fails.
 
     Rows are written for skipped points too, so this set does not depend on what is installed.
+    Runs that recorded their plan's points (`planned_keys`, written by `sweep`) are read as they
+    are: re-planning loads every backend, and torch with them.
     """
+    recorded = manifest.get("planned_keys")
+    if isinstance(recorded, list) and all(isinstance(k, list) and len(k) == 2 for k in recorded):
+        return {(str(c), str(b)) for c, b in recorded}
     try:
         from attnbench.config import parse_config
         from attnbench.plan import build_plan

@@ -44,3 +44,20 @@ def import_kernels():
     sys.modules["attnbench_kernels"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped sweep configs (h100, smoke, ...), from the tree or the wheel; study
+    configs (fragmentation.yaml) have no workloads and are not sweeps."""
+    return sorted(p.stem for p in configs_dir().glob("*.yaml") if "\nworkloads:" in "\n" + p.read_text())
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config path as given when it exists, else a shipped config by name (`h100` or `h100.yaml`),
+    so `attnbench sweep h100` works from a wheel as from the source tree. An unknown name comes back
+    unchanged: the loader's error names it."""
+    path = Path(name_or_path)
+    if path.exists() or len(path.parts) > 1:
+        return path
+    shipped = configs_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    return shipped if shipped.exists() else path

@@ -45,9 +45,24 @@ def point_key(row: dict[str, Any]) -> tuple[str, str]:
     return row["case_id"], row["backend"]
 
 
+# Which run a row came from, stamped on every row written so that rows of several runs concatenated
+# (pandas, a dashboard) keep it; `attnbench export` fills them from the manifest for older runs.
+IDENTITY_FIELDS = ("run_id", "gpu_name", "git_commit")
+
+
+def run_identity(manifest: dict[str, Any], fallback_run_id: str = "") -> dict[str, Any]:
+    """The identity columns of a run's rows, from its manifest (gpu_name None on a CPU)."""
+    return {
+        "run_id": manifest.get("run_id") or fallback_run_id,
+        "gpu_name": manifest.get("gpu_name"),
+        "git_commit": manifest.get("git_commit"),
+    }
+
+
 @dataclass
 class RunDir:
     path: Path
+    identity: dict[str, Any] | None = None  # set when the manifest is written; stamped on rows
 
     @property
     def manifest_path(self) -> Path:
@@ -66,6 +81,7 @@ class RunDir:
         tmp = self.manifest_path.with_suffix(".json.tmp")
         tmp.write_text(text)
         os.replace(tmp, self.manifest_path)
+        self.identity = run_identity(manifest, self.path.name)
 
     def read_manifest(self) -> dict[str, Any]:
         """The manifest; RunError naming manifest.json when it is unreadable, not JSON or not an
@@ -95,7 +111,11 @@ class RunDir:
     def append_row(self, row: dict[str, Any]) -> None:
         """Append one row as a single write, flushed to disk before returning. A file that does not
         end in a newline (a torn last line: a crash or a full disk mid-write) gets one first, so
-        the new row stands on a line of its own and stays readable."""
+        the new row stands on a line of its own and stays readable. Rows carry the run's identity
+        (run_id, gpu_name, git_commit); a row's own fields win (a merged run keeps its sources')."""
+        if self.identity is None and self.manifest_path.exists():
+            self.identity = run_identity(self.read_manifest(), self.path.name)
+        row = {**(self.identity or {}), **row}
         line = (json.dumps(row, default=_json_default, allow_nan=False) + "\n").encode("utf-8")
         with open(self.rows_path, "ab+") as f:
             if f.tell() > 0:

@@ -18,6 +18,7 @@ from attnbench.backends import get_backend
 from attnbench.config import SweepConfig, TimingPolicy
 from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
+from attnbench.progress import Progress  # noqa: F401 - re-exported: the runner's hooks
 from attnbench.results import RunDir, now_iso, point_key
 from attnbench.run_end import Terminated, end_run, signals_held
 from attnbench.worker import LocalExecutor, ProcessExecutor, Task
@@ -35,15 +36,6 @@ class SweepOutcome:
     terminated: bool = False  # the interrupt was SIGTERM
     resumed_points: int = 0
     notes: list[str] = field(default_factory=list)  # one-line notes for the user (torn line moved...)
-
-
-class Progress:
-    """What the runner reports while it works (the CLI draws a rich progress bar from it)."""
-
-    def start(self, total: int, done: int) -> None: ...
-    def point_started(self, case_id: str, backend: str) -> None: ...
-    def point_finished(self, row: dict[str, Any]) -> None: ...
-    def stop(self) -> None: ...
 
 
 def manifest_for(

@@ -72,6 +72,8 @@ def sweep_command(
     devices: str | None,
     allow_failures: bool = False,
     max_points: int | None = None,
+    sets: list[str] | None = None,
+    workloads: list[str] | None = None,
 ) -> None:
     """Plan, run and summarise a sweep (the CLI's `sweep`). Exit codes: 0 every point ok or
     skipped; 1 a point failed or was incorrect (0 with allow_failures), or the sweep could not go
@@ -83,23 +85,29 @@ def sweep_command(
         # the workers import torch (seconds) while this process imports it and plans
         prestart(workers_expected(devices, isolate))
     from attnbench.backends import backend_names
-    from attnbench.config import ConfigError, load_config
+    from attnbench.config import ConfigError
     from attnbench.console import fail, note, plain, plan_table, warn
     from attnbench.console import out as console
     from attnbench.fragmentation_run import resolve_study, write_study
+    from attnbench.overrides import load_sweep_config
+    from attnbench.paths import find_config, shipped_configs
     from attnbench.plan import PlanSizeError, build_plan
     from attnbench.sysinfo import environment
 
     try:
         cfg_device = "auto"
         if config is not None:
-            cfg = load_config(config, backend_names())
+            config = find_config(config)
+            if not config.exists():
+                shipped = ", ".join(shipped_configs())
+                raise ConfigError(f"{config}: no such config file; shipped configs: {shipped}")
+            cfg = load_sweep_config(config, sets, workloads, backend_names())
             cfg_device = cfg.device
         dev = resolve_or_fail(device if device != "auto" else cfg_device)
         if config is None:
             config = default_config(dev)
             note(f"using the embedded default config {config}")
-            cfg = load_config(config, backend_names())
+            cfg = load_sweep_config(config, sets, workloads, backend_names())
         plan = build_plan(cfg, dev, parse_backends(backends), max_points=max_points)
         study = resolve_study(cfg)  # the KV-cache study a config names runs into the run directory
     except PlanSizeError as err:
@@ -109,6 +117,9 @@ def sweep_command(
     if plan.n_points == 0:
         fail(f"{cfg.source}: the plan has no points ({plan.excluded_points} excluded by the config, "
              "no backend takes the cases); nothing to run")
+    # every point of the whole plan (before sharding), kept in the manifest so that `merge` can check
+    # coverage without re-planning (which loads the backends and torch)
+    whole_plan = sorted([pc.case.case_id, b] for pc in plan.cases for b in [*pc.run, *pc.skip])
     sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
     if sharding is not None:
         plan = sharding.plan
@@ -131,7 +142,7 @@ def sweep_command(
     try:
         if lock.note:
             warn(lock.note)
-        outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding)
+        outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding, whole_plan)
         if study is not None and not outcome.interrupted:
             write_study(study, run.path)
     finally:
@@ -200,7 +211,8 @@ def open_run_dir(cfg, plan, env, out: Path | None, resume: bool, sharding):
     return run, lock
 
 
-def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, config: Path, sharding):
+def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, config: Path, sharding,
+         whole_plan: list[list[str]]):
     """Run the sweep; SIGTERM stops it as Ctrl-C does. A full disk or a crash is one line (exit 1),
     after the manifest has recorded it (status `failed`)."""
     from attnbench.console import SweepProgress, fail, note
@@ -209,7 +221,7 @@ def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, co
     from attnbench.sweep import run_sweep
 
     note(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
-    extra = sharding.manifest_fields() if sharding else None
+    extra = {**(sharding.manifest_fields() if sharding else {}), "planned_keys": whole_plan}
     try:
         with sigterm_as_interrupt():
             if workers:
@@ -264,8 +276,8 @@ def resume_hint(config: Path, run_path: Path, backends: str | None, shard: str |
 
 def finish(outcome, run, plan, hint: str, allow_failures: bool) -> None:
     """Summary, notes and the exit code (see sweep_command)."""
-    from attnbench.console import note, summary_table, warn
     from attnbench.console import out as console
+    from attnbench.console import summary_table, warn
     from attnbench.sweep import summarize
 
     for line in outcome.notes:
@@ -276,7 +288,7 @@ def finish(outcome, run, plan, hint: str, allow_failures: bool) -> None:
         signal_name = "SIGTERM" if outcome.terminated else "interrupted"
         warn(f"{signal_name}: {len(rows)} rows are on disk in {run.path}; continue with: {hint}")
         raise typer.Exit(143 if outcome.terminated else 130)
-    note(f"results: {run.rows_path}")
+    typer.echo(f"results: {run.rows_path}")  # printed with -q too: where the results went
     status = _status(run)
     if status != "complete":
         warn(f"the run is {status}: {plan.n_points} points planned, {len(rows)} rows on disk; "

@@ -50,6 +50,13 @@ def _load_all() -> None:
             detail = " ".join(str(err).split())[:200]
             _plugin_problems.append(f"ATTNBENCH_PLUGINS: cannot import {name!r} ({type(err).__name__}: "
                                     f"{detail}); its backends are left out")
+    # Installed packages: the `attnbench.backends` entry-point group (docs/plugins.md).
+    from attnbench.backends._plugins import PluginError, load_entry_points
+
+    try:
+        load_entry_points()
+    except PluginError as err:  # one line, like a bad ATTNBENCH_PLUGINS module
+        _plugin_problems.append(f"{err}; its backends are left out")
     _loaded = True
     if os.environ.get(QUIET_ENV) != "1":  # worker children: the parent has said it already
         for line in _plugin_problems:

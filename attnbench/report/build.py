@@ -129,6 +129,7 @@ def write_report(
 
 # Which figures follow which table in the rendered report (figure kinds, FigureResult.base).
 FIGURES_AFTER = {
+    "compare": ("samples",),
     "complexity": ("latency_vs_seqlen", "roofline"),
     "bandwidth": ("decode_bandwidth",),
     "when_to_use": ("speedup_heatmap", "block_size_tradeoff"),

@@ -79,7 +79,9 @@ def classes_of(row: pd.Series) -> list[str]:
 
 
 def add_classes(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of df with a `classes` column (list of class keys)."""
+    """A copy of df with a `classes` column (list of class keys); frames from load already have it."""
+    if "classes" in df.columns:
+        return df
     df = df.copy()
     df["classes"] = df.apply(classes_of, axis=1) if len(df) else pd.Series(dtype=object)
     return df

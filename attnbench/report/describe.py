@@ -6,6 +6,7 @@ registry is only a preferred source; the built-in table covers every backend the
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,6 +48,11 @@ BUILTIN: dict[str, BackendInfo] = {
 
 @lru_cache(maxsize=1)
 def _registry() -> dict[str, BackendInfo]:
+    # Only a process that has loaded the backends already (a sweep) asks them: loading them imports
+    # torch (seconds of CPU), which a report never needs; the built-in table covers the shipped ones.
+    backends = sys.modules.get("attnbench.backends")
+    if backends is None or not getattr(backends, "_loaded", False):
+        return {}
     try:
         from attnbench.backends import all_backends
 

@@ -9,25 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from typing import TYPE_CHECKING
 
 from attnbench.report.load import RunData
 
+if TYPE_CHECKING:  # matplotlib costs ~0.7 s of CPU to import: only a report with --plot pays it
+    from matplotlib.figure import Figure
+
 DPI = 110
-KIND_MARKER = {"naive": "X", "flash": "o", "paged": "s", "other": "D"}
-RUN_STYLE = ["-", "--", ":", "-."]
-# Colours by family so a figure reads at a glance: standard attention dark/grey, flash cool,
-# paged warm; within a family the colours stay apart from each other on white.
-FAMILY_COLORS = {
-    "naive": ["#000000", "#999999", "#6b4226", "#c0c0c0"],
-    "flash": ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#000080", "#8c564b", "#00a89d", "#6a3d9a",
-              "#7fbf7f", "#5e9bd1"],
-    "paged": ["#d62728", "#ff7f0e", "#e377c2", "#c9a800", "#8b0000", "#f4a6a6", "#b35900"],
-    "other": ["#bcbd22", "#7f7f7f"],
-}
+
 
 @dataclass
 class FigureResult:
@@ -46,6 +36,10 @@ class NoData(Exception):
 def new_figure(width: float, height: float) -> Figure:
     """A figure whose constrained layout keeps the title, labels, legends placed outside the axes,
     colour bars and the footer inside the canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
     fig = Figure(figsize=(width, height), dpi=DPI)
     fig.set_layout_engine(ConstrainedLayoutEngine(h_pad=0.06))
     FigureCanvasAgg(fig)
@@ -53,18 +47,10 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def colors_for(runs: list[RunData]) -> dict[str, str]:
-    """One colour per backend label, stable across every figure of the report."""
-    kinds: dict[str, str] = {}
-    for run in runs:
-        if not run.df.empty:
-            kinds.update(run.df.groupby("label")["kind"].first().astype(str).to_dict())
-    out: dict[str, str] = {}
-    used: dict[str, int] = {}
-    for label in sorted(kinds):
-        palette = FAMILY_COLORS.get(kinds[label], FAMILY_COLORS["other"])
-        out[label] = palette[used.get(kinds[label], 0) % len(palette)]
-        used[kinds[label]] = used.get(kinds[label], 0) + 1
-    return out
+    """One colour per backend label, stable across every figure of the report (see styles.py)."""
+    from attnbench.report.styles import styles_for
+
+    return {label: st.color for label, st in styles_for(runs).items()}
 
 
 def stamp(fig: Figure, runs: list[RunData], title: str, subtitle: str = "") -> None:
@@ -89,7 +75,7 @@ def file_name(key: str, run_index: int | None, n_runs: int) -> str:
 
 def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
     """Draw every figure; each failure to find data becomes a not-drawn entry with its reason."""
-    from attnbench.report import plots_memory, plots_perf
+    from attnbench.report import plots_memory, plots_perf, plots_samples
 
     colors = colors_for(runs)
     results: list[FigureResult] = []
@@ -101,6 +87,10 @@ def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
          "Achieved bandwidth (minimum bytes / time) as a share of the calibrated copy bandwidth.",
          plots_perf.decode_bandwidth),
     ]
+    if len(runs) >= 2:
+        shared.append(("samples", "Samples per point",
+                       "Every timing sample of the points whose medians moved most between the first two "
+                       "runs, divided by the first run's median.", plots_samples.samples_figure))
     per_run: list[tuple[str, str, str, Callable]] = [
         ("roofline", "Roofline", "Every ok point against the run's calibrated copy and matmul ceilings.",
          plots_perf.roofline),
@@ -114,7 +104,7 @@ def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
          "Share of KV-cache memory per allocation policy (fragmentation study).", plots_memory.fragmentation),
     ]
     # Figures of an earlier render into the same folder would linger beside this report's: drop them.
-    for key, *_ in shared + per_run:
+    for key in [k for k, *_ in shared + per_run] + ["samples"]:
         for stale in figures_dir.glob(f"{key}*.png"):
             stale.unlink()
     for key, title, caption, fn in shared:

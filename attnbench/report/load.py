@@ -154,7 +154,13 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["n_len"] = df.apply(equal_len, axis=1)
     df["lengths_equal"] = df["n_len"].notna()
     df["ok"] = (df["status"] == "ok") & df["latency_ms_p50"].notna() & (df["latency_ms_p50"] > 0)
-    return df
+    from attnbench.report.classify import add_classes
+
+    df = add_classes(df)  # once here: several tables select by workload class
+    # pandas' Arrow-backed strings make each of the report's many row selections several times
+    # slower on a frame this wide; plain object columns hold the same values.
+    df = df.astype({c: object for c in df.columns if str(df[c].dtype) == "str"})
+    return df.copy()  # one block per dtype: the columns added one by one above leave it fragmented
 
 
 def _find_fragmentation(run_dir: Path) -> Path | None:

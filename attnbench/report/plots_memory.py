@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from attnbench.report import fragmentation as frag
 from attnbench.report.figures import NoData, new_figure, stamp
 from attnbench.report.select import describe_case, paired
+from attnbench.report.styles import label_ends, styles_for
 from attnbench.report.table import geomean
 
 
@@ -32,22 +33,33 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
     rows["waste"] = 1.0 - rows["kv_bytes_used"] / rows["kv_bytes_allocated"]
     # Contexts that are multiples of every block size run waste nothing: nothing to trade against.
     no_waste = bool(rows["waste"].notna().any() and rows["waste"].max() < 1e-9)
-    fig = new_figure(13, 6.4)
-    ax_t, ax_w = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    has_waste = bool(rows["waste"].notna().any()) and not no_waste
+    # Without waste to trade against, one panel: an empty second one would be half a blank figure.
+    fig = new_figure(13 if has_waste else 10, 6.4)
+    ax_t = fig.add_subplot(1, 2 if has_waste else 1, 1)
+    ax_w = fig.add_subplot(1, 2, 2) if has_waste else None
+    styles = styles_for(runs)
+    ends: list[tuple[float, float, str, str]] = []
     for label, g in rows.groupby("label"):
-        for layout, style in (("shuffled", "-"), ("contiguous", "--")):
+        st = styles[label]
+        for layout, filled in (("shuffled", True), ("contiguous", False)):
             gl = g[g["kv_layout"] == layout].sort_values("block_size")
             if not gl.empty:
-                ax_t.plot(gl["block_size"], gl["latency_ms_p50"], style, marker="o", ms=5, lw=1.6,
-                          color=colors.get(label), label=label if layout == "shuffled" else None)
+                ax_t.plot(gl["block_size"], gl["latency_ms_p50"], "-" if filled else ":", marker=st.marker,
+                          ms=6, lw=1.6, color=st.color, label=label if filled else None,
+                          markerfacecolor=st.color if filled else "white")
+        last = g[g["kv_layout"] == "shuffled"].sort_values("block_size")
+        if not last.empty:
+            ends.append((float(last["block_size"].iloc[-1]), float(last["latency_ms_p50"].iloc[-1]), label,
+                         st.color))
         gs = g[g["kv_layout"] == "shuffled"].sort_values("block_size")
         gs = gs if not gs.empty else g.sort_values("block_size")
-        if gs["waste"].notna().any() and not no_waste:
-            ax_w.plot(100 * gs["waste"], gs["latency_ms_p50"], "-", marker="o", ms=5, lw=1.6,
-                      color=colors.get(label), label=label)
+        if ax_w is not None and gs["waste"].notna().any():
+            ax_w.plot(100 * gs["waste"], gs["latency_ms_p50"], "-", marker=st.marker, ms=5, lw=1.6,
+                      color=st.color, label=label)
     # The waste depends on the block size only (same case, same allocator): one marker line per size.
     per_size = rows.groupby("block_size")["waste"].median().dropna()
-    for bs, waste in per_size.items() if not no_waste else ():
+    for bs, waste in per_size.items() if ax_w is not None else ():
         ax_w.axvline(100 * waste, color="#999999", lw=0.8, ls=":")
         ax_w.annotate(f"bs {bs:.0f}", (100 * waste, 1.0), xycoords=("data", "axes fraction"),
                       textcoords="offset points", xytext=(2, -12), fontsize=8, color="#444444")
@@ -56,27 +68,26 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
     ax_t.set_xticklabels([f"{b:.0f}" for b in sorted(rows["block_size"].unique())])
     ax_t.set_xlabel("block size (tokens per KV block)")
     ax_t.set_ylabel("median kernel time (ms)")
-    ax_t.set_title("kernel time vs block size (solid: shuffled blocks, dashed: contiguous blocks)",
+    ax_t.set_title("kernel time vs block size (filled, solid: shuffled blocks; hollow, dotted: contiguous)",
                    fontsize=10)
     ax_t.grid(True, alpha=0.35)
     ax_t.legend(fontsize=7.5, loc="best")
+    label_ends(ax_t, ends, log_y=False, room=1.9)
+    note = ""
     if no_waste:
-        ax_w.text(0.5, 0.5, "no KV memory waste at any block size in this case:\n"
-                  "every context length is a multiple of every block size run.\n"
-                  "The fragmentation study shows the memory side of the trade-off.",
-                  ha="center", va="center", transform=ax_w.transAxes, fontsize=10)
-        ax_w.set_axis_off()
-    elif rows["waste"].notna().any():
+        note = "no KV memory waste at any block size: every context is a multiple of every block size"
+    elif not has_waste:
+        note = "KV memory waste not measured: rows carry no kv_bytes_allocated / kv_bytes_used"
+    if note:
+        ax_t.annotate(note + " (the fragmentation study shows the memory side)", (0.5, 0.985),
+                      xycoords="axes fraction", ha="center", va="top", fontsize=8.5, color="#444444")
+    if ax_w is not None:
         ax_w.set_xlabel("KV-cache memory waste (% of allocated bytes holding no token)")
         ax_w.set_ylabel("median kernel time (ms)")
         ax_w.set_title("trade-off: kernel time vs KV memory waste (shuffled blocks)", fontsize=10)
         ax_w.grid(True, alpha=0.35)
         ax_w.margins(x=0.08)
         ax_w.legend(fontsize=7.5, loc="best")
-    else:
-        ax_w.text(0.5, 0.5, "not measured: rows carry no kv_bytes_allocated / kv_bytes_used",
-                  ha="center", va="center", transform=ax_w.transAxes, fontsize=10)
-        ax_w.set_axis_off()
     stamp(fig, runs, title, "case: " + describe_case(rows.iloc[0]))
     return fig
 
@@ -155,10 +166,9 @@ def speedup_heatmap(runs, _colors: dict[str, str], title: str) -> Figure:
     return fig
 
 
-SEGMENTS = (("token_states", "token states", "#2ca02c"), ("reserved", "reserved", "#ffbf00"),
-            ("internal", "internal fragmentation", "#d62728"),
-            ("external", "external fragmentation", "#9467bd"),
-            ("other", "other", "#bbbbbb"))
+SEGMENTS = (("token_states", "token states"), ("reserved", "reserved"),
+            ("internal", "internal fragmentation"), ("external", "external fragmentation"),
+            ("other", "other"))
 
 
 def fragmentation(runs, _colors: dict[str, str], title: str) -> Figure:
@@ -175,7 +185,10 @@ def fragmentation(runs, _colors: dict[str, str], title: str) -> Figure:
              for r in recs]
     y = np.arange(len(recs))[::-1]
     left = np.zeros(len(recs))
-    for key, name, color in SEGMENTS:
+    from attnbench.fragmentation_colors import CATEGORY_COLORS
+
+    for key, name in SEGMENTS:
+        color = CATEGORY_COLORS[key]  # the study's own figures use the same colours
         vals = np.nan_to_num(np.array([100 * r[key] for r in recs], dtype=float))
         ax.barh(y, vals, left=left, color=color, label=name, edgecolor="white", height=0.7)
         for yi, lft, v in zip(y, left, vals, strict=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from attnbench.report.describe import describe
 from attnbench.report.load import RunData
 from attnbench.report.select import describe_case, label_order, representative, representative_row
-from attnbench.report.table import Table, missing, ms, not_measured, num, pct
+from attnbench.report.table import Table, missing, ms_spread, not_measured, num, pct
 
 
 def _why_missing(run: RunData, problem: str | None, label: str) -> str:
@@ -26,11 +26,13 @@ def build(run: RunData) -> Table:
     table = Table(
         key="quick_summary",
         title="Quick summary",
-        intro="Each backend: its purpose and memory model, and its median latency (p50) and throughput "
+        intro="Each backend: its purpose and memory model, and its median latency (p50, with the 95% "
+        "interval of the median in brackets and the sample count n) and throughput "
         "on the representative prefill and decode cases (the cases the most backends ran). Paged "
         "backends use shuffled blocks of 16 tokens where they ran them.",
-        columns=["Backend", "Family", "Impl", "Purpose", "Memory model", "Prefill p50", "Prefill TFLOP/s",
-                 "Decode p50", "Decode GB/s (% of copy)", "Decode tokens/s", "Rows ok"],
+        columns=["Backend", "Family", "Impl", "Purpose", "Memory model", "Prefill p50 [95% CI] n",
+                 "Prefill TFLOP/s", "Decode p50 [95% CI] n", "Decode GB/s (% of copy)", "Decode tokens/s",
+                 "Rows ok"],
     )
     for problem, phase in ((pre, "prefill"), (dec, "decode")):
         if problem is not None:
@@ -56,7 +58,9 @@ def build(run: RunData) -> Table:
         if p is not None:
             rec.update(prefill_ms=p["latency_ms_p50"], prefill_tflops=p["tflops"])
             bs = f" (bs {p['block_size']:.0f})" if p["paged"] else ""
-            cells += [ms(p["latency_ms_p50"]) + bs, num(p["tflops"])]
+            rec.update(prefill_n=p["n_samples"],
+                       prefill_ci_ms=(p["latency_ms_ci_low"], p["latency_ms_ci_high"]))
+            cells += [ms_spread(p) + bs, num(p["tflops"])]
         else:
             cells += [_why_missing(run, pre, label), "—"]
         d = representative_row(ok, dec, label) if dec else None
@@ -68,7 +72,9 @@ def build(run: RunData) -> Table:
                        decode_tokens_per_s=tokens)
             bs = f" (bs {d['block_size']:.0f})" if d["paged"] else ""
             share_txt = f" ({pct(share)})" if not missing(share) else " (no calibrated ceiling)"
-            cells += [ms(d["latency_ms_p50"]) + bs, num(gbps) + share_txt, num(tokens)]
+            rec.update(decode_n=d["n_samples"],
+                       decode_ci_ms=(d["latency_ms_ci_low"], d["latency_ms_ci_high"]))
+            cells += [ms_spread(d) + bs, num(gbps) + share_txt, num(tokens)]
         else:
             cells += [_why_missing(run, dec, label), "—", "—"]
         cells.append(f"{rec['n_ok']}/{rec['n_rows']}")

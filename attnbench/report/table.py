@@ -56,6 +56,15 @@ def ms(value: Any) -> str:
     return "—" if missing(value) else f"{num(value)} ms"
 
 
+def ms_spread(row: Any) -> str:
+    """A row's median latency with its 95% interval and sample count: '0.157 ms [0.156, 0.157] n=20'."""
+    from attnbench.numfmt import median_with_spread
+
+    keys = ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high", "n_samples")
+    values = {k: (None if missing(row.get(k)) else float(row.get(k))) for k in keys}
+    return "—" if values["latency_ms_p50"] is None else median_with_spread(values, "ms")
+
+
 def pct(fraction: Any, digits: int = 1) -> str:
     # round() then + 0.0 turns a tiny negative (float noise) into "0.0%", not "-0.0%"
     return "—" if missing(fraction) else f"{round(100.0 * float(fraction), digits) + 0.0:.{digits}f}%"

@@ -22,7 +22,8 @@ from attnbench.report.table import Table, geomean, not_measured, ratio
 
 def winner(best: pd.DataFrame) -> dict[str, Any]:
     """Winner, wins, runner-up and margin over a frame of best rows (problem, label, latency)."""
-    lat = best.pivot_table(index="problem", columns="label", values="latency_ms_p50", aggfunc="min")
+    # problem x label, the fastest time (what pivot_table(aggfunc="min") gives, at a fraction of its cost)
+    lat = best.groupby(["problem", "label"])["latency_ms_p50"].min().unstack("label")
     wins = lat.idxmin(axis=1).value_counts()
     slowdown = lat.div(lat.min(axis=1), axis=0)
     coverage = lat.notna().sum()

@@ -1,0 +1,103 @@
+"""The read-only commands (gate, report, baseline, merge, export) never import torch: they run on
+committed runs in CI jobs and laptops where torch's import alone costs seconds of CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ROOT / "results" / "baselines"
+CI = BASELINES / "ci-gate-h100"
+H100 = BASELINES / "h100"
+
+_PROBE = """
+import sys, runpy
+sys.argv = ["attnbench", *{args!r}]
+try:
+    runpy.run_module("attnbench", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted(m for m in ("torch", "triton", "matplotlib") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy))
+print("CODE=" + str(code))
+"""
+
+
+def _modules_after(args: list[str]) -> tuple[str, str]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE.format(args=args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    heavy = next(line for line in lines if line.startswith("HEAVY="))[6:]
+    code = next(line for line in lines if line.startswith("CODE="))[5:]
+    return heavy, code
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gate", "--baseline", str(CI), "--current", str(CI)],
+        ["baseline", "list"],
+        ["export", str(CI), "--format", "csv", "--out", "{tmp}/x.csv"],
+        ["report", str(H100), "--out", "{tmp}/report"],
+        ["config", "schema"],
+        ["--version"],
+    ],
+    ids=lambda a: a[0] if a[0] != "baseline" else "baseline-list",
+)
+def test_read_only_commands_do_not_import_torch(args, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    heavy, code = _modules_after(args)
+    assert "torch" not in heavy and "triton" not in heavy, (args, heavy)
+    assert "matplotlib" not in heavy  # no --plot: no figures, no matplotlib
+    assert code in ("0", "None"), (args, code)
+
+
+def test_gate_on_committed_runs_under_two_seconds_of_cpu():
+    code = (
+        "import resource, subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-m', 'attnbench', 'gate', '--baseline', {str(CI)!r}, "
+        f"'--current', {str(CI)!r}], capture_output=True)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(u.ru_utime + u.ru_stime)\n"
+    )
+    cpu_s = float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                 timeout=120).stdout.strip())
+    assert cpu_s < 2.0, f"gate took {cpu_s:.2f} s of CPU"
+
+
+TINY = """name: tiny-merge
+timing: {max_time_s: 0.02, min_samples: 3, max_samples: 5, warmup_ms: 1}
+workloads:
+  - name: d
+    phase: decode
+    batch: [1, 2]
+    lengths: fixed:16
+    q_heads: 2
+    kv_heads: 2
+    head_dim: 16
+    dtype: fp32
+"""
+
+
+def test_merge_of_new_shards_checks_coverage_without_torch(tmp_path):
+    from typer.testing import CliRunner
+
+    from attnbench.cli import app
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    shards = []
+    for k in (1, 2):
+        out = tmp_path / f"s{k}"
+        result = CliRunner().invoke(app, ["sweep", str(cfg), "--device", "cpu", "--backend", "naive",
+                                          "--no-isolate", "--shard", f"{k}/2", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        shards.append(str(out))
+    heavy, code = _modules_after(["merge", *shards, "--out", str(tmp_path / "m"), "--require-complete"])
+    assert "torch" not in heavy and code in ("0", "None"), (heavy, code)
