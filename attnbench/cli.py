@@ -538,4 +538,7 @@ def baseline_slug(
 
 
 def main() -> None:
+    from attnbench import pipe_safe
+
+    pipe_safe.install()  # `attnbench gate ... | head` keeps the gate's exit code
     app()

@@ -460,7 +460,7 @@ def workload_size(wl: Workload) -> int:
     chunks = len(wl.chunk) if wl.phase == "mixed" else 1
     combos = (len(wl.batch) * len(wl.lengths) * heads * len(wl.head_dim) * len(wl.dtype)
               * len(wl.causal) * chunks * len(wl.prefix_len))
-    return combos * (1 + len(wl.block_size) * len(wl.kv_layout))
+    return combos * (1 + len(wl.block_size) * len(wl.block_order))
 
 
 def excluded(rules: tuple[dict[str, Any], ...], columns: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
-from attnbench.config import DEVICES, WORKLOAD_ALIASES, TimingPolicy, Workload
+from attnbench.config import DEVICES, TIMING_METHODS, WORKLOAD_ALIASES, TimingPolicy, Workload
 from attnbench.workloads import DISTS
 
 # Per workload key: (item schema, minimum or None, required, description). Axis keys take one value
@@ -59,7 +59,9 @@ def _timing() -> dict[str, Any]:
     defaults = TimingPolicy()
     props: dict[str, Any] = {}
     for f in fields(TimingPolicy):
-        if f.type == "bool":
+        if f.type == "str":
+            props[f.name] = {"enum": list(TIMING_METHODS)}
+        elif f.type == "bool":
             props[f.name] = {"type": "boolean"}
         elif f.type == "int":
             props[f.name] = {"type": "integer", "minimum": 1}
@@ -108,6 +110,8 @@ def schema() -> dict[str, Any]:
             "workloads": {"type": "array", "minItems": 1, "items": _workload()},
             "exclude": {"type": "array", "description": "points to leave out; keys match row columns, "
                         "*_gt / *_lt compare", "items": {"type": "object", "minProperties": 1}},
+            "fragmentation": {"type": "string", "minLength": 1, "description": "a KV-cache study config "
+                              "(attnbench fragmentation), run into the run directory after the points"},
         },
     }
 

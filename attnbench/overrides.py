@@ -98,8 +98,14 @@ def load_sweep_config(
     known_backends: list[str] | None = None,
 ) -> SweepConfig:
     """Load a config file with --set overrides and a --workload filter, validated as one config."""
+    from attnbench.runio import read_text
+
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    text = edited_text(path.read_text(), str(path), list(sets or []), list(workloads or []))
+    try:
+        raw = read_text(path, "config file")  # a directory, unreadable, not UTF-8: one line
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    text = edited_text(raw, str(path), list(sets or []), list(workloads or []))
     source = str(path) + (" (with --set/--workload)" if sets or workloads else "")
     return parse_config(text, source, known_backends)

@@ -208,7 +208,7 @@ def check_output(out: torch.Tensor, inputs: Inputs) -> ErrorCheck:
         ratio=float(ratio[seq, head]), seq=seq, head=head, batch_rel_err=batch,
         plain_rel_err=float(base.plain_rel[seq, head]),
     )
-    if not math.isfinite(worst.ratio or math.nan):
+    if worst.ratio is None or not math.isfinite(worst.ratio):
         return replace(worst, ok=False, reason="the error could not be computed (non-finite reference?)")
     if worst.ratio is not None and worst.ratio > 1.0:
         kv_len = inputs.case.kv_lens[seq]

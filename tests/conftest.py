@@ -24,3 +24,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Each test gets the environment it started with back: CLI tests run commands in this process
+    (typer's CliRunner), and a command that sets a variable for its own run (`run --device cpu` sets
+    TRITON_INTERPRET=1) must not change what later tests see."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)

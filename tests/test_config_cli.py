@@ -68,6 +68,10 @@ def test_committed_schema_matches_the_code():
 
 
 def test_schema_lists_exactly_the_keys_the_loader_takes():
+    from attnbench.config import _TIMING_KEYS, _TOP_KEYS
+
+    assert set(schema()["properties"]) == _TOP_KEYS
+    assert set(schema()["properties"]["timing"]["properties"]) == set(_TIMING_KEYS)
     wl = schema()["properties"]["workloads"]["items"]["properties"]
     assert set(wl) == workload_keys() | {"lengths"}
     assert wl["kv_layout"]["deprecated"] is True

@@ -207,3 +207,10 @@ def test_cuda_mutants_apply_to_the_sources(tmp_path: Path) -> None:
         for mutant in mutants:
             text = write_cuda_mutant(cuda_src_dir(), unit, mutant, tmp_path).read_text()
             assert text != honest, (unit, mutant)
+
+
+def test_an_exact_output_passes() -> None:
+    """A zero error (a length-1 sequence's output is its V row) is a pass, not an undefined ratio."""
+    inputs = build_inputs(Case("mut", "prefill", (1,), (1,), 4, 2, 64, "bf16", True, seed=1), "cpu")
+    check = check_output(inputs.reference.clone(), inputs)
+    assert check.ok and check.ratio == 0.0

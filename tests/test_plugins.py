@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 
 import pytest
 
 import attnbench.backends as backends_pkg
-from attnbench.backends._plugins import GROUP, PluginError
+from attnbench.backends._plugins import GROUP
 from attnbench.backends.base import registry
 
 PLUGIN = '''
@@ -54,6 +55,7 @@ def _install(tmp_path, value: str, body: str = PLUGIN) -> None:
 
 @pytest.fixture
 def fresh_registry(monkeypatch, tmp_path):
+    backends_pkg.all_backends()  # the built-in backends registered before the snapshot
     saved = dict(registry())
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(backends_pkg, "_loaded", False)
@@ -86,9 +88,13 @@ def test_entry_point_module_registering_itself(tmp_path, fresh_registry):
 
 
 def test_broken_entry_point_names_itself(tmp_path, fresh_registry):
+    """Like a bad ATTNBENCH_PLUGINS module: one warning naming it and the cause; the built-in backends
+    and every command still work."""
     _install(tmp_path, "ep_test_plugin", "raise RuntimeError('no kernel here')\n")
-    with pytest.raises(PluginError, match="backend plugin 'ep-naive'.*no kernel here"):
-        backends_pkg.all_backends()
+    names = backends_pkg.all_backends()
+    assert "naive" in names and "ep-naive" not in names
+    problems = backends_pkg.plugin_problems()
+    assert len(problems) == 1 and re.search("backend plugin 'ep-naive'.*no kernel here", problems[0])
 
 
 def test_plugin_api_exports_what_docs_promise():

@@ -317,21 +317,27 @@ def test_a_crash_is_one_line_the_manifest_says_failed_and_resume_finishes(tmp_pa
 
     cfg = config(tmp_path)
     run = tmp_path / "run"
-    real = console.SweepProgress.point_finished
+    real = console.BarProgress.point_finished  # piped output gets LineProgress: plant in both
+    real_line = console.LineProgress.point_finished
 
-    def bug(self, row):
-        if row["backend"] == "sdpa-math":
-            raise ValueError("planted bug in the progress display")
-        real(self, row)
+    def planted(original):
+        def bug(self, row):
+            if row["backend"] == "sdpa-math":
+                raise ValueError("planted bug in the progress display")
+            original(self, row)
 
-    monkeypatch.setattr(console.SweepProgress, "point_finished", bug)
+        return bug
+
+    monkeypatch.setattr(console.BarProgress, "point_finished", planted(real))
+    monkeypatch.setattr(console.LineProgress, "point_finished", planted(real_line))
     result = invoke("sweep", cfg, "--device", "cpu", "--backends", "naive,sdpa-math", "--no-isolate",
                     "--out", str(run))
     one_line_error(result, 1, "crashed", "ValueError: planted bug", "crash.log")
     assert "planted bug" in (run / "crash.log").read_text()
     manifest = check_true(run, "failed", 6)
     assert manifest["error"].startswith("ValueError")
-    monkeypatch.setattr(console.SweepProgress, "point_finished", real)
+    monkeypatch.setattr(console.BarProgress, "point_finished", real)
+    monkeypatch.setattr(console.LineProgress, "point_finished", real_line)
     assert invoke("sweep", cfg, "--device", "cpu", "--backends", "naive,sdpa-math", "--no-isolate",
                   "--resume", "--out", str(run)).exit_code == 0
     check_true(run, "complete", 6)
