@@ -91,7 +91,8 @@ def build(run: RunData) -> Table:
                 agrees = "yes" if rec["agrees"] else f"no ({measured} side faster)"
             elif cls.doc_kind:
                 agrees = not_measured("needs paged and flash rows")
-            eager = paired_summary(paired(eager_times(rows), "paged", "flash"))
+            eager_rows = eager_times(rows)
+            eager = paired_summary(paired(eager_rows, "paged", "flash") if not eager_rows.empty else eager_rows)
             rec["paged_over_flash_eager"] = eager["geomean"]
             if eager["n"]:
                 side = "flash faster" if eager["geomean"] > 1 else "paged faster"
