@@ -92,7 +92,8 @@ def build(run: RunData) -> Table:
             elif cls.doc_kind:
                 agrees = not_measured("needs paged and flash rows")
             eager_rows = eager_times(rows)
-            eager = paired_summary(paired(eager_rows, "paged", "flash") if not eager_rows.empty else eager_rows)
+            eager_pairs = paired(eager_rows, "paged", "flash") if not eager_rows.empty else eager_rows
+            eager = paired_summary(eager_pairs)
             rec["paged_over_flash_eager"] = eager["geomean"]
             if eager["n"]:
                 side = "flash faster" if eager["geomean"] > 1 else "paged faster"
