@@ -17,6 +17,11 @@ def sig(value: Any, digits: int = 3) -> str:
         return str(value)
     if math.isnan(v):
         return "-"
+    return significant(v, digits)
+
+
+def significant(v: float, digits: int = 3) -> str:
+    """A finite number with `digits` significant digits; scientific only below 1e-4 or from 1e6."""
     v = float(f"{v:.{digits}g}")  # round first: 0.00099996 is 0.00100, one magnitude up
     if v == 0:
         return "0"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnbench.backends._triton_common import compiled_triton_loaded
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
 from attnbench.inputs import build_inputs
@@ -99,14 +100,9 @@ def test_tolerance_follows_the_dtype_implementation() -> None:
 
 
 # ---- Triton kernel mutants under the interpreter ------------------------------------------------------
-def _compiled_triton_loaded() -> bool:
-    lang = sys.modules.get("triton.language")
-    return lang is not None and type(lang.zeros).__name__ != "InterpretedFunction"
-
-
 @pytest.fixture()
 def interpret(monkeypatch, request):
-    if _compiled_triton_loaded():
+    if compiled_triton_loaded():
         pytest.skip("triton was imported compiled earlier in this session; "
                     "test_triton_mutants_in_fresh_process runs these tests in a new process")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -188,7 +184,7 @@ def test_triton_flash_mutant_caught(interpret, mutant: str, dtype: str) -> None:
 
 def test_triton_mutants_in_fresh_process() -> None:
     """When another test imported triton compiled first, run the Triton tests above in a new process."""
-    if not _compiled_triton_loaded():
+    if not compiled_triton_loaded():
         pytest.skip("this process can interpret: the tests above ran here")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     root = Path(__file__).resolve().parent.parent

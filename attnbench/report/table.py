@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from attnbench.numfmt import significant
+
 NOT_MEASURED = "not measured"
 
 
@@ -42,14 +44,7 @@ def num(value: Any, digits: int = 3) -> str:
     """A number with `digits` significant digits, no scientific notation for ordinary sizes."""
     if missing(value):
         return "—"
-    v = float(f"{float(value):.{digits}g}")  # round first: 0.00099996 is 0.00100, one magnitude up
-    if v == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(v)))
-    if mag >= 6 or mag < -4:
-        return f"{v:.{digits - 1}e}"
-    decimals = max(0, digits - 1 - mag)
-    return f"{v:,.{decimals}f}"
+    return significant(float(value), digits)
 
 
 def ms(value: Any) -> str:
