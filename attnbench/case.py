@@ -29,6 +29,14 @@ class Case:
     block_size: tokens per KV-cache block for paged backends; None for contiguous-KV backends.
     kv_layout: order of a sequence's blocks in the pool: shuffled (as a long-running server
         leaves it) or contiguous; only meaningful with a block size.
+    window: sliding-window left context in tokens, None for full attention. The query at absolute
+        position p (p = kv_len - q_len + i for query i) sees keys j with j >= p - window (and j <= p
+        when causal), so at most window + 1 keys: flash-attn's window_size=(window, 0), FlashInfer's
+        window_left=window.
+    softcap: logit soft-capping, None for none: a score s (after the softmax scale) becomes
+        softcap * tanh(s / softcap) before the mask and softmax (Gemma-2 uses 50).
+    alibi: add ALiBi biases -slope_h * (p - j) to the scores (after the soft-cap), with the usual
+        geometric per-head slopes (attnbench.patterns.alibi_slopes).
     """
 
     workload: str
@@ -45,6 +53,9 @@ class Case:
     kv_layout: str = "shuffled"
     seed: int = 0
     prefix_len: int = 0
+    window: int | None = None
+    softcap: float | None = None
+    alibi: bool = False
     tags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +79,10 @@ class Case:
             )
         if self.block_size is not None and self.block_size < 1:
             raise ValueError("block_size must be positive")
+        if self.window is not None and (isinstance(self.window, bool) or self.window < 0):
+            raise ValueError(f"window {self.window!r} must be a non-negative token count or None")
+        if self.softcap is not None and not self.softcap > 0:
+            raise ValueError(f"softcap {self.softcap!r} must be a positive number or None")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -106,6 +121,18 @@ class Case:
     def softmax_scale(self) -> float:
         return self.head_dim**-0.5
 
+    @property
+    def pattern(self) -> str:
+        """The score pattern beyond causal masking: 'none', or e.g. 'window4096+softcap50+alibi'."""
+        parts = []
+        if self.window is not None:
+            parts.append(f"window{self.window}")
+        if self.softcap is not None:
+            parts.append(f"softcap{self.softcap:g}")
+        if self.alibi:
+            parts.append("alibi")
+        return "+".join(parts) or "none"
+
     # ---- identity ------------------------------------------------------------------------
     def without_paging(self) -> Case:
         """The same problem with contiguous KV (what non-paged backends run)."""
@@ -131,6 +158,8 @@ class Case:
         ]
         if self.prefix_len:
             parts.append(f"prefix{self.prefix_len}")
+        if self.pattern != "none":
+            parts.append(self.pattern)
         if self.block_size is not None:
             parts.append(f"bs{self.block_size}-{self.kv_layout}")
         return "/".join(parts)
@@ -152,6 +181,7 @@ class Case:
             max_kv=self.max_kv,
             mean_kv=self.total_kv / self.batch,
             gqa_ratio=self.gqa_ratio,
+            pattern=self.pattern,
             tags=list(self.tags),
         )
         return d

@@ -7,6 +7,7 @@ reference, timing, telemetry) belongs to the harness, so every backend is measur
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from attnbench.inputs import Inputs
 
 FAMILIES = ("naive", "flash", "paged")
+# The score patterns a case can ask for beyond causal masking (Case.window, .softcap, .alibi).
+PATTERN_FEATURES = ("window", "softcap", "alibi")
 IMPLS = ("torch", "triton", "cuda", "cpp", "external")
 
 
@@ -58,6 +61,16 @@ class Backend(ABC):
     # --devices the worker that has paid it takes these backends' points (attnbench.device_queue).
     warmup_key: ClassVar[str | None] = None
     warmup_s: ClassVar[float] = 0.0
+    # The pattern features (PATTERN_FEATURES) the backend implements. A case asking for one that is
+    # not listed is skipped with the reason before the backend's own supports() is asked, so a
+    # backend that knows nothing of patterns can never run a windowed case as a full one.
+    patterns: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("supports")
+        if own is not None and not getattr(own, "_checks_patterns", False):
+            cls.supports = _with_pattern_check(own)  # type: ignore[method-assign]
 
     def available(self, device: str) -> tuple[bool, str]:
         """Whether the backend can run at all on this device type (imports, hardware, compiler)."""
@@ -76,6 +89,26 @@ class Backend(ABC):
     def wants(self, case: Case) -> bool:
         """Whether a planned case is meant for this backend (paged cases for paged consumers)."""
         return ("paged" if case.paged else "contiguous") in self.kv_inputs
+
+
+def case_features(case: Case) -> tuple[str, ...]:
+    """The pattern features a case uses, in PATTERN_FEATURES order."""
+    used = {"window": case.window is not None, "softcap": case.softcap is not None, "alibi": case.alibi}
+    return tuple(f for f in PATTERN_FEATURES if used[f])
+
+
+def _with_pattern_check(
+    supports: Callable[[Backend, Case], tuple[bool, str]],
+) -> Callable[[Backend, Case], tuple[bool, str]]:
+    @functools.wraps(supports)
+    def checked(self: Backend, case: Case) -> tuple[bool, str]:
+        missing = [f for f in case_features(case) if f not in type(self).patterns]
+        if missing:
+            return False, f"no {'/'.join(missing)} pattern in this backend"
+        return supports(self, case)
+
+    checked._checks_patterns = True  # type: ignore[attr-defined]
+    return checked
 
 
 _REGISTRY: dict[str, type[Backend]] = {}
