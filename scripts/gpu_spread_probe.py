@@ -1,0 +1,122 @@
+"""Where does the process-to-process spread of a launch-bound point's median come from? (issue 16)
+
+    PYTHONPATH=. python3 scripts/gpu_spread_probe.py OUT_DIR [--processes 5] [--allocs 6]
+    PYTHONPATH=. python3 scripts/gpu_spread_probe.py OUT_DIR --cpu      # dry run of this code
+
+Each fresh process builds --allocs independent input sets of decode B16 context 512 (all kept alive,
+so each lies at other device addresses), prepares the backend on each, and times them with the
+default policy in two interleaved passes (alloc 0..n-1, then again), recording the SM clock around
+them. Within-process spread across allocations (pass 1 vs pass 2 says whether it is the allocation
+or drift) against the spread across processes of allocation 0 and of the mean over allocations tells
+whether rotating input copies would bring the cross-process spread down. Writes OUT_DIR/probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BACKENDS = ("triton-paged", "cuda-paged", "sdpa-cudnn")
+PAGED = ("triton-paged", "cuda-paged")
+
+
+def spread(values: list[float]) -> float | None:
+    """(max - min) / median, the figure issue 16 quotes."""
+    valid = [v for v in values if v]
+    return (max(valid) - min(valid)) / statistics.median(valid) if len(valid) > 1 else None
+
+
+def one_process(backend: str, allocs: int, device: str) -> dict[str, Any]:
+    import torch
+
+    from attnbench.backends import get_backend
+    from attnbench.case import Case
+    from attnbench.config import TimingPolicy
+    from attnbench.inputs import build_inputs
+    from attnbench.measure import time_callable
+    from attnbench.telemetry import nvml_index
+
+    block = 16 if backend in PAGED else None
+    case = Case("probe", "decode", (1,) * 16, (512,) * 16, 32, 8, 128,
+                "bf16" if device == "cuda" else "fp32", True, block_size=block)
+    bk = get_backend(backend)
+    ok, why = bk.available(device)
+    if not ok:
+        return {"backend": backend, "skipped": why}
+    dev = torch.device(device)
+    policy = TimingPolicy() if device == "cuda" else TimingPolicy.for_device("cpu")
+    runs = []
+    for _ in range(allocs):
+        inputs = build_inputs(case, device)
+        runs.append((inputs, bk.prepare(case, inputs)))
+    clock = _sm_clock(nvml_index(0) if device == "cuda" else None)
+    passes = []
+    for _ in range(2):
+        passes.append([time_callable(p.run, dev, policy).summary()["latency_ms_p50"] for _, p in runs])
+    return {"backend": backend, "passes_ms": passes, "sm_clock_mhz": [clock, _sm_clock(
+        nvml_index(0) if device == "cuda" else None)],
+        "q_ptr": [int(i.q.data_ptr()) % (1 << 32) for i, _ in runs]}
+
+
+def _sm_clock(index: int | None) -> int | None:
+    if index is None:
+        return None
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml.nvmlDeviceGetClockInfo(pynvml.nvmlDeviceGetHandleByIndex(index), pynvml.NVML_CLOCK_SM)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--processes", type=int, default=5)
+    ap.add_argument("--allocs", type=int, default=6)
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    device = "cpu" if args.cpu else "cuda"
+    if args.one:
+        print(json.dumps(one_process(args.one, args.allocs, device)))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    backends = ("naive",) if args.cpu else BACKENDS
+    result: dict[str, Any] = {}
+    for backend in backends:
+        procs = []
+        for _ in range(args.processes):
+            cmd = [sys.executable, __file__, str(args.out), "--one", backend, "--allocs", str(args.allocs)]
+            cmd += ["--cpu"] if args.cpu else []
+            res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+            lines = res.stdout.strip().splitlines()
+            procs.append(json.loads(lines[-1]) if lines else {"error": res.stderr[-500:]})
+        ok = [p for p in procs if "passes_ms" in p]
+        first = [p["passes_ms"][0][0] for p in ok]
+        means = [statistics.mean(p["passes_ms"][0] + p["passes_ms"][1]) for p in ok]
+        medians = [statistics.median(p["passes_ms"][0] + p["passes_ms"][1]) for p in ok]
+        within = [spread(p["passes_ms"][0]) for p in ok]
+        # Pass 1 vs pass 2 per allocation: small when an allocation keeps its own speed.
+        repeat = [statistics.median(abs(a - b) / b for a, b in zip(*p["passes_ms"], strict=True)) for p in ok]
+        result[backend] = {
+            "processes": procs,
+            "spread_alloc0_across_processes": spread(first),
+            "spread_mean_over_allocs_across_processes": spread(means),
+            "spread_median_over_allocs_across_processes": spread(medians),
+            "within_process_alloc_spread": within,
+            "within_process_repeat_rel_diff": repeat,
+        }
+        print(backend, {k: v for k, v in result[backend].items() if k != "processes"}, flush=True)
+    (args.out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
