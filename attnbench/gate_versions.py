@@ -34,6 +34,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# attnbench.backends.QUIET_ENV: set, the package leaves its plugin problems to the caller (imported
+# by name here because the package is re-imported per version below).
+QUIET_ENV = "ATTNBENCH_QUIET_PLUGIN_ERRORS"
+
 # module names a version owns: the package, the kernels (imported as attnbench_kernels by
 # attnbench.paths.import_kernels, or as kernels), so each version runs its own kernel sources
 _OWN_MODULES = ("attnbench", "attnbench_kernels", "kernels")
@@ -132,13 +136,21 @@ def load_version(spec: str) -> Version:
     sys.path.insert(0, str(root))
     os.environ["ATTNBENCH_PLUGINS"] = ",".join(plugins)
     importlib.invalidate_caches()
+    old_quiet = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1"  # the problems are raised below, not printed as warnings
     try:
-        for name in plugins:
-            # A sweep warns about a plugin it cannot import and goes on; a version that names one
-            # would silently compare the checkout with itself, so here it is a usage error.
-            importlib.import_module(name)
-        backends = importlib.import_module("attnbench.backends").all_backends()
+        # The normal loading order, as a sweep has it: the built-in backends first, then the plugins
+        # (a plugin may wrap a built-in backend, so it must find it registered).
+        package = importlib.import_module("attnbench.backends")
+        backends = package.all_backends()
+        # A sweep warns about a plugin it cannot import and goes on; a version that names one
+        # would silently compare the checkout with itself, so here it is a usage error.
+        problems = package.plugin_problems()
+        if problems:
+            raise VersionError(f"{spec}: its backends cannot be imported ({problems[0]})")
         modules = {n: m for n, m in sys.modules.items() if _owned(n, plugins)}
+    except VersionError:
+        raise
     except Exception as e:  # noqa: BLE001 - a version that cannot import is a usage error here
         raise VersionError(f"{spec}: its backends cannot be imported ({type(e).__name__}: {e})") from None
     finally:
@@ -146,6 +158,10 @@ def load_version(spec: str) -> Version:
             del sys.modules[n]
         sys.modules.update(saved)
         sys.path[:] = old_path
+        if old_quiet is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = old_quiet
         if old_env is None:
             os.environ.pop("ATTNBENCH_PLUGINS", None)
         else:

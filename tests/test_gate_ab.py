@@ -155,3 +155,8 @@ def test_points_nobody_can_run_here_are_rows_and_nothing_compared_exits_2(tmp_pa
     points = json.loads((tmp_path / "ab.json").read_text())["points"]
     assert len(points) == 16 and all(p["note"].startswith("unavailable in A: ") for p in points)
     assert "0 points compared" in out.stderr
+
+
+def test_a_plugin_finds_the_builtin_backends_registered_before_it_loads():
+    v = load_version("plugin:tests.gate_ab_wrap_fake")
+    assert type(v.backends["sdpa-math"]).__name__ == "WrappedSdpaMath"
