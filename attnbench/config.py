@@ -77,6 +77,12 @@ class TimingPolicy:
     thermal: bool = True
     thermal_max_s: float = 3.0
     thermal_samples: int = 50
+    # GPU samples rotate over this many copies of a point's inputs (each prepared by the backend)
+    # when they total at most input_copies_max_mb: a launch-bound kernel's time depends on where its
+    # inputs lie (an H200: 1.5-7% between allocations of decode B16 context 512), and one process has
+    # one placement, so without rotation the spread between processes' medians is that placement's.
+    input_copies: int = 4
+    input_copies_max_mb: float = 256.0
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
 
     @classmethod

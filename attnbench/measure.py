@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from attnbench import cpu_memory
 from attnbench.config import TimingPolicy
 from attnbench.cupti_timing import kernel_ms_per_call
 from attnbench.stream_hold import L2Flusher, StreamHold
-from attnbench.thermal import settle
+from attnbench.thermal import energy_per_call, settle
 
 ROUND = 10  # samples per round between stop checks
 HOST_CALLS = 20  # eager calls timed on the host for call_ms
@@ -102,17 +102,19 @@ def rel_ci_halfwidth(samples: list[float]) -> float:
 
 
 def time_callable(
-    fn: Callable[[], Any],
+    fn: Callable[[], Any] | Sequence[Callable[[], Any]],
     device: torch.device,
     policy: TimingPolicy,
     compute_bound: bool = False,
     nvml_index: int | None = None,
 ) -> Timing:
-    """Time fn on its device. compute_bound: use the thermal protocol (NVML index for its clock)."""
+    """Time fn on its device. compute_bound: use the thermal protocol (NVML index for its clock).
+    fn may be several callables doing the same work on copies of the inputs: GPU samples rotate over
+    them (held events only; the host clock and CUPTI time the first)."""
     if device.type != "cuda":
-        return _time_host(fn, policy)
+        return _time_host(fn[0] if isinstance(fn, (list, tuple)) else fn, policy)
     if policy.method == "cupti":
-        return _time_cupti(fn, device, policy)
+        return _time_cupti(fn[0] if isinstance(fn, (list, tuple)) else fn, device, policy)
     return _time_cuda(fn, device, policy, compute_bound, nvml_index)
 
 
@@ -183,68 +185,103 @@ def _graph_of(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
 
 
 def _time_cuda(
-    fn: Callable[[], Any], device: torch.device, policy: TimingPolicy, compute_bound: bool,
-    nvml_index: int | None,
+    fn: Callable[[], Any] | Sequence[Callable[[], Any]], device: torch.device, policy: TimingPolicy,
+    compute_bound: bool, nvml_index: int | None,
 ) -> Timing:
     sync = torch.cuda.synchronize
-    warm = _warmup(fn, policy, sync)
-    calls = sorted(host_call_ms(fn, sync))
+    fns = list(fn) if isinstance(fn, (list, tuple)) else [fn]
+    warm = sum(_warmup(f, policy, sync) for f in fns)
+    calls = sorted(host_call_ms(fns[0], sync))
     extra: dict[str, Any] = {
         "cuda_graph": policy.cuda_graph,
         "call_ms_p50": statistics.median(calls),
         "call_ms_p90": quantile(calls, 0.9),
+        "input_copies": len(fns),
     }
-    target = _graph_of(fn, device) if policy.cuda_graph else fn
-    fixed = None
-    if compute_bound and policy.thermal:
-        extra.update(settle(target, sync, nvml_index or 0, policy.thermal_max_s).fields())
-        fixed = min(policy.thermal_samples, policy.max_samples)
+    targets = [_graph_of(f, device) for f in fns] if policy.cuda_graph else fns
     flush = L2Flusher(device) if policy.l2_flush else None
     extra["l2_flush"] = flush is not None
-    target_calls = sorted(host_call_ms(target, sync)) if policy.cuda_graph else calls
-    hold = StreamHold(device, quantile(target_calls, 0.9)) if policy.hold else None
-    host_p90_us = quantile(target_calls, 0.9) * 1e3
+    target_calls = sorted(host_call_ms(targets[0], sync)) if policy.cuda_graph else calls
+    sampler = _HeldSampler(targets, flush, device, quantile(target_calls, 0.9) if policy.hold else None)
+    fixed = None
+    if compute_bound and policy.thermal:
+        # Settle under the very loop that samples (flush, hold, call): back-to-back calls run hotter
+        # than held samples, so a clock settled that way drifts back up while the samples are taken.
+        extra.update(settle(sampler.round, nvml_index or 0, policy.thermal_max_s).fields())
+        fixed = min(policy.thermal_samples, policy.max_samples)
     samples: list[float] = []
-    exposed = 0
     started = time.perf_counter()
     while True:
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(ROUND)]
-        held = []
-        for start, end in events:
-            if flush is not None:
-                flush()
-            if hold is not None:
-                hold.hold()
-            start.record()
-            target()
-            end.record()
-            held.append(hold is None or not hold.was_exposed())
-        sync()
-        for (start, end), ok in zip(events, held, strict=True):
-            if ok:
-                samples.append(start.elapsed_time(end))
-            else:
-                exposed += 1
-        # An exposed sample: the spin ended before the host had queued it. A hold of 20x the host's slow
-        # call that still cannot cover it means the call waits for the device (a sync inside it).
-        if hold is not None and not all(held) and (
-            not hold.lengthen() or hold.hold_us > 20 * host_p90_us + 1000
-        ):
-            extra["timing_fallback"] = (
-                f"cannot hold the stream: {exposed} samples exposed with a {hold.hold_us:.0f} us hold "
-                "(the call waits for the device); timed with unheld events, host launch included"
-            )
-            hold, samples = None, []
+        samples += sampler.round()
+        if sampler.fell_back:
+            extra["timing_fallback"] = sampler.fell_back
+            samples, sampler.fell_back = [], ""
             started = time.perf_counter()
             continue
         reason = _stop(samples, started, policy, fixed)
         if reason:
             samples = samples[:fixed] if fixed is not None else samples  # rounds overshoot the count
+            hold = sampler.hold
             method = ("cuda-graph" if policy.cuda_graph else "cuda-events") + ("-held" if hold else "")
-            extra.update(timing_method=method, exposed_samples=exposed,
+            extra.update(timing_method=method, exposed_samples=sampler.exposed,
                          hold_us=round(hold.hold_us, 1) if hold else None)
+            if fixed is not None:
+                extra["energy_j_per_call"] = energy_per_call(fns[0], sync, nvml_index or 0)
             return Timing(samples, reason, warm, "cuda-events", extra)
+
+
+class _HeldSampler:
+    """Rounds of ROUND samples: each sample flushes the L2, holds the stream (when a hold is used),
+    then times one call between events. Calls rotate over the targets (copies of the inputs at other
+    addresses: a launch-bound kernel's time depends on where its inputs lie by a few percent, and the
+    rotation averages that out, so the median moves less from one process to the next)."""
+
+    def __init__(
+        self, targets: list[Callable[[], Any]], flush: L2Flusher | None, device: torch.device,
+        host_p90_ms: float | None,
+    ) -> None:
+        self.targets = targets
+        self.flush = flush
+        self.hold = StreamHold(device, host_p90_ms) if host_p90_ms is not None else None
+        self.host_p90_us = (host_p90_ms or 0.0) * 1e3
+        self.exposed = 0
+        self.fell_back = ""  # set (once) when the hold is given up; the caller restarts its samples
+        self._next = 0
+
+    def round(self) -> list[float]:
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(ROUND)]
+        held = []
+        for start, end in events:
+            target = self.targets[self._next % len(self.targets)]
+            self._next += 1
+            if self.flush is not None:
+                self.flush()
+            if self.hold is not None:
+                self.hold.hold()
+            start.record()
+            target()
+            end.record()
+            held.append(self.hold is None or not self.hold.was_exposed())
+        torch.cuda.synchronize()
+        out = []
+        for (start, end), ok in zip(events, held, strict=True):
+            if ok:
+                out.append(start.elapsed_time(end))
+            else:
+                self.exposed += 1
+        # An exposed sample: the spin ended before the host had queued it. A hold of 20x the host's slow
+        # call that still cannot cover it means the call waits for the device (a sync inside it).
+        hold = self.hold
+        if hold is not None and not all(held) and (
+            not hold.lengthen() or hold.hold_us > 20 * self.host_p90_us + 1000
+        ):
+            self.fell_back = (
+                f"cannot hold the stream: {self.exposed} samples exposed with a {hold.hold_us:.0f} us hold "
+                "(the call waits for the device); timed with unheld events, host launch included"
+            )
+            self.hold = None
+        return out
 
 
 def _time_cupti(fn: Callable[[], Any], device: torch.device, policy: TimingPolicy) -> Timing:

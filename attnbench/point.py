@@ -7,6 +7,7 @@ wrong or non-finite output makes the row `incorrect` and the point is not timed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from attnbench import metrics
 from attnbench.backends.base import Backend, Unsupported
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
-from attnbench.inputs import Inputs
+from attnbench.inputs import Inputs, build_inputs
 from attnbench.measure import measure_memory, time_callable
 from attnbench.reference import check_output
 from attnbench.telemetry import TelemetrySampler, nvml_index
@@ -67,6 +68,26 @@ def cuda_poisoned(err: BaseException) -> bool:
     )
 
 
+def input_copies(
+    case: Case, backend: Backend, inputs: Inputs, policy: TimingPolicy, first: Callable[[], Any]
+) -> tuple[list[Callable[[], Any]], str]:
+    """The callables the GPU samples rotate over (TimingPolicy.input_copies): the checked first one,
+    and the backend prepared on fresh inputs at other addresses while a copy's inputs stay within
+    input_copies_max_mb. Each copy's output is checked like the first; returns (runs, problem)."""
+    n = policy.input_copies if inputs.device.type == "cuda" else 1
+    if n <= 1 or inputs.input_bytes() > policy.input_copies_max_mb * 2**20:
+        return [first], ""
+    runs = [first]
+    for i in range(1, n):
+        copy = build_inputs(case, inputs.device)
+        prepared = backend.prepare(case, copy)
+        check = check_output(prepared.to_packed(prepared.run()), copy)
+        if not check.ok:
+            return runs, f"input copy {i}: {check.reason}"
+        runs.append(prepared.run)
+    return runs, ""
+
+
 def run_point(
     case: Case,
     backend: Backend,
@@ -100,11 +121,19 @@ def run_point(
     row.update(check.row_fields())
     if not check.ok:
         return {**row, "status": "incorrect", "reason": check.reason}
+    try:
+        runs, copy_problem = input_copies(case, backend, inputs, policy, prepared.run)
+    except Exception as err:  # noqa: BLE001
+        if cuda_poisoned(err):
+            raise
+        return failed(row, "input copies: " + describe_error(err))
+    if copy_problem:
+        return {**row, "status": "incorrect", "reason": copy_problem}
     nvml = nvml_index(device.index or 0) if device.type == "cuda" else None
     sampler = TelemetrySampler(nvml).start() if nvml is not None else None
     compute_bound = is_compute_bound(row["flops"], row["min_hbm_bytes"], calibration)
     try:
-        timing = time_callable(prepared.run, device, policy, compute_bound=compute_bound, nvml_index=nvml)
+        timing = time_callable(runs, device, policy, compute_bound=compute_bound, nvml_index=nvml)
     except Exception as err:  # noqa: BLE001
         if sampler is not None:
             sampler.stop()

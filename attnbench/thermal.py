@@ -2,28 +2,36 @@
 
 A power-capped GPU lowers its clock within a point (sdpa-cudnn on an H200 at 700 W: 1980 -> ~1740 MHz,
 its last third of samples 7-9% above its first), so where an adaptive stop cuts would decide the median.
-Compute-bound points therefore run back to back until the clock has settled (two consecutive windows
-within SETTLE_TOL of each other), then take a fixed number of samples; the settled clock and the energy
-per call (NVML's total-energy counter over the last window) go into the row.
+Compute-bound points therefore run the sampling loop itself (flush, hold, call), discarding its
+samples, until two consecutive windows agree within SETTLE_TOL (their median sample times, and their SM
+clocks where NVML is there), then take a fixed number of samples. Settling with back-to-back calls
+instead leaves the GPU hotter than the held samples run it: on an H200 the first ten of fifty samples
+were then 8-13% slower than the last ten, and the median moved with where the window fell. The settled
+clock and the energy per call (NVML's total-energy counter, on back-to-back calls after the samples)
+go into the row.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-WINDOW_S = 0.15  # one clock reading per window of back-to-back calls
+WINDOW_S = 0.15  # one steady-state check (sample median, SM clock) per window of sample rounds
 SETTLE_TOL = 0.01  # two consecutive windows within 1% of each other count as settled
 MIN_WARM_S = 0.3
+ENERGY_WINDOW_S = 0.25
+ENERGY_STEP_WAIT_S = 0.2  # give up waiting for a counter step after this long
 
 
 @dataclass
 class ThermalResult:
     settled: bool
     warm_s: float
-    calls: int
+    rounds: int  # rounds of discarded samples
     sm_clock_mhz: float | None
     energy_j_per_call: float | None
 
@@ -31,7 +39,7 @@ class ThermalResult:
         return {
             "thermal_settled": self.settled,
             "thermal_warmup_s": round(self.warm_s, 3),
-            "thermal_warmup_calls": self.calls,
+            "thermal_warmup_rounds": self.rounds,
             "sm_clock_mhz_settled": self.sm_clock_mhz,
             "energy_j_per_call": self.energy_j_per_call,
         }
@@ -64,33 +72,78 @@ class _Nvml:
             return None
 
 
-def settle(fn: Callable[[], Any], sync: Callable[[], None], nvml_index: int, max_s: float) -> ThermalResult:
-    """Call fn back to back until the SM clock settles or max_s passes."""
+def settle(
+    sample_round: Callable[[], list[float]], nvml_index: int, max_s: float
+) -> ThermalResult:
+    """Take rounds of samples (discarded) until the point is in steady state or max_s passes.
+
+    Steady state: two consecutive windows of WINDOW_S whose median sample times are within
+    SETTLE_TOL of each other and, with NVML, whose closing SM clocks are too. The rounds are the
+    timed loop's own (flush, hold, call), so the duty cycle, the power and the clock are those of the
+    samples that follow.
+    """
     try:
         nvml: _Nvml | None = _Nvml(nvml_index)
-    except Exception:  # noqa: BLE001 - no NVML: warm for the minimum time, record nothing
+    except Exception:  # noqa: BLE001 - no NVML: settle on the sample times alone
         nvml = None
     start = time.perf_counter()
     clocks: list[float] = []
-    calls = 0
-    energy_per_call = None
+    medians: list[float] = []
+    rounds = 0
     while True:
-        e0 = nvml.energy_mj() if nvml else None
-        w0, n0 = time.perf_counter(), calls
-        while time.perf_counter() - w0 < WINDOW_S:
-            fn()
-            calls += 1
-            if calls % 8 == 0:
-                sync()  # keep the queue short so the window's clock belongs to its calls
-        sync()
-        e1 = nvml.energy_mj() if nvml else None
-        if e0 is not None and e1 is not None and calls > n0:
-            energy_per_call = (e1 - e0) / 1e3 / (calls - n0)  # mJ -> J
+        w0 = time.perf_counter()
+        window: list[float] = []
+        while time.perf_counter() - w0 < WINDOW_S or not window:
+            window += sample_round()
+            rounds += 1
+        medians.append(statistics.median(window) if window else math.nan)
         if nvml:
             clocks.append(nvml.sm_clock())
         elapsed = time.perf_counter() - start
-        settled = len(clocks) >= 2 and abs(clocks[-1] - clocks[-2]) <= SETTLE_TOL * clocks[-2]
-        enough = elapsed >= MIN_WARM_S and (settled or nvml is None)
-        if enough or elapsed >= max_s:
-            return ThermalResult(settled and nvml is not None, elapsed, calls,
-                                 clocks[-1] if clocks else None, energy_per_call)
+        settled = len(medians) >= 2 and _close(medians[-1], medians[-2]) and (
+            nvml is None or _close(clocks[-1], clocks[-2])
+        )
+        if (elapsed >= MIN_WARM_S and settled) or elapsed >= max_s:
+            return ThermalResult(settled, elapsed, rounds, clocks[-1] if clocks else None, None)
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= SETTLE_TOL * b
+
+
+def energy_per_call(fn: Callable[[], Any], sync: Callable[[], None], nvml_index: int) -> float | None:
+    """Joules per call of back-to-back calls, from NVML's total-energy counter (mJ).
+
+    The counter advances in steps (tens of ms apart on an H100/H200), so a window read at arbitrary
+    times is off by up to a step: the window here opens and closes on counter changes, and spans
+    at least ENERGY_WINDOW_S. Run after the samples, so its heat does not reach them.
+    """
+    try:
+        nvml = _Nvml(nvml_index)
+    except Exception:  # noqa: BLE001
+        return None
+    if nvml.energy_mj() is None:
+        return None
+
+    def until_step(calls: int) -> tuple[float, int]:
+        e = nvml.energy_mj()
+        t0 = time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            if calls % 4 == 0:
+                sync()
+                now = nvml.energy_mj()
+                if now != e or time.perf_counter() - t0 > ENERGY_STEP_WAIT_S:
+                    return float(now or 0.0), calls
+
+    e0, n0 = until_step(0)
+    t0 = time.perf_counter()
+    calls = n0
+    while time.perf_counter() - t0 < ENERGY_WINDOW_S:
+        fn()
+        calls += 1
+        if calls % 4 == 0:
+            sync()
+    e1, n1 = until_step(calls)
+    return (e1 - e0) / 1e3 / (n1 - n0) if n1 > n0 and e1 > e0 else None

@@ -135,20 +135,27 @@ def probe_launch_latency(device: str) -> dict[str, Any]:
     return {"events_ms": events, "kernel_ms": kernel, "launch_latency_us": (events - kernel) * 1e3}
 
 
-def one_process(backend: str, batch: int, ctx: int) -> None:
-    """--one: time one launch-bound point in this fresh process, print its median (ms) as JSON."""
+def one_process(backend: str, batch: int, ctx: int, device: str = "cuda") -> None:
+    """--one: time one launch-bound point in this fresh process as a sweep does (attnbench.point:
+    checked, samples rotating over input copies), print its median (ms) as JSON."""
+    from attnbench.point import run_point
+
     case = decode(batch, ctx, 16 if backend in PAGED else None)
-    inputs = build_inputs(case, "cuda")
-    prepared = get_backend(backend).prepare(case, inputs)
-    t = time_callable(prepared.run, torch.device("cuda"), TimingPolicy()).summary()
-    print(json.dumps({"device_ms": t["latency_ms_p50"], "call_ms_p50": t["call_ms_p50"],
-                      "timing_method": t["timing_method"], "n": t["n_samples"]}))
+    if device == "cpu":
+        case = replace(case, dtype="fp32")
+    inputs = build_inputs(case, device)
+    policy = TimingPolicy() if device == "cuda" else TimingPolicy.for_device("cpu")
+    row = run_point(case, get_backend(backend), inputs, policy, {})
+    print(json.dumps({"device_ms": row.get("latency_ms_p50"), "call_ms_p50": row.get("call_ms_p50"),
+                      "timing_method": row.get("timing_method"), "n": row.get("n_samples"),
+                      "input_copies": row.get("input_copies"), "status": row.get("status")}))
 
 
-def spread(backend: str, batch: int, ctx: int, runs: int) -> dict[str, Any]:
+def spread(backend: str, batch: int, ctx: int, runs: int, cpu: bool = False) -> dict[str, Any]:
     medians = []
     for _ in range(runs):
-        res = subprocess.run([sys.executable, __file__, "--one", backend, str(batch), str(ctx)],
+        res = subprocess.run([sys.executable, __file__, "--one", backend, str(batch), str(ctx),
+                              *(["--dry-run"] if cpu else [])],
                              capture_output=True, text=True, cwd=ROOT, timeout=300)
         line = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "{}"
         medians.append(json.loads(line).get("device_ms"))
@@ -164,12 +171,22 @@ def main() -> int:
     ap.add_argument("--spread-runs", type=int, default=5)
     ap.add_argument("--one", nargs=3, metavar=("BACKEND", "BATCH", "CTX"))
     ap.add_argument("--dry-run", action="store_true", help="run the measuring code on a CPU (host clock)")
+    ap.add_argument("--spread-only", action="store_true", help="only the five-process spread (spread.json)")
     args = ap.parse_args()
     if args.one:
-        one_process(args.one[0], int(args.one[1]), int(args.one[2]))
+        one_process(args.one[0], int(args.one[1]), int(args.one[2]), "cpu" if args.dry_run else "cuda")
         return 0
     if args.out is None:
         ap.error("OUT_DIR is required")
+    if args.spread_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        backends = ("naive",) if args.dry_run else ("triton-paged", "cuda-paged", "sdpa-cudnn")
+        spreads = [spread(b, 16, 512, args.spread_runs, args.dry_run) for b in backends]
+        (args.out / "spread.json").write_text(json.dumps(spreads, indent=1))
+        for s in spreads:
+            text = "n/a" if s["spread"] is None else f"{100 * s['spread']:.2f}%"
+            print(f"spread of medians over {args.spread_runs} processes, {s['backend']} {s['case']}: {text}")
+        return 0
     if args.dry_run:
         for backend in ("naive", "sdpa-math"):
             case = replace(decode(4, 64, None), dtype="fp32")

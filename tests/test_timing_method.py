@@ -175,3 +175,40 @@ def test_timing_method_is_validated_in_configs() -> None:
     assert cfg.timing_policy("cuda").method == "cupti"
     with pytest.raises(Exception, match="events or cupti"):
         parse_config(base + "timing: {method: nvbench}\n", "x.yaml")
+
+
+def test_samples_rotate_over_input_copies(monkeypatch) -> None:
+    """Two copies of the inputs whose kernels take 10 and 30 us (other placements): the samples
+    alternate between them, so the median is the copies' joint one, not the first copy's."""
+    gpu = FakeGpu()
+    install(monkeypatch, gpu)
+    fns = [call(gpu, 5.0, 10.0), call(gpu, 5.0, 30.0)]
+    t = measure.time_callable(fns, CUDA, POLICY)
+    s = t.summary()
+    assert s["input_copies"] == 2
+    assert sorted(set(round(x * 1e3) for x in t.samples_ms)) == [10, 30]
+    assert abs(t.samples_ms.count(t.samples_ms[0]) - len(t.samples_ms) / 2) <= 1
+
+
+def test_compute_bound_points_settle_under_the_sampling_loop(monkeypatch) -> None:
+    """A kernel that speeds up over its first 40 calls (a clock recovering from a hotter phase) and is
+    steady after: settling on the held samples themselves leaves only steady samples to keep."""
+    from attnbench import thermal
+
+    gpu = FakeGpu()
+    install(monkeypatch, gpu)
+    monkeypatch.setattr(thermal, "time", measure.time)  # the virtual host clock
+    monkeypatch.setattr(thermal, "_Nvml", lambda index: (_ for _ in ()).throw(RuntimeError("no NVML")))
+    monkeypatch.setattr(thermal, "WINDOW_S", 0.0005)
+    monkeypatch.setattr(thermal, "MIN_WARM_S", 0.0)
+    n = {"calls": 0}
+
+    def fn() -> None:
+        n["calls"] += 1
+        gpu.host_us += 5.0
+        gpu.enqueue(100.0 * (1.3 if n["calls"] < 40 else 1.0))
+
+    policy = TimingPolicy(**{**POLICY.__dict__, "thermal_samples": 20})
+    t = measure.time_callable(fn, CUDA, policy, compute_bound=True).summary()
+    assert t["thermal_settled"] is True and t["thermal_warmup_rounds"] >= 3
+    assert t["n_samples"] == 20 and max(t["samples_ms"]) == pytest.approx(0.100, rel=1e-6)
