@@ -6,9 +6,14 @@ query heads sharing each K/V block read; the OpenMP team is torch's thread count
 and the library shares torch's OpenMP runtime (libgomp.so.1 is the one torch loaded), so the kernel and
 torch's own CPU kernels use one thread pool. The per-thread float32 scratch (widened K/V blocks,
 accumulators) is allocated inside the timed call, so the row's working memory counts it.
+
+Patterns: sliding window (blocks wholly before the window are never read), logit soft-capping and
+ALiBi, all run-time kernel arguments (a new window size or cap reuses the same library).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -32,6 +37,21 @@ PREFILL_QUERY_TILE = 16
 MIN_FLOPS_PER_THREAD = 4_000_000
 
 
+def alibi_slopes(num_heads: int) -> list[float]:
+    """Per-head ALiBi slopes: 2^(-8 (h+1) / n) for n a power of two; otherwise the n' = 2^floor(log2 n)
+    series followed by every other slope of the 2n' series (the ALiBi paper's rule for other head counts).
+
+    TODO(patterns): switch to attnbench.patterns.alibi_slopes once that module lands on main.
+    """
+    def series(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    base = 2 ** int(math.floor(math.log2(num_heads)))
+    if base == num_heads:
+        return series(num_heads)
+    return series(base) + series(2 * base)[0::2][: num_heads - base]
+
+
 def query_tile(case: Case) -> int:
     return 1 if case.max_q == 1 else min(PREFILL_QUERY_TILE, case.max_q)
 
@@ -50,6 +70,7 @@ class CpuPaged(Backend):
     memory_model = "paged KV cache: fixed-size blocks scattered in a pool, read through block tables"
     kv_inputs = ("paged",)
     devices = ("cpu",)
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -90,8 +111,12 @@ class CpuPaged(Backend):
             head_dim=case.head_dim, num_blocks=k_cache.shape[0], block_size=paged.block_size,
             table_stride=tables.shape[1], dtype=cpu_build.DTYPE_CODES[case.dtype], causal=case.causal,
             scale=case.softmax_scale, query_tile=tile, num_threads=threads,
+            window=case.window, softcap=case.softcap,
         )
-        keep = (q, k_cache, v_cache, tables, kv_lens, cu_q)  # alive as long as run()
+        slopes = torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32) if case.alibi else None
+        if slopes is not None:
+            args["alibi_slopes"] = slopes.data_ptr()
+        keep = (q, k_cache, v_cache, tables, kv_lens, cu_q, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep
@@ -99,6 +124,6 @@ class CpuPaged(Backend):
             lib.paged_attention(**args, scratch=scratch.data_ptr(), scratch_floats=scratch.numel())
             return out
 
-        info = {"query_tile": tile, "threads": threads,
+        info = {"query_tile": tile, "threads": threads, "pattern": case.pattern,
                 "kv_layout_used": "NHD (num_blocks, block_size, num_kv_heads, head_dim), as given"}
         return Prepared(run=run, to_packed=lambda o: o, info=info)

@@ -1,0 +1,58 @@
+"""A float64 attention oracle for the score patterns (window, soft-cap, ALiBi), per sequence and head.
+
+Written from the Case docstring's definitions, independently of any kernel, for the tests of the
+project's own C++/CUDA kernels while attnbench/reference.py gains the patterns (then
+reference.check_output is the rule; scripts/gpu_cuda_patterns_check.py already prefers it when it
+agrees with this oracle). The query at absolute position p = kv_len - q_len + i sees key j when
+j >= p - window (window set) and j <= p (causal); s = scale * q.k, then softcap * tanh(s / softcap),
+then - slope_h * (p - j).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnbench.case import Case
+
+
+def pattern_attention(case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int],
+                      cu_k: list[int], slopes: list[float] | None = None) -> torch.Tensor:
+    """float64 (total_q, Hq, D) output of the packed inputs under the case's mask and patterns."""
+    out = torch.empty(q.shape, dtype=torch.float64)
+    group = case.gqa_ratio
+    slope_t = torch.tensor(slopes, dtype=torch.float64)[:, None, None] if case.alibi else None
+    for i in range(case.batch):
+        qs = q[cu_q[i]:cu_q[i + 1]].cpu().double().transpose(0, 1)  # (Hq, nq, D)
+        ks = k[cu_k[i]:cu_k[i + 1]].cpu().double().transpose(0, 1).repeat_interleave(group, dim=0)
+        vs = v[cu_k[i]:cu_k[i + 1]].cpu().double().transpose(0, 1).repeat_interleave(group, dim=0)
+        nq, nk = qs.shape[1], ks.shape[1]
+        s = torch.matmul(qs, ks.transpose(1, 2)) * case.softmax_scale  # (Hq, nq, nk)
+        if case.softcap is not None:
+            s = case.softcap * torch.tanh(s / case.softcap)
+        pos = torch.arange(nq, dtype=torch.float64)[:, None] + (nk - nq)  # absolute query positions
+        key = torch.arange(nk, dtype=torch.float64)[None, :]
+        if slope_t is not None:
+            s = s - slope_t * (pos - key)[None]
+        hidden = torch.zeros(nq, nk, dtype=torch.bool)
+        if case.causal:
+            hidden |= key > pos
+        if case.window is not None:
+            hidden |= key < pos - case.window
+        s = s.masked_fill(hidden[None], float("-inf"))
+        out[cu_q[i]:cu_q[i + 1]] = torch.matmul(torch.softmax(s, dim=-1), vs).transpose(0, 1)
+    return out
+
+
+def worst_cell_error(out: torch.Tensor, expected: torch.Tensor, cu_q: list[int]) -> tuple[float, int, int]:
+    """Largest relative L2 error over (sequence, query head) cells, with that cell's sequence and head."""
+    worst = (0.0, -1, -1)
+    diff = out.double().cpu() - expected
+    for i in range(len(cu_q) - 1):
+        rows = slice(cu_q[i], cu_q[i + 1])
+        num = torch.linalg.vector_norm(diff[rows], dim=(0, 2))
+        den = torch.linalg.vector_norm(expected[rows], dim=(0, 2)).clamp_min(1e-30)
+        rel = torch.nan_to_num(num / den, nan=float("inf"))  # an unwritten (NaN) cell is infinitely wrong
+        h = int(torch.argmax(rel))
+        if rel[h].item() > worst[0] or worst[1] < 0:
+            worst = (rel[h].item(), i, h)
+    return worst
