@@ -2,7 +2,9 @@
 
 Tensor cores through mma.sync m16n8k16 with ldmatrix and cp.async double buffering; packed varlen
 sequences, causal (bottom-right aligned) or full, GQA. Prefill, and chunked prefill ("mixed": a chunk
-of queries at the end of a longer context), on contiguous K/V.
+of queries at the end of a longer context), on contiguous K/V. Sliding window (KV tiles before a
+query tile's window are never loaded) and logit soft-cap (tanh.approx.f32), both run-time arguments
+of the one compiled kernel: a new window size or cap needs no rebuild.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class CudaFlash(Backend):
     memory_model = "streaming: K/V tiles through shared memory, O(N) working memory"
     kv_inputs = ("contiguous",)
     devices = ("cuda",)
+    patterns = frozenset({"window", "softcap"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -83,6 +86,8 @@ class CudaFlash(Backend):
             dtype=dtype_code(case.dtype),
             causal=case.causal,
             scale=case.softmax_scale,
+            window=case.window,
+            softcap=case.softcap,
             config=config,
         )
         keep = (q, k, v, cu_q, cu_k)
