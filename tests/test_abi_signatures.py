@@ -92,8 +92,8 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
                        num_kv_heads=2, head_dim=64, dtype=1, causal=True, scale=0.125)
     cpu_lib = object.__new__(cpu_build.CpuLib)
     cpu_lib._lib = Recorder()
-    cpu_lib.paged_attention(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, cu_seqlens_q=7, batch=1,
-                            num_q_heads=8, num_kv_heads=2, head_dim=64, num_blocks=4, block_size=16,
+    cpu_lib.paged_attention(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, cu_seqlens_q=7,
+                            batch=1, num_q_heads=8, num_kv_heads=2, head_dim=64, num_blocks=4, block_size=16,
                             table_stride=4, dtype=0, causal=True, scale=0.125, query_tile=1, num_threads=1,
                             scratch=8, scratch_floats=100, window=7, softcap=2.0)
     decode, flash = calls["attnbench_paged_decode"], calls["attnbench_flash_fwd"]
