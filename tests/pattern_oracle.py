@@ -26,20 +26,23 @@ def pattern_attention(case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
         ks = k[cu_k[i]:cu_k[i + 1]].cpu().double().transpose(0, 1).repeat_interleave(group, dim=0)
         vs = v[cu_k[i]:cu_k[i + 1]].cpu().double().transpose(0, 1).repeat_interleave(group, dim=0)
         nq, nk = qs.shape[1], ks.shape[1]
-        s = torch.matmul(qs, ks.transpose(1, 2)) * case.softmax_scale  # (Hq, nq, nk)
-        if case.softcap is not None:
-            s = case.softcap * torch.tanh(s / case.softcap)
-        pos = torch.arange(nq, dtype=torch.float64)[:, None] + (nk - nq)  # absolute query positions
-        key = torch.arange(nk, dtype=torch.float64)[None, :]
-        if slope_t is not None:
-            s = s - slope_t * (pos - key)[None]
-        hidden = torch.zeros(nq, nk, dtype=torch.bool)
-        if case.causal:
-            hidden |= key > pos
-        if case.window is not None:
-            hidden |= key < pos - case.window
-        s = s.masked_fill(hidden[None], float("-inf"))
-        out[cu_q[i]:cu_q[i + 1]] = torch.matmul(torch.softmax(s, dim=-1), vs).transpose(0, 1)
+        rows = max(1, (256 << 20) // (8 * qs.shape[0] * nk))  # query rows per ~256 MiB score block
+        for r0 in range(0, nq, rows):
+            r1 = min(nq, r0 + rows)
+            s = torch.matmul(qs[:, r0:r1], ks.transpose(1, 2)) * case.softmax_scale  # (Hq, rows, nk)
+            if case.softcap is not None:
+                s = case.softcap * torch.tanh(s / case.softcap)
+            pos = torch.arange(r0, r1, dtype=torch.float64)[:, None] + (nk - nq)  # absolute positions
+            key = torch.arange(nk, dtype=torch.float64)[None, :]
+            if slope_t is not None:
+                s = s - slope_t * (pos - key)[None]
+            hidden = torch.zeros(r1 - r0, nk, dtype=torch.bool)
+            if case.causal:
+                hidden |= key > pos
+            if case.window is not None:
+                hidden |= key < pos - case.window
+            s = s.masked_fill(hidden[None], float("-inf"))
+            out[cu_q[i] + r0:cu_q[i] + r1] = torch.matmul(torch.softmax(s, dim=-1), vs).transpose(0, 1)
     return out
 
 
