@@ -165,7 +165,7 @@ def check_all(rule: Rule, runs: list[tuple[str, Any, Case, dict]], device: str) 
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         err = row.get("worst_rel_err")
-        err_text = "" if err is None else f"err {err:.2e} (bound {row["tol"]:.1e})"
+        err_text = "" if err is None else f"err {err:.2e} (bound {row['tol']:.1e})"
         status = "ok  " if row["ok"] else "FAIL"
         log(f"{status} {backend.name:10s} {label} {row['env'] or ''} {err_text} {row.get('error', '')}")
     set_env(ATTNBENCH_CUDA_PAGED_VARIANT=None, ATTNBENCH_CUDA_PAGED_PARTITION=None,
