@@ -16,7 +16,10 @@
 3. timing with attnbench.measure.time_callable (the harness's timer): decode at 8k-32k contexts, full
    vs window 4096 (vs + softcap 50, and softcap alone), with the speed-up and the KV bytes each reads;
    the first call of a new window size, showing the same library serves it (no rebuild);
-4. compute-sanitizer memcheck on one small windowed case of each kernel (when it is on PATH).
+4. planted faults: tests/mutation.py CUDA_PATTERN_MUTANTS (window edge off by one, first window
+   partition not merged, partial tile skipped, soft-cap ignored), each built into its own library and
+   run on small windowed soft-capped cases; each must fail the check (--skip-mutants to leave out);
+5. compute-sanitizer memcheck on one small windowed case of each kernel (when it is on PATH).
 Writes OUT_DIR/cuda_patterns.json (after every section) and OUT_DIR/log.txt; exit 1 if a check failed.
 --dry-run (no GPU) runs the same case lists, small, through cpu-paged (window/softcap/alibi in C++),
 shows a planted wrong window is caught, and checks the script's bookkeeping, not the CUDA kernels.
@@ -30,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -87,8 +91,11 @@ class Rule:
 
 
 # ---- cases ---------------------------------------------------------------------------------------
-PAGED_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100), dict(softcap=50.0)]
-FLASH_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=50.0)]
+# Gemma-2's cap of 50 barely bends scores of size ~1 (50 tanh(s / 50) - s ~ s^3 / 7500), so a kernel
+# that ignored it would pass; the cases with a cap of 1 are the ones that test the soft-cap itself.
+PAGED_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=1.0),
+                  dict(softcap=1.0)]
+FLASH_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=1.0)]
 
 
 def paged_cases(small: bool) -> list[tuple[str, Case]]:
@@ -200,6 +207,12 @@ def dry_runs() -> list[tuple[str, Any, Case, dict]]:
     return runs
 
 
+def gpu_plan_unsupported() -> list[str]:
+    """Labels of GPU runs (checks and mutant cases) their backend's supports() would refuse (want none)."""
+    return [f"{label}: {backend.supports(case)[1]}" for label, backend, case, _ in gpu_runs() + mutant_runs()
+            if not backend.supports(case)[0]]
+
+
 def planted_fault_caught(rule: Rule) -> bool:
     """The rule rejects a kernel whose window is one key too wide (cpu-paged called with window + 1)."""
     from attnbench import cpu_build
@@ -264,6 +277,78 @@ def time_decode() -> list[dict]:
     return rows
 
 
+# ---- planted faults ----------------------------------------------------------------------------------
+def mutant_runs() -> list[tuple[str, Any, Case, dict]]:
+    from attnbench.backends.cuda_flash import CudaFlash
+    from attnbench.backends.cuda_paged import CudaPaged
+
+    paged = Case("mut", "decode", (1,) * 4, (1, 130, 700, 5000), 32, 8, 128, "bf16", True, block_size=16,
+                 window=300, softcap=1.0)
+    flash = Case("mut", "prefill", (300, 1000), (300, 1000), 16, 4, 128, "bf16", True, window=100,
+                 softcap=1.0)
+    return [("paged v1", CudaPaged(), paged, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
+            ("paged v2", CudaPaged(), paged,
+             dict(ATTNBENCH_CUDA_PAGED_VARIANT="v2", ATTNBENCH_CUDA_PAGED_PARTITION=64)),
+            ("flash", CudaFlash(), flash, {})]
+
+
+def build_mutants(work: Path) -> tuple[dict[str, Path], float]:
+    """One library per pattern mutant ('unit:mutant'), the other units' objects shared honest ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from attnbench import cuda_build
+    from tests.mutation import CUDA_PATTERN_MUTANTS, write_cuda_mutant
+
+    nvcc, arch, src = cuda_build.find_nvcc(), cuda_build.detect_arch(), cuda_build.cuda_src_dir()
+    units = cuda_build.sources()
+    t0 = time.perf_counter()
+    (work / "honest").mkdir(parents=True, exist_ok=True)
+    honest_objs = cuda_build._compile_objects(nvcc, arch, units, work / "honest", [])
+    honest = dict(zip([u.name for u in units], honest_objs, strict=True))
+
+    def one(job: tuple[str, str]) -> tuple[str, Path]:
+        unit, mutant = job
+        d = work / f"{Path(unit).stem}__{mutant}"
+        d.mkdir(exist_ok=True)
+        planted = write_cuda_mutant(src, unit, mutant, d)
+        (obj,) = cuda_build._compile_objects(nvcc, arch, [planted], d, ["-I", str(src)])
+        lib = d / cuda_build.LIB_NAME
+        objs = [obj if name == unit else o for name, o in honest.items()]
+        link = cuda_build._run([nvcc, "-shared", *cuda_build.gencode(arch), *map(str, objs), "-o", str(lib)])
+        if link.returncode:
+            raise cuda_build.BuildError(link.stderr)
+        return f"{unit}:{mutant}", lib
+
+    jobs = [(u, m) for u, ms in CUDA_PATTERN_MUTANTS.items() for m in ms]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        return dict(pool.map(one, jobs)), time.perf_counter() - t0
+
+
+def check_mutants(rule: Rule, work: Path) -> list[dict]:
+    """Each mutant library in turn behind cuda_build.load() (the backends' path); caught = a check fails."""
+    from attnbench import cuda_build
+
+    arch = cuda_build.detect_arch()
+    honest = cuda_build.load()
+    try:
+        libs, seconds = build_mutants(work)
+    except Exception as e:  # a failed build is a row, not a lost run
+        log(f"mutants: build failed: {e}"[:400])
+        return [{"mutant": None, "caught": False, "error": f"build: {e}"[:400]}]
+    log(f"mutants: {len(libs)} built in {seconds:.0f} s")
+    rows = []
+    for name, lib in libs.items():
+        cuda_build._LOADED[arch] = cuda_build.CudaLib(lib)
+        unit = name.split(":")[0]
+        runs = [r for r in mutant_runs() if (r[1].name == "cuda-paged") == (unit == "paged_attention.cu")]
+        checks = check_all(rule, runs, "cuda")
+        caught = any(not c["ok"] for c in checks)
+        rows.append({"mutant": name, "caught": caught, "checks": checks})
+        log(f"{'caught  ' if caught else 'SURVIVED'} {name}")
+    cuda_build._LOADED[arch] = honest
+    return rows
+
+
 # ---- sanitizer ------------------------------------------------------------------------------------
 def sanitize_case() -> int:
     from attnbench.backends.cuda_flash import CudaFlash
@@ -307,6 +392,7 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="no GPU: cpu-paged stand-in, bookkeeping only")
     parser.add_argument("--sanitize-case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-sanitizer", action="store_true")
+    parser.add_argument("--skip-mutants", action="store_true", help="leave out the planted-fault builds")
     args = parser.parse_args()
     if args.sanitize_case:
         return sanitize_case()
@@ -337,18 +423,28 @@ def main() -> int:
         save()
         result["timing"] = time_decode()
         save()
+        if not args.skip_mutants:
+            with tempfile.TemporaryDirectory(prefix="attnbench-pattern-mutants-") as work:
+                result["mutants"] = check_mutants(rule, Path(work))  # libraries stay out of OUT_DIR
+            save()
         if not args.skip_sanitizer:
             result["sanitizer"] = run_sanitizer()
     else:
         result["correctness"] = check_all(rule, dry_runs(), "cpu")
         result["planted_wrong_window_caught"] = planted_fault_caught(rule)
         log(f"planted fault (window one key too wide) caught: {result['planted_wrong_window_caught']}")
+        unsupported = gpu_plan_unsupported()
+        result["gpu_plan"] = {"runs": len(gpu_runs()) + len(mutant_runs()), "unsupported": unsupported}
+        log(f"GPU plan: {result['gpu_plan']['runs']} runs, {len(unsupported)} refused by supports()")
+        result["correctness"] += [{"label": u, "ok": False, "error": "refused by supports()"}
+                                  for u in unsupported]
     rows = result["correctness"]
     failed = [r for r in rows if not r["ok"]]
     result["summary"] = {"checks": len(rows), "failed": len(failed)}
     san = result.get("sanitizer")
     sanitizer_ok = san is None or "skipped" in san or san.get("rc") == 0  # rc None: it timed out
-    ok = not failed and result.get("planted_wrong_window_caught", True) and sanitizer_ok
+    mutants_ok = all(m["caught"] for m in result.get("mutants", []))
+    ok = not failed and result.get("planted_wrong_window_caught", True) and sanitizer_ok and mutants_ok
     verdict = "PASS" if ok else "FAIL"
     log(f"correctness: {len(rows) - len(failed)}/{len(rows)} ok ({rule.name}); overall {verdict}")
     save()

@@ -307,9 +307,8 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
 template <typename T, int D>
 __global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) {
   const int head = blockIdx.x, seq = blockIdx.y;
-  const int ctx = p.kv_lens[seq];
-  const int n_parts = (ctx + p.partition_tokens - 1) / p.partition_tokens;
-  const int part0 = window_start(ctx, p.window) / p.partition_tokens;
+  const int n_parts = (p.kv_lens[seq] + p.partition_tokens - 1) / p.partition_tokens;
+  const int part0 = window_start(p.kv_lens[seq], p.window) / p.partition_tokens;  // first one in the window
   const size_t base = (size_t(seq) * p.num_q_heads + head) * p.max_partitions;
   const float* ml = p.part_ml + base * 2;
   float m = -INFINITY;
