@@ -30,7 +30,7 @@ from pathlib import Path
 from attnbench.paths import kernels_dir
 
 LIB_NAME = "libattnbench_cuda.so"
-ABI_VERSION = 2  # mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window and softcap)
+ABI_VERSION = 2  # mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi)
 SOURCE_SUFFIXES = (".cu", ".cuh", ".h")
 # -lineinfo keeps source lines for profilers and compute-sanitizer at no run-time cost.
 COMMON_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC"]
@@ -225,9 +225,9 @@ def compile_check(archs: tuple[str, ...] = CHECK_ARCHS, nvcc: str | None = None)
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
 # Argument types of the C functions in kernels/cuda/api.h, in order (tests/test_abi_signatures.py
 # parses the header and compares).
-PAGED_DECODE_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _I, _P, _P, _I, _P]
+PAGED_DECODE_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P, _P, _I, _P]
 BLOCKS_PER_SM_ARGTYPES = [_I] * 4
-FLASH_FWD_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _I, _P]
+FLASH_FWD_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P]
 
 
 class CudaLib:
@@ -277,6 +277,7 @@ class CudaLib:
         scale: float,
         window: int | None = None,
         softcap: float | None = None,
+        alibi_slopes: int = 0,
         partition_tokens: int = 0,
         part_acc: int = 0,
         part_ml: int = 0,
@@ -300,6 +301,7 @@ class CudaLib:
             scale,
             -1 if window is None else window,
             softcap or 0.0,
+            alibi_slopes or None,
             partition_tokens,
             part_acc or None,
             part_ml or None,
@@ -330,6 +332,7 @@ class CudaLib:
         scale: float,
         window: int | None = None,
         softcap: float | None = None,
+        alibi_slopes: int = 0,
         config: int = 0,
         stream: int = 0,
     ) -> None:
@@ -350,6 +353,7 @@ class CudaLib:
             scale,
             -1 if window is None else window,
             softcap or 0.0,
+            alibi_slopes or None,
             config,
             stream or None,
         )

@@ -1,4 +1,4 @@
-"""Sliding window and logit soft-cap in the project's CUDA kernels (cuda-flash, cuda-paged v1/v2) on a GPU.
+"""Sliding window, logit soft-cap and ALiBi in cuda-flash and cuda-paged (v1/v2), checked and timed on a GPU.
 
     PYTHONPATH=. python3 scripts/gpu_cuda_patterns_check.py OUT_DIR            # on the GPU machine
     PYTHONPATH=. python3 scripts/gpu_cuda_patterns_check.py OUT_DIR --dry-run  # CPU: cases and checks only
@@ -11,14 +11,16 @@
    oracle with a per-cell relative L2 bound per dtype (recorded in every row).
    cuda-paged: v1 and v2 (small partitions, so partitions before the window exist), shuffled and
    contiguous block layouts, block sizes 8/16/32, GQA 32:8 and MHA, contexts 1 .. 32k mixed in one
-   batch, window 4096 + softcap 50, window 0, window 100, softcap only; cuda-flash: prefill and
-   chunked prefill (q at the end of 8k-16k contexts), every tile config, windows 0/100/4096, softcap 50;
+   batch, window 4096 + softcap 50 (+ ALiBi), window 0, window 100 + softcap 1, softcap 1 alone;
+   cuda-flash: prefill and chunked prefill (q at the end of 8k-16k contexts), every tile config,
+   windows 0/100/4096, softcap 50 and 1, ALiBi with window 4096;
 3. timing with attnbench.measure.time_callable (the harness's timer): decode at 8k-32k contexts, full
    vs window 4096 (vs + softcap 50, and softcap alone), with the speed-up and the KV bytes each reads;
    the first call of a new window size, showing the same library serves it (no rebuild);
 4. planted faults: tests/mutation.py CUDA_PATTERN_MUTANTS (window edge off by one, first window
-   partition not merged, partial tile skipped, soft-cap ignored), each built into its own library and
-   run on small windowed soft-capped cases; each must fail the check (--skip-mutants to leave out);
+   partition not merged, partial tile skipped, soft-cap ignored, ALiBi wrong head or distance), each
+   built into its own library and run on small windowed soft-capped (and ALiBi) cases; each must
+   fail the check (--skip-mutants to leave out);
 5. compute-sanitizer memcheck on one small windowed case of each kernel (when it is on PATH).
 Writes OUT_DIR/cuda_patterns.json (after every section) and OUT_DIR/log.txt; exit 1 if a check failed.
 --dry-run (no GPU) runs the same case lists, small, through cpu-paged (window/softcap/alibi in C++),
@@ -42,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from attnbench.backends._alibi import alibi_slopes  # noqa: E402
 from attnbench.case import Case  # noqa: E402
 from attnbench.inputs import Inputs, build_inputs  # noqa: E402
 from tests.pattern_oracle import pattern_attention, worst_cell_error  # noqa: E402
@@ -82,7 +85,8 @@ class Rule:
             return {"ok": bool(c.ok), "rule": self.name, "detail": str(c)[:300]}
         cu_q, cu_k = inputs.cu_seqlens_q.tolist(), inputs.cu_seqlens_k.tolist()
         if case not in self._expected:
-            self._expected = {case: pattern_attention(case, inputs.q, inputs.k, inputs.v, cu_q, cu_k)}
+            slopes = alibi_slopes(case.num_q_heads) if case.alibi else None
+            self._expected = {case: pattern_attention(case, inputs.q, inputs.k, inputs.v, cu_q, cu_k, slopes)}
         want = self._expected[case]
         err, seq, head = worst_cell_error(out, want, cu_q)
         tol = TOL[case.dtype]
@@ -94,8 +98,9 @@ class Rule:
 # Gemma-2's cap of 50 barely bends scores of size ~1 (50 tanh(s / 50) - s ~ s^3 / 7500), so a kernel
 # that ignored it would pass; the cases with a cap of 1 are the ones that test the soft-cap itself.
 PAGED_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=1.0),
-                  dict(softcap=1.0)]
-FLASH_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=1.0)]
+                  dict(softcap=1.0), dict(window=4096, softcap=50.0, alibi=True)]
+FLASH_PATTERNS = [dict(window=4096, softcap=50.0), dict(window=0), dict(window=100, softcap=1.0),
+                  dict(window=4096, alibi=True)]
 
 
 def paged_cases(small: bool) -> list[tuple[str, Case]]:
@@ -104,6 +109,8 @@ def paged_cases(small: bool) -> list[tuple[str, Case]]:
     cases = []
     for pattern in PAGED_PATTERNS:
         pat = {k: (max(0, int(v * win_scale)) if k == "window" else v) for k, v in pattern.items()}
+        if small and pat.get("alibi"):
+            continue  # cpu-paged's ALiBi has its own tests; the dry run keeps to window and soft-cap
         for bs in (8, 16, 32):
             for layout in ("shuffled", "contiguous"):
                 for hq, hkv, d, dtype in ((32, 8, 128, "bf16"), (8, 8, 64, "fp16")):
@@ -286,10 +293,16 @@ def mutant_runs() -> list[tuple[str, Any, Case, dict]]:
                  window=300, softcap=1.0)
     flash = Case("mut", "prefill", (300, 1000), (300, 1000), 16, 4, 128, "bf16", True, window=100,
                  softcap=1.0)
+    # ALiBi apart: its steep slopes would hide faults 300 tokens back from most heads.
+    paged_alibi = Case("mut", "decode", (1,) * 3, (40, 700, 3000), 32, 8, 128, "bf16", True, block_size=16,
+                       alibi=True)
+    flash_alibi = Case("mut", "mixed", (30, 200), (500, 900), 16, 4, 128, "bf16", True, alibi=True)
     return [("paged v1", CudaPaged(), paged, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
             ("paged v2", CudaPaged(), paged,
              dict(ATTNBENCH_CUDA_PAGED_VARIANT="v2", ATTNBENCH_CUDA_PAGED_PARTITION=64)),
-            ("flash", CudaFlash(), flash, {})]
+            ("paged alibi", CudaPaged(), paged_alibi, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
+            ("flash", CudaFlash(), flash, {}),
+            ("flash alibi", CudaFlash(), flash_alibi, {})]
 
 
 def build_mutants(work: Path) -> tuple[dict[str, Path], float]:

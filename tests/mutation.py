@@ -140,6 +140,7 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "softcap-ignored": [(
             "if (p.cap_in != 0.f) dot = p.cap_out", "if (false) dot = p.cap_out"
         )],
+        "alibi-wrong-head": [("p.alibi_slopes[q_head0 + g]", "p.alibi_slopes[g]")],
     },
     "flash_attention.cu": {
         "window-edge-off-by-one": [(
@@ -149,6 +150,8 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "const int tile0 = n_begin / BN;", "const int tile0 = (n_begin + BN - 1) / BN;"
         )],
         "softcap-ignored": [("if (p.cap_in != 0.f) {", "if (false) {")],
+        # distance from the top-left instead of the bottom-right aligned position (chunked prefill)
+        "alibi-distance-unaligned": [("float(row + diag - key)", "float(row - key)")],
     },
 }
 

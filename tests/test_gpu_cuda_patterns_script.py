@@ -38,6 +38,8 @@ def test_plan_covers_the_issue_grid(script):
     assert any(c.gqa_ratio > 1 for c, _ in paged) and any(c.gqa_ratio == 1 for c, _ in paged)
     assert {c.phase for c in flash} == {"prefill", "mixed"}
     assert {c.window for c in flash} == {0, 100, 4096}
+    assert any(c.alibi for c, _ in paged) and any(c.alibi for c in flash)
+    assert any(c.softcap == 1.0 for c in flash) and any(c.softcap == 1.0 for c, _ in paged)
     assert script.gpu_plan_unsupported() == []
 
 

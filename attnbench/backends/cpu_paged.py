@@ -13,11 +13,10 @@ ALiBi, all run-time kernel arguments (a new window size or cap reuses the same l
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from attnbench import cpu_build, metrics
+from attnbench.backends._alibi import alibi_slopes
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
@@ -35,21 +34,6 @@ PREFILL_QUERY_TILE = 16
 # scheduler slice for a core); ~0.5 ms of one core at a few GFLOP/s. torch's own CPU kernels keep
 # small work on one thread the same way (a grain size).
 MIN_FLOPS_PER_THREAD = 4_000_000
-
-
-def alibi_slopes(num_heads: int) -> list[float]:
-    """Per-head ALiBi slopes: 2^(-8 (h+1) / n) for n a power of two; otherwise the n' = 2^floor(log2 n)
-    series followed by every other slope of the 2n' series (the ALiBi paper's rule for other head counts).
-
-    TODO(patterns): switch to attnbench.patterns.alibi_slopes once that module lands on main.
-    """
-    def series(n: int) -> list[float]:
-        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
-
-    base = 2 ** int(math.floor(math.log2(num_heads)))
-    if base == num_heads:
-        return series(num_heads)
-    return series(base) + series(2 * base)[0::2][: num_heads - base]
 
 
 def query_tile(case: Case) -> int:

@@ -6,7 +6,7 @@ second kernel. v2 pays off when v1 would leave most of the GPU idle (few sequenc
 contexts); the choice is automatic, recorded in the row's "variant", and ATTNBENCH_CUDA_PAGED_VARIANT
 (v1 | v2) overrides it.
 
-Sliding window and logit soft-cap are run-time kernel arguments (no rebuild per window size): v1
+Sliding window, logit soft-cap and ALiBi are run-time kernel arguments (no rebuild per window size): v1
 starts its walk at the window's first token; v2 sizes its partitions for the window's span
 (min(context, window + 1) tokens, see attended_context) and its partitions wholly before the window
 return at once, the merge skipping them.
@@ -20,6 +20,7 @@ import os
 import torch
 
 from attnbench import cuda_build
+from attnbench.backends._alibi import alibi_slopes
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
@@ -82,7 +83,7 @@ class CudaPaged(Backend):
     memory_model = "paged KV cache: fixed-size blocks scattered in a pool, read through block tables"
     kv_inputs = ("paged",)
     devices = ("cuda",)
-    patterns = frozenset({"window", "softcap"})
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -167,7 +168,10 @@ class CudaPaged(Backend):
             part_ml=part_ml.data_ptr() if part_ml is not None else 0,
             max_partitions=max_parts,
         )
-        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml)  # alive as long as run()
+        slopes = (torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32, device=q.device)
+                  if case.alibi else None)
+        args["alibi_slopes"] = slopes.data_ptr() if slopes is not None else 0
+        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep

@@ -5,7 +5,8 @@
 // Patterns are run-time arguments (one compiled kernel serves every window size and cap): a window
 // moves the start of the KV loop to the first tile the block's first row can reach, so tiles wholly
 // before every row's window are never loaded, and masks the window edge like the causal diagonal;
-// the soft-cap is applied to the raw scores (one tanh.approx each) before masking.
+// the soft-cap is applied to the raw scores (one tanh.approx each) before masking, then ALiBi's
+// -slope * distance (one FMA each, only when slopes are given).
 //
 // A thread block owns BM query rows of one (sequence, query head); each warp owns 16 * kMT of those
 // rows. Per KV tile of BN keys:
@@ -45,11 +46,13 @@ struct FlashParams {
   int num_kv_heads;
   int group;          // query heads per KV head
   float scale_log2;   // softmax scale * log2(e)
+  float scale;        // softmax scale
   int window;         // sliding-window left context in tokens; < 0 = none
   // Soft-cap folded around the raw score s = q.k: s -> cap_out * tanh(s * cap_in) with cap_in =
   // scale / cap and cap_out = cap / scale, so that the scale_log2 step after it still applies.
   float cap_in;       // 0 = no soft-cap
   float cap_out;
+  const float* alibi_slopes;  // (num_q_heads,) or null: score -= slope_h * (position - key)
 };
 
 template <int D, int BM, int BN, int WARPS>
@@ -127,6 +130,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
   cp_async_commit();
 
   const int g = lane / 4, t = lane % 4;  // MMA fragment coordinates
+  // ALiBi slope of this block's head over the softmax scale (scores here are raw q.k); 0 = none.
+  const float alibi_raw = p.alibi_slopes != nullptr ? p.alibi_slopes[head] / p.scale : 0.f;
   const int warp_row0 = warp * 16 * kMT;
   const float sl2 = p.scale_log2;
 
@@ -217,6 +222,22 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
         for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) s[mt][nt][e] = p.cap_out * fast_tanh(s[mt][nt][e] * p.cap_in);
+        }
+      }
+    }
+
+    // ALiBi: - slope * (row position - key), in raw-score units (the scale is applied after).
+    if (alibi_raw != 0.f) {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
+            const int key = (tile0 + j) * BN + nt * 8 + 2 * t + (e & 1);
+            s[mt][nt][e] = fmaf(-alibi_raw, float(row + diag - key), s[mt][nt][e]);
+          }
         }
       }
     }
@@ -373,7 +394,8 @@ extern "C" int attnbench_flash_num_configs(void) { return attnbench::kNumConfigs
 extern "C" int attnbench_flash_fwd(void* out, const void* q, const void* k, const void* v,
                                    const int* cu_seqlens_q, const int* cu_seqlens_k, int batch, int max_q_len,
                                    int num_q_heads, int num_kv_heads, int head_dim, int dtype, int causal,
-                                   float softmax_scale, int window, float softcap, int config, void* stream) {
+                                   float softmax_scale, int window, float softcap, const float* alibi_slopes,
+                                   int config, void* stream) {
   using namespace attnbench;
   if (head_dim != 64 && head_dim != 128) {
     return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128", head_dim);
@@ -410,6 +432,8 @@ extern "C" int attnbench_flash_fwd(void* out, const void* q, const void* k, cons
   p.window = window < 0 ? -1 : window;
   p.cap_in = softcap > 0.f ? softmax_scale / softcap : 0.f;
   p.cap_out = softcap > 0.f ? softcap / softmax_scale : 0.f;
+  p.scale = softmax_scale;
+  p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, max_q_len, head_dim, causal != 0, config, s);
   return dispatch_dim<__nv_bfloat16>(p, batch, max_q_len, head_dim, causal != 0, config, s);

@@ -25,7 +25,7 @@
 // (v1), and in v2 a partition wholly before it returns at once, the first one it reaches starts
 // mid-partition, and the merge kernel skips the partitions before it: the work and the K/V bytes read
 // follow the window, not the context. Soft-cap: each base-2 logit goes through tanh.approx (folded
-// constants below) before the softmax.
+// constants below) before the softmax. ALiBi: then - slope_h * log2(e) * distance, one FMA.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -59,6 +59,7 @@ struct PagedParams {
   // 1 / (cap * log2(e)), cap_out = cap * log2(e) (the same as cap * tanh(s / cap), in base 2).
   float cap_in;          // 0 = no soft-cap
   float cap_out;
+  const float* alibi_slopes;  // (num_q_heads,) or null: logit -= slope_h * (ctx - 1 - token)
 };
 
 // First token the decode query (at position ctx - 1) sees: 0, or ctx - 1 - window with a window.
@@ -137,6 +138,14 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
         for (int j = 0; j < kVec; ++j) qf[g][j] = 0.f;  // padding head: computed, never stored
       }
     }
+  }
+
+  // ALiBi slopes of this block's heads in the base-2 domain (0 without ALiBi or for a padding head).
+  float slope_l2[GT];
+#pragma unroll
+  for (int g = 0; g < GT; ++g) {
+    const bool real = p.alibi_slopes != nullptr && g < n_heads;
+    slope_l2[g] = real ? p.alibi_slopes[q_head0 + g] * 1.4426950408889634f : 0.f;
   }
 
   const int* table = p.block_tables + size_t(seq) * p.table_stride;
@@ -220,6 +229,7 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
 #pragma unroll
         for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
         if (p.cap_in != 0.f) dot = p.cap_out * fast_tanh(dot * p.cap_in);
+        dot = fmaf(-slope_l2[g], float(ctx - 1 - (t0 + row)), dot);  // ALiBi (slope 0 when off)
         if (chunk == 0) logits[g * S::kTile + row] = (t0 + row < end) ? dot : -INFINITY;
       }
     }
@@ -397,8 +407,8 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
                                       const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
                                       int num_kv_heads, int head_dim, int block_size, int table_stride,
                                       int dtype, float softmax_scale, int window, float softcap,
-                                      int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
-                                      void* stream) {
+                                      const float* alibi_slopes, int partition_tokens, float* part_acc,
+                                      float* part_ml, int max_partitions, void* stream) {
   using namespace attnbench;
   if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
     return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128, 256", head_dim);
@@ -449,6 +459,7 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
   p.window = window < 0 ? -1 : window;
   p.cap_in = softcap > 0.f ? 1.f / (softcap * 1.4426950408889634f) : 0.f;
   p.cap_out = softcap > 0.f ? softcap * 1.4426950408889634f : 0.f;
+  p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, head_dim, s);
   return dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
