@@ -28,7 +28,7 @@ from pathlib import Path
 from attnbench.paths import kernels_dir
 
 LIB_NAME = "libattnbench_cpu.so"
-ABI_VERSION = 1
+ABI_VERSION = 2  # mirrors kAbiVersion in kernels/cpu/paged_attention.cpp (2: window, softcap, ALiBi)
 SOURCE_SUFFIXES = (".cpp", ".h")
 FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fPIC", "-march=native"]
 WERROR_FLAGS = ["-Wall", "-Wextra", "-Werror"]
@@ -140,6 +140,9 @@ def compile_check(cxx: str | None = None) -> list[tuple[str, bool, str]]:
 
 
 _P, _I, _F, _I64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_int64
+# attnbench_cpu_paged_attention in kernels/cpu/api.h, in order (tests/test_abi_signatures.py compares them).
+PAGED_ATTENTION_ARGTYPES = [_P] * 7 + [_I] * 9 + [_F, _I, _F, _P, _I, _I, _P, _I64]
+SCRATCH_FLOATS_ARGTYPES = [_I] * 5
 
 
 class CpuLib:
@@ -151,9 +154,9 @@ class CpuLib:
         lib.attnbench_cpu_abi_version.restype = _I
         lib.attnbench_cpu_last_error.restype = ctypes.c_char_p
         lib.attnbench_cpu_paged_scratch_floats.restype = _I64
-        lib.attnbench_cpu_paged_scratch_floats.argtypes = [_I] * 5
+        lib.attnbench_cpu_paged_scratch_floats.argtypes = SCRATCH_FLOATS_ARGTYPES
         lib.attnbench_cpu_paged_attention.restype = _I
-        lib.attnbench_cpu_paged_attention.argtypes = [_P] * 7 + [_I] * 9 + [_F, _I, _I, _P, _I64]
+        lib.attnbench_cpu_paged_attention.argtypes = PAGED_ATTENTION_ARGTYPES
         version = lib.attnbench_cpu_abi_version()
         if version != ABI_VERSION:
             raise BuildError(f"{path}: ABI {version}, expected {ABI_VERSION}; rebuild with `make kernels`")
@@ -175,10 +178,13 @@ class CpuLib:
                         head_dim: int,
                         num_blocks: int, block_size: int, table_stride: int, dtype: int, causal: bool,
                         scale: float, query_tile: int, num_threads: int, scratch: int,
-                        scratch_floats: int) -> None:
+                        scratch_floats: int, window: int | None = None, softcap: float | None = None,
+                        alibi_slopes: int = 0) -> None:
+        """window None = full, softcap None = none, alibi_slopes 0 = none (else a float32 pointer)."""
         rc = self._lib.attnbench_cpu_paged_attention(
             out, q, k_cache, v_cache, block_tables, kv_lens, cu_seqlens_q, batch, num_q_heads, num_kv_heads,
-            head_dim, num_blocks, block_size, table_stride, dtype, int(causal), scale, query_tile,
+            head_dim, num_blocks, block_size, table_stride, dtype, int(causal), scale,
+            -1 if window is None else window, softcap or 0.0, alibi_slopes or None, query_tile,
             num_threads, scratch, scratch_floats,
         )
         if rc != 0:

@@ -30,7 +30,7 @@ from pathlib import Path
 from attnbench.paths import kernels_dir
 
 LIB_NAME = "libattnbench_cuda.so"
-ABI_VERSION = 1
+ABI_VERSION = 2  # mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi)
 SOURCE_SUFFIXES = (".cu", ".cuh", ".h")
 # -lineinfo keeps source lines for profilers and compute-sanitizer at no run-time cost.
 COMMON_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC"]
@@ -223,6 +223,11 @@ def compile_check(archs: tuple[str, ...] = CHECK_ARCHS, nvcc: str | None = None)
 
 # ---- loading --------------------------------------------------------------------------------------
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+# Argument types of the C functions in kernels/cuda/api.h, in order (tests/test_abi_signatures.py
+# parses the header and compares).
+PAGED_DECODE_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P, _P, _I, _P]
+BLOCKS_PER_SM_ARGTYPES = [_I] * 4
+FLASH_FWD_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P]
 
 
 class CudaLib:
@@ -234,11 +239,11 @@ class CudaLib:
         lib.attnbench_abi_version.restype = _I
         lib.attnbench_last_error.restype = ctypes.c_char_p
         lib.attnbench_paged_decode.restype = _I
-        lib.attnbench_paged_decode.argtypes = [_P] * 6 + [_I] * 7 + [_F, _I, _P, _P, _I, _P]
+        lib.attnbench_paged_decode.argtypes = PAGED_DECODE_ARGTYPES
         lib.attnbench_paged_decode_blocks_per_sm.restype = _I
-        lib.attnbench_paged_decode_blocks_per_sm.argtypes = [_I] * 4
+        lib.attnbench_paged_decode_blocks_per_sm.argtypes = BLOCKS_PER_SM_ARGTYPES
         lib.attnbench_flash_fwd.restype = _I
-        lib.attnbench_flash_fwd.argtypes = [_P] * 6 + [_I] * 7 + [_F, _I, _P]
+        lib.attnbench_flash_fwd.argtypes = FLASH_FWD_ARGTYPES
         lib.attnbench_flash_num_configs.restype = _I
         version = lib.attnbench_abi_version()
         if version != ABI_VERSION:
@@ -270,6 +275,9 @@ class CudaLib:
         table_stride: int,
         dtype: int,
         scale: float,
+        window: int | None = None,
+        softcap: float | None = None,
+        alibi_slopes: int = 0,
         partition_tokens: int = 0,
         part_acc: int = 0,
         part_ml: int = 0,
@@ -291,6 +299,9 @@ class CudaLib:
             table_stride,
             dtype,
             scale,
+            -1 if window is None else window,
+            softcap or 0.0,
+            alibi_slopes or None,
             partition_tokens,
             part_acc or None,
             part_ml or None,
@@ -319,6 +330,9 @@ class CudaLib:
         dtype: int,
         causal: bool,
         scale: float,
+        window: int | None = None,
+        softcap: float | None = None,
+        alibi_slopes: int = 0,
         config: int = 0,
         stream: int = 0,
     ) -> None:
@@ -337,6 +351,9 @@ class CudaLib:
             dtype,
             int(causal),
             scale,
+            -1 if window is None else window,
+            softcap or 0.0,
+            alibi_slopes or None,
             config,
             stream or None,
         )

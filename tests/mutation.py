@@ -125,6 +125,36 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
 }
 
 
+# Faults in the window and soft-cap code of the CUDA kernels, planted by
+# scripts/gpu_cuda_patterns_check.py (their cases have windows and a small soft-cap; the general
+# mutants script's cases have neither, so these live apart from CUDA_MUTANTS).
+CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
+    "paged_attention.cu": {
+        "window-edge-off-by-one": [(
+            "ctx - 1 > window ? ctx - 1 - window : 0;", "ctx - 1 > window ? ctx - window : 0;"
+        )],
+        "window-first-partition-skipped": [(
+            "window_start(p.kv_lens[seq], p.window) / p.partition_tokens;",
+            "window_start(p.kv_lens[seq], p.window) / p.partition_tokens + (p.window >= 0);",
+        )],
+        "softcap-ignored": [(
+            "if (p.cap_in != 0.f) dot = p.cap_out", "if (false) dot = p.cap_out"
+        )],
+        "alibi-wrong-head": [("p.alibi_slopes[q_head0 + g]", "p.alibi_slopes[g]")],
+    },
+    "flash_attention.cu": {
+        "window-edge-off-by-one": [(
+            "(!windowed || key >= row + diag - p.window)", "(!windowed || key > row + diag - p.window)"
+        )],
+        "window-partial-tile-skipped": [(
+            "const int tile0 = n_begin / BN;", "const int tile0 = (n_begin + BN - 1) / BN;"
+        )],
+        "softcap-ignored": [("if (p.cap_in != 0.f) {", "if (false) {")],
+        # distance from the top-left instead of the bottom-right aligned position (chunked prefill)
+        "alibi-distance-unaligned": [("float(row + diag - key)", "float(row - key)")],
+    },
+}
+
 def mutate(source: str, subs: Substitutions, label: str) -> str:
     """Apply each substitution, which must match exactly once."""
     for old, new in subs:
@@ -160,7 +190,8 @@ def load_triton_mutant(module: str, mutant: str) -> ModuleType:
 
 def write_cuda_mutant(src_dir: Path, unit: str, mutant: str, out_dir: Path) -> Path:
     """kernels/cuda/<unit> with the mutant planted, written to out_dir (compile with -I src_dir)."""
-    text = mutate((src_dir / unit).read_text(), CUDA_MUTANTS[unit][mutant], f"{unit}:{mutant}")
+    subs = {**CUDA_MUTANTS.get(unit, {}), **CUDA_PATTERN_MUTANTS.get(unit, {})}[mutant]
+    text = mutate((src_dir / unit).read_text(), subs, f"{unit}:{mutant}")
     out = out_dir / f"{Path(unit).stem}__{mutant}.cu"
     out.write_text(text)
     return out

@@ -196,9 +196,9 @@ def test_triton_mutants_in_fresh_process() -> None:
 def test_cuda_mutants_apply_to_the_sources(tmp_path: Path) -> None:
     """Each CUDA mutant's sites exist exactly once in today's sources (the GPU script plants them)."""
     from attnbench.cuda_build import cuda_src_dir
-    from tests.mutation import CUDA_MUTANTS, write_cuda_mutant
+    from tests.mutation import CUDA_MUTANTS, CUDA_PATTERN_MUTANTS, write_cuda_mutant
 
-    for unit, mutants in CUDA_MUTANTS.items():
+    for unit, mutants in [*CUDA_MUTANTS.items(), *CUDA_PATTERN_MUTANTS.items()]:
         honest = (cuda_src_dir() / unit).read_text()
         for mutant in mutants:
             text = write_cuda_mutant(cuda_src_dir(), unit, mutant, tmp_path).read_text()

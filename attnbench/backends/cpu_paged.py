@@ -6,6 +6,9 @@ query heads sharing each K/V block read; the OpenMP team is torch's thread count
 and the library shares torch's OpenMP runtime (libgomp.so.1 is the one torch loaded), so the kernel and
 torch's own CPU kernels use one thread pool. The per-thread float32 scratch (widened K/V blocks,
 accumulators) is allocated inside the timed call, so the row's working memory counts it.
+
+Patterns: sliding window (blocks wholly before the window are never read), logit soft-capping and
+ALiBi, all run-time kernel arguments (a new window size or cap reuses the same library).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from attnbench import cpu_build, metrics
+from attnbench.backends._alibi import alibi_slopes
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
@@ -50,6 +54,7 @@ class CpuPaged(Backend):
     memory_model = "paged KV cache: fixed-size blocks scattered in a pool, read through block tables"
     kv_inputs = ("paged",)
     devices = ("cpu",)
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -90,8 +95,12 @@ class CpuPaged(Backend):
             head_dim=case.head_dim, num_blocks=k_cache.shape[0], block_size=paged.block_size,
             table_stride=tables.shape[1], dtype=cpu_build.DTYPE_CODES[case.dtype], causal=case.causal,
             scale=case.softmax_scale, query_tile=tile, num_threads=threads,
+            window=case.window, softcap=case.softcap,
         )
-        keep = (q, k_cache, v_cache, tables, kv_lens, cu_q)  # alive as long as run()
+        slopes = torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32) if case.alibi else None
+        if slopes is not None:
+            args["alibi_slopes"] = slopes.data_ptr()
+        keep = (q, k_cache, v_cache, tables, kv_lens, cu_q, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep
@@ -99,6 +108,6 @@ class CpuPaged(Backend):
             lib.paged_attention(**args, scratch=scratch.data_ptr(), scratch_floats=scratch.numel())
             return out
 
-        info = {"query_tile": tile, "threads": threads,
+        info = {"query_tile": tile, "threads": threads, "pattern": case.pattern,
                 "kv_layout_used": "NHD (num_blocks, block_size, num_kv_heads, head_dim), as given"}
         return Prepared(run=run, to_packed=lambda o: o, info=info)

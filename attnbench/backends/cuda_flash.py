@@ -2,7 +2,9 @@
 
 Tensor cores through mma.sync m16n8k16 with ldmatrix and cp.async double buffering; packed varlen
 sequences, causal (bottom-right aligned) or full, GQA. Prefill, and chunked prefill ("mixed": a chunk
-of queries at the end of a longer context), on contiguous K/V.
+of queries at the end of a longer context), on contiguous K/V. Sliding window (KV tiles before a
+query tile's window are never loaded), logit soft-cap (tanh.approx.f32) and ALiBi, all run-time
+arguments of the one compiled kernel: a new window size or cap needs no rebuild.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import torch
 
 from attnbench import cuda_build
+from attnbench.backends._alibi import alibi_slopes
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
@@ -39,6 +42,7 @@ class CudaFlash(Backend):
     memory_model = "streaming: K/V tiles through shared memory, O(N) working memory"
     kv_inputs = ("contiguous",)
     devices = ("cuda",)
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -83,9 +87,14 @@ class CudaFlash(Backend):
             dtype=dtype_code(case.dtype),
             causal=case.causal,
             scale=case.softmax_scale,
+            window=case.window,
+            softcap=case.softcap,
             config=config,
         )
-        keep = (q, k, v, cu_q, cu_k)
+        slopes = (torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32, device=q.device)
+                  if case.alibi else None)
+        args["alibi_slopes"] = slopes.data_ptr() if slopes is not None else 0
+        keep = (q, k, v, cu_q, cu_k, slopes)
 
         def run() -> torch.Tensor:
             _ = keep

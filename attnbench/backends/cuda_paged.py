@@ -5,6 +5,11 @@ Two variants of one kernel: v1 walks each sequence's whole context in one thread
 second kernel. v2 pays off when v1 would leave most of the GPU idle (few sequences x KV heads, long
 contexts); the choice is automatic, recorded in the row's "variant", and ATTNBENCH_CUDA_PAGED_VARIANT
 (v1 | v2) overrides it.
+
+Sliding window, logit soft-cap and ALiBi are run-time kernel arguments (no rebuild per window size): v1
+starts its walk at the window's first token; v2 sizes its partitions for the window's span
+(min(context, window + 1) tokens, see attended_context) and its partitions wholly before the window
+return at once, the merge skipping them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import torch
 
 from attnbench import cuda_build
+from attnbench.backends._alibi import alibi_slopes
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
@@ -29,6 +35,11 @@ V2_MIN_CONTEXT = 1024  # shorter contexts: a partition would hold too few tiles 
 MIN_PARTITION = 256
 PARTITION_ALIGN = 64  # the kernel's largest token tile
 KV_LAYOUT_USED = "NHD (num_blocks, block_size, num_kv_heads, head_dim), as given"
+
+
+def attended_context(case: Case) -> int:
+    """Longest span of tokens a decode query reads: max context, or at most window + 1 with a window."""
+    return case.max_kv if case.window is None else min(case.max_kv, case.window + 1)
 
 
 def heads_per_block(group: int) -> int:
@@ -72,6 +83,7 @@ class CudaPaged(Backend):
     memory_model = "paged KV cache: fixed-size blocks scattered in a pool, read through block tables"
     kv_inputs = ("paged",)
     devices = ("cuda",)
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -109,7 +121,8 @@ class CudaPaged(Backend):
         slots = props.multi_processor_count * max(1, per_sm)
         work = work_items(case.batch, case.num_q_heads, case.num_kv_heads)
         try:
-            variant = choose_variant(work, case.max_kv, slots, os.environ.get(VARIANT_ENV) or None)
+            # The window's span, not the context, is what a block walks (and what v2 splits).
+            variant = choose_variant(work, attended_context(case), slots, os.environ.get(VARIANT_ENV) or None)
         except ValueError as e:
             raise Unsupported(str(e)) from None
         info: dict = {
@@ -121,10 +134,10 @@ class CudaPaged(Backend):
         part_acc = part_ml = None
         if variant == "v2":
             env = os.environ.get(PARTITION_ENV)
-            part_tokens = int(env) if env else partition_tokens(work, case.max_kv, slots)
+            part_tokens = int(env) if env else partition_tokens(work, attended_context(case), slots)
             if part_tokens <= 0 or part_tokens % PARTITION_ALIGN:
                 raise Unsupported(f"{PARTITION_ENV}={part_tokens}: a positive multiple of {PARTITION_ALIGN}")
-            max_parts = math.ceil(case.max_kv / part_tokens)
+            max_parts = math.ceil(case.max_kv / part_tokens)  # partitions index absolute positions
             part_acc = torch.empty(
                 (case.batch, case.num_q_heads, max_parts, case.head_dim), dtype=torch.float32, device=q.device
             )
@@ -148,12 +161,17 @@ class CudaPaged(Backend):
             table_stride=tables.shape[1],
             dtype=code,
             scale=case.softmax_scale,
+            window=case.window,
+            softcap=case.softcap,
             partition_tokens=part_tokens,
             part_acc=part_acc.data_ptr() if part_acc is not None else 0,
             part_ml=part_ml.data_ptr() if part_ml is not None else 0,
             max_partitions=max_parts,
         )
-        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml)  # alive as long as run()
+        slopes = (torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32, device=q.device)
+                  if case.alibi else None)
+        args["alibi_slopes"] = slopes.data_ptr() if slopes is not None else 0
+        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep

@@ -30,6 +30,10 @@ int64_t attnbench_cpu_paged_scratch_floats(int num_q_heads, int num_kv_heads, in
 //   block_tables:      int32 (batch, table_stride), entries < num_blocks.
 //   kv_lens:           int32 (batch,), q_len <= kv_len per sequence.
 //   causal:            query i of a sequence sees keys 0 .. kv_len - q_len + i (bottom-right aligned).
+//   window:            sliding window, < 0 = none: the query at absolute position p = kv_len - q_len + i
+//                      sees only keys j >= p - window (blocks wholly before that are never read).
+//   softcap:           0 = none; > 0: each score s (after softmax_scale) becomes softcap * tanh(s / softcap).
+//   alibi_slopes:      null = none; else float32 (num_q_heads,): score -= slope[h] * (p - j), after softcap.
 //   query_tile:        query rows one work item serves (with every query head of one KV head).
 //   scratch:           float32, at least num_threads * attnbench_cpu_paged_scratch_floats(...) elements.
 // Softmax is online (one pass over the blocks) and accumulates in float32; out has q's dtype.
@@ -37,7 +41,8 @@ int attnbench_cpu_paged_attention(void* out, const void* q, const void* k_cache,
                                   const int32_t* block_tables, const int32_t* kv_lens,
                                   const int32_t* cu_seqlens_q, int batch, int num_q_heads, int num_kv_heads,
                                   int head_dim, int num_blocks, int block_size, int table_stride, int dtype,
-                                  int causal, float softmax_scale, int query_tile, int num_threads, float* scratch,
+                                  int causal, float softmax_scale, int window, float softcap,
+                                  const float* alibi_slopes, int query_tile, int num_threads, float* scratch,
                                   int64_t scratch_floats);
 
 #ifdef __cplusplus

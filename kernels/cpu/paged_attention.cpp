@@ -4,8 +4,12 @@
 // every query head that shares the KV head (GQA), so each K/V block is read (and widened to float32)
 // once per item and used by tile x group (row, head) pairs. The item walks the sequence's blocks
 // through its block table in order, keeping a running max, sum and float32 output per pair (online
-// softmax, one pass), and skips blocks no row of the tile may see (causal). Items are spread over the
-// OpenMP team with dynamic scheduling, since sequences differ in length.
+// softmax, one pass), and skips blocks no row of the tile may see: past the causal diagonal, and before
+// the sliding window (the walk starts at the first block the tile's first row can reach, so a window
+// of w tokens reads about w / block_size + 1 blocks whatever the context). Soft-capping and ALiBi are
+// applied to each score before the softmax; window, soft-cap and slopes are run-time arguments, so a
+// new pattern needs no rebuild. Items are spread over the OpenMP team with dynamic scheduling, since
+// sequences differ in length.
 
 #include "api.h"
 
@@ -20,7 +24,7 @@
 namespace attnbench_cpu {
 namespace {
 
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;  // 2: window, softcap, alibi_slopes
 constexpr int kMaxHeadDim = 1024;
 constexpr int kMaxBlockSize = 4096;
 constexpr int kMaxQueryTile = 256;
@@ -36,6 +40,9 @@ struct Geometry {
   int num_q_heads, num_kv_heads, head_dim, block_size, table_stride, group, query_tile;
   bool causal;
   float scale;
+  int window;                // left context in tokens; < 0 = full attention
+  float softcap;             // <= 0 = none
+  const float* alibi_slopes;  // (num_q_heads,) or null
   int64_t pairs() const { return static_cast<int64_t>(query_tile) * group; }
 };
 
@@ -78,12 +85,18 @@ void attend_item(const Geometry& g, T* out, const T* q, const T* k_cache, const 
       run_sum[p] = 0.0f;
     }
   }
-  // Keys row r may see: all kv_len, or (causal) up to kv_len - q_len + row, bottom-right aligned.
-  auto visible = [&](int r) { return g.causal ? kv_len - q_len + row0 + r + 1 : kv_len; };
-  const int tile_keys = visible(rows - 1);  // the tile's last row sees the most
+  // Row r of the tile sits at absolute position pos(r) = kv_len - q_len + row0 + r (bottom-right
+  // aligned) and sees keys [first_visible(r), end_visible(r)): from pos - window (sliding window) to
+  // pos inclusive when causal, else to kv_len. Both bounds grow with r.
+  auto pos = [&](int r) { return kv_len - q_len + row0 + r; };
+  auto end_visible = [&](int r) { return g.causal ? pos(r) + 1 : kv_len; };
+  auto first_visible = [&](int r) { return g.window >= 0 && pos(r) > g.window ? pos(r) - g.window : 0; };
+  const int tile_keys = end_visible(rows - 1);   // the tile's last row sees the furthest
+  const int first_block = first_visible(0) / bs;  // blocks before this are outside every row's window
   const int64_t token_stride = static_cast<int64_t>(g.num_kv_heads) * d;  // between tokens of a block
+  const bool capped = g.softcap > 0.0f;
 
-  for (int b = 0; b * bs < tile_keys; ++b) {
+  for (int b = first_block; b * bs < tile_keys; ++b) {
     const int first = b * bs;
     const int in_block = tile_keys - first < bs ? tile_keys - first : bs;
     const int64_t block_base = (static_cast<int64_t>(table[b]) * bs * g.num_kv_heads + kv_head) * d;
@@ -106,18 +119,25 @@ void attend_item(const Geometry& g, T* out, const T* q, const T* k_cache, const 
       stride = d;
     }
     for (int p = 0; p < pairs; ++p) {
-      const int limit = visible(p / group) - first;
+      const int r = p / group;
+      const int limit = end_visible(r) - first;
       const int n = limit < in_block ? limit : in_block;
-      if (n <= 0) continue;
+      const int skip = first_visible(r) - first;  // tokens of this block before the row's window
+      const int t0 = skip > 0 ? skip : 0;
+      if (n <= t0) continue;
+      const float slope = g.alibi_slopes ? g.alibi_slopes[kv_head * group + p % group] : 0.0f;
       float block_max = -INFINITY;
-      for (int t = 0; t < n; ++t) {
-        scores[t] = dot(qf + p * d, kb + t * stride, d);
-        block_max = scores[t] > block_max ? scores[t] : block_max;
+      for (int t = t0; t < n; ++t) {
+        float s = dot(qf + p * d, kb + t * stride, d);  // q was pre-scaled: s = scale * q.k
+        if (capped) s = g.softcap * std::tanh(s / g.softcap);
+        s -= slope * static_cast<float>(pos(r) - (first + t));  // ALiBi: -slope * distance (0 if off)
+        scores[t] = s;
+        block_max = s > block_max ? s : block_max;
       }
       const float new_max = block_max > run_max[p] ? block_max : run_max[p];
       const float rescale = std::exp(run_max[p] - new_max);  // 0 on the first block (max was -inf)
       float block_sum = 0.0f;
-      for (int t = 0; t < n; ++t) {
+      for (int t = t0; t < n; ++t) {
         scores[t] = std::exp(scores[t] - new_max);
         block_sum += scores[t];
       }
@@ -126,7 +146,7 @@ void attend_item(const Geometry& g, T* out, const T* q, const T* k_cache, const 
       float* a = acc + p * d;
 #pragma omp simd
       for (int j = 0; j < d; ++j) a[j] *= rescale;
-      for (int t = 0; t < n; ++t) {
+      for (int t = t0; t < n; ++t) {
         const float w = scores[t];
         const float* v = vb + t * stride;
 #pragma omp simd
@@ -188,7 +208,7 @@ extern "C" int64_t attnbench_cpu_paged_scratch_floats(int num_q_heads, int num_k
                                                       int block_size, int query_tile) {
   if (check_geometry(num_q_heads, num_kv_heads, head_dim, block_size, query_tile)) return 0;
   Geometry g{num_q_heads, num_kv_heads, head_dim, block_size, 0, num_q_heads / num_kv_heads, query_tile,
-             false, 1.0f};
+             false, 1.0f, -1, 0.0f, nullptr};
   return scratch_floats(g);
 }
 
@@ -197,7 +217,8 @@ extern "C" int attnbench_cpu_paged_attention(void* out, const void* q, const voi
                                              const int32_t* cu_seqlens_q, int batch, int num_q_heads,
                                              int num_kv_heads, int head_dim, int num_blocks, int block_size,
                                              int table_stride,
-                                             int dtype, int causal, float softmax_scale, int query_tile,
+                                             int dtype, int causal, float softmax_scale, int window,
+                                             float softcap, const float* alibi_slopes, int query_tile,
                                              int num_threads, float* scratch, int64_t scratch_floats_given) {
   g_last_error[0] = '\0';
   if (!out || !q || !k_cache || !v_cache || !block_tables || !kv_lens || !cu_seqlens_q || !scratch)
@@ -208,8 +229,9 @@ extern "C" int attnbench_cpu_paged_attention(void* out, const void* q, const voi
   if (dtype != ATTNBENCH_CPU_FP32 && dtype != ATTNBENCH_CPU_FP16 && dtype != ATTNBENCH_CPU_BF16)
     return fail("dtype must be 0 (fp32), 1 (fp16) or 2 (bf16)");
   if (int rc = check_geometry(num_q_heads, num_kv_heads, head_dim, block_size, query_tile)) return rc;
+  if (!(softcap >= 0.0f) || std::isinf(softcap)) return fail("softcap must be 0 (none) or a positive finite number");
   Geometry g{num_q_heads, num_kv_heads, head_dim, block_size, table_stride, num_q_heads / num_kv_heads,
-             query_tile, causal != 0, softmax_scale};
+             query_tile, causal != 0, softmax_scale, window < 0 ? -1 : window, softcap, alibi_slopes};
   if (scratch_floats_given < scratch_floats(g) * num_threads)
     return fail("scratch is smaller than num_threads * attnbench_cpu_paged_scratch_floats()");
   int max_q = 0;

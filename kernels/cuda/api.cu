@@ -32,6 +32,7 @@ int check_launch(const char* what) {
 
 }  // namespace attnbench
 
-extern "C" int attnbench_abi_version(void) { return 1; }
+// 2: window, softcap and alibi_slopes arguments (mirrored by ABI_VERSION in attnbench/cuda_build.py).
+extern "C" int attnbench_abi_version(void) { return 2; }
 
 extern "C" const char* attnbench_last_error(void) { return g_last_error; }

@@ -13,7 +13,7 @@ extern "C" {
 enum { ATTNBENCH_OK = 0, ATTNBENCH_EINVAL = 1, ATTNBENCH_ECUDA = 2 };
 enum { ATTNBENCH_FP16 = 0, ATTNBENCH_BF16 = 1 };
 
-// Version of this ABI; bumped whenever a signature below changes.
+// Version of this ABI; bumped whenever a signature below changes (2: window, softcap, alibi_slopes).
 int attnbench_abi_version(void);
 
 // Message of the last failed call on this host thread ("" if none).
@@ -23,6 +23,12 @@ const char* attnbench_last_error(void);
 //   out, q:            (batch, num_q_heads, head_dim), contiguous.
 //   k_cache, v_cache:  (num_blocks, block_size, num_kv_heads, head_dim), contiguous.
 //   block_tables:      int32 (batch, table_stride); kv_lens: int32 (batch,), each >= 1.
+//   window:            sliding window, < 0 = none: the query (at position kv_len - 1) sees tokens
+//                      >= kv_len - 1 - window; tokens and v2 partitions before that are never read.
+//   softcap:           0 = none; > 0: each score s (after softmax_scale) becomes softcap * tanh(s / softcap)
+//                      (tanh.approx.f32: relative error ~2^-11, see common.cuh).
+//   alibi_slopes:      null = none; else device float32 (num_q_heads,): score -= slope[h] * (kv_len - 1 - j),
+//                      after the soft-cap.
 //   partition_tokens:  0 = v1 (one pass per sequence and KV head); > 0 = v2, the context cut into
 //                      partitions of this many tokens (a multiple of 64), merged by a second kernel.
 //   part_acc:          v2 workspace, float32 (batch, num_q_heads, max_partitions, head_dim).
@@ -31,8 +37,9 @@ const char* attnbench_last_error(void);
 int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
                            const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
                            int num_kv_heads, int head_dim, int block_size, int table_stride, int dtype,
-                           float softmax_scale, int partition_tokens, float* part_acc, float* part_ml,
-                           int max_partitions, void* stream);
+                           float softmax_scale, int window, float softcap, const float* alibi_slopes,
+                           int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
+                           void* stream);
 
 // Shared memory per block of the paged decode kernel, and how many blocks fit on one SM (for the
 // host's v1/v2 choice); 0 on error.
@@ -42,11 +49,15 @@ int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_
 //   q, out:  (total_q, num_q_heads, head_dim); k, v: (total_kv, num_kv_heads, head_dim); contiguous.
 //   cu_seqlens_q / cu_seqlens_k: int32 (batch + 1,), q_len <= kv_len per sequence.
 //   causal:  bottom-right aligned (query i sees keys 0 .. kv_len - q_len + i).
+//   window:  sliding window, < 0 = none: query i (position p = kv_len - q_len + i) sees keys >= p - window;
+//            KV tiles before the block's first row's window are never loaded.
+//   softcap: 0 = none; > 0: scores s (after softmax_scale) become softcap * tanh(s / softcap) (tanh.approx).
+//   alibi_slopes: null = none; else device float32 (num_q_heads,): score -= slope[h] * (p - j), after softcap.
 //   config:  tile configuration (0 = default; see flash_attention.cu), for tuning experiments.
 int attnbench_flash_fwd(void* out, const void* q, const void* k, const void* v, const int* cu_seqlens_q,
                         const int* cu_seqlens_k, int batch, int max_q_len, int num_q_heads,
                         int num_kv_heads, int head_dim, int dtype, int causal, float softmax_scale,
-                        int config, void* stream);
+                        int window, float softcap, const float* alibi_slopes, int config, void* stream);
 
 // Number of flash tile configurations (valid values of config are 0 .. n - 1).
 int attnbench_flash_num_configs(void);

@@ -1,6 +1,12 @@
 // Flash-attention forward (prefill) on tensor cores: mma.sync m16n8k16, ldmatrix, cp.async double
 // buffering, online softmax in float32, causal (bottom-right aligned) or full, packed varlen sequences
-// (cu_seqlens), GQA, head dims 64 and 128, fp16 and bf16.
+// (cu_seqlens), GQA, head dims 64 and 128, fp16 and bf16; optional sliding window and logit soft-cap.
+//
+// Patterns are run-time arguments (one compiled kernel serves every window size and cap): a window
+// moves the start of the KV loop to the first tile the block's first row can reach, so tiles wholly
+// before every row's window are never loaded, and masks the window edge like the causal diagonal;
+// the soft-cap is applied to the raw scores (one tanh.approx each) before masking, then ALiBi's
+// -slope * distance (one FMA each, only when slopes are given).
 //
 // A thread block owns BM query rows of one (sequence, query head); each warp owns 16 * kMT of those
 // rows. Per KV tile of BN keys:
@@ -40,6 +46,13 @@ struct FlashParams {
   int num_kv_heads;
   int group;          // query heads per KV head
   float scale_log2;   // softmax scale * log2(e)
+  float scale;        // softmax scale
+  int window;         // sliding-window left context in tokens; < 0 = none
+  // Soft-cap folded around the raw score s = q.k: s -> cap_out * tanh(s * cap_in) with cap_in =
+  // scale / cap and cap_out = cap / scale, so that the scale_log2 step after it still applies.
+  float cap_in;       // 0 = no soft-cap
+  float cap_out;
+  const float* alibi_slopes;  // (num_q_heads,) or null: score -= slope_h * (position - key)
 };
 
 template <int D, int BM, int BN, int WARPS>
@@ -96,20 +109,29 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
   const int kv_head = head / p.group;
   const int diag = kv_len - q_len;  // causal: query row i sees keys 0 .. i + diag
   const int n_end = CAUSAL ? min(kv_len, m0 + BM + diag) : kv_len;
-  const int n_tiles = (n_end + BN - 1) / BN;
+  // Window: row i sees keys >= i + diag - window; the block's first row reaches back the furthest.
+  const bool windowed = p.window >= 0;
+  const int n_begin = windowed ? max(0, m0 + diag - p.window) : 0;
+  const int tile0 = n_begin / BN;  // first tile any row of the block can see
+  const int n_tiles = (n_end + BN - 1) / BN - tile0;
 
   const size_t q_stride = size_t(p.num_q_heads) * D;
   const size_t kv_stride = size_t(p.num_kv_heads) * D;
   const T* q_g = static_cast<const T*>(p.q) + (size_t(q_begin + m0) * p.num_q_heads + head) * D;
-  const T* k_g = static_cast<const T*>(p.k) + (size_t(k_begin) * p.num_kv_heads + kv_head) * D;
-  const T* v_g = static_cast<const T*>(p.v) + (size_t(k_begin) * p.num_kv_heads + kv_head) * D;
+  // K/V pointers start at the first tile the window reaches; key indices below are absolute.
+  const size_t kv_offset = (size_t(k_begin) + size_t(tile0) * BN) * p.num_kv_heads + kv_head;
+  const T* k_g = static_cast<const T*>(p.k) + kv_offset * D;
+  const T* v_g = static_cast<const T*>(p.v) + kv_offset * D;
+  const int kv_left = kv_len - tile0 * BN;  // keys from the first loaded tile to the sequence's end
 
   load_rows<BM, D, kThreads>(q_s, q_g, q_stride, q_len - m0, tid);
-  load_rows<BN, D, kThreads>(k_s, k_g, kv_stride, kv_len, tid);
-  load_rows<BN, D, kThreads>(v_s, v_g, kv_stride, kv_len, tid);
+  load_rows<BN, D, kThreads>(k_s, k_g, kv_stride, kv_left, tid);
+  load_rows<BN, D, kThreads>(v_s, v_g, kv_stride, kv_left, tid);
   cp_async_commit();
 
   const int g = lane / 4, t = lane % 4;  // MMA fragment coordinates
+  // ALiBi slope of this block's head over the softmax scale (scores here are raw q.k); 0 = none.
+  const float alibi_raw = p.alibi_slopes != nullptr ? p.alibi_slopes[head] / p.scale : 0.f;
   const int warp_row0 = warp * 16 * kMT;
   const float sl2 = p.scale_log2;
 
@@ -134,8 +156,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
     const int stage = j & 1;
     if (j + 1 < n_tiles) {
       const size_t next = size_t(j + 1) * BN * kv_stride;
-      load_rows<BN, D, kThreads>(k_s + (stage ^ 1) * BN * D, k_g + next, kv_stride, kv_len - (j + 1) * BN, tid);
-      load_rows<BN, D, kThreads>(v_s + (stage ^ 1) * BN * D, v_g + next, kv_stride, kv_len - (j + 1) * BN, tid);
+      load_rows<BN, D, kThreads>(k_s + (stage ^ 1) * BN * D, k_g + next, kv_stride, kv_left - (j + 1) * BN, tid);
+      load_rows<BN, D, kThreads>(v_s + (stage ^ 1) * BN * D, v_g + next, kv_stride, kv_left - (j + 1) * BN, tid);
       cp_async_commit();
       cp_async_wait<1>();  // tile j (and Q) landed; tile j+1 may still be in flight
     } else {
@@ -192,9 +214,40 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
       }
     }
 
-    // Mask keys past the sequence and, if causal, past each row's diagonal.
-    const int key0 = j * BN;
-    if (key0 + BN > kv_len || (CAUSAL && key0 + BN - 1 > m0 + warp_row0 + diag)) {
+    // Soft-cap the raw scores (before masking: masked scores stay -inf).
+    if (p.cap_in != 0.f) {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = p.cap_out * fast_tanh(s[mt][nt][e] * p.cap_in);
+        }
+      }
+    }
+
+    // ALiBi: - slope * (row position - key), in raw-score units (the scale is applied after).
+    if (alibi_raw != 0.f) {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
+            const int key = (tile0 + j) * BN + nt * 8 + 2 * t + (e & 1);
+            s[mt][nt][e] = fmaf(-alibi_raw, float(row + diag - key), s[mt][nt][e]);
+          }
+        }
+      }
+    }
+
+    // Mask keys past the sequence, if causal past each row's diagonal, and before each row's window
+    // (a tile needs the window mask when its first key is before the warp's last row's window start).
+    const int key0 = (tile0 + j) * BN;
+    const int warp_last_row = m0 + warp_row0 + 16 * kMT - 1;
+    if (key0 + BN > kv_len || (CAUSAL && key0 + BN - 1 > m0 + warp_row0 + diag) ||
+        (windowed && key0 < warp_last_row + diag - p.window)) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
@@ -203,7 +256,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
             const int key = key0 + nt * 8 + 2 * t + (e & 1);
-            const bool visible = key < kv_len && (!CAUSAL || key <= row + diag);
+            const bool visible = key < kv_len && (!CAUSAL || key <= row + diag) &&
+                                 (!windowed || key >= row + diag - p.window);
             if (!visible) s[mt][nt][e] = -INFINITY;
           }
         }
@@ -340,7 +394,8 @@ extern "C" int attnbench_flash_num_configs(void) { return attnbench::kNumConfigs
 extern "C" int attnbench_flash_fwd(void* out, const void* q, const void* k, const void* v,
                                    const int* cu_seqlens_q, const int* cu_seqlens_k, int batch, int max_q_len,
                                    int num_q_heads, int num_kv_heads, int head_dim, int dtype, int causal,
-                                   float softmax_scale, int config, void* stream) {
+                                   float softmax_scale, int window, float softcap, const float* alibi_slopes,
+                                   int config, void* stream) {
   using namespace attnbench;
   if (head_dim != 64 && head_dim != 128) {
     return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128", head_dim);
@@ -360,6 +415,9 @@ extern "C" int attnbench_flash_fwd(void* out, const void* q, const void* k, cons
   if (!aligned16(out) || !aligned16(q) || !aligned16(k) || !aligned16(v)) {
     return set_error(ATTNBENCH_EINVAL, "out, q, k and v must be 16-byte aligned");
   }
+  if (!(softcap >= 0.f) || softcap == INFINITY) {
+    return set_error(ATTNBENCH_EINVAL, "softcap %g: 0 (none) or a positive finite number", softcap);
+  }
   FlashParams p{};
   p.out = out;
   p.q = q;
@@ -371,6 +429,11 @@ extern "C" int attnbench_flash_fwd(void* out, const void* q, const void* k, cons
   p.num_kv_heads = num_kv_heads;
   p.group = num_q_heads / num_kv_heads;
   p.scale_log2 = softmax_scale * 1.4426950408889634f;
+  p.window = window < 0 ? -1 : window;
+  p.cap_in = softcap > 0.f ? softmax_scale / softcap : 0.f;
+  p.cap_out = softcap > 0.f ? softcap / softmax_scale : 0.f;
+  p.scale = softmax_scale;
+  p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, max_q_len, head_dim, causal != 0, config, s);
   return dispatch_dim<__nv_bfloat16>(p, batch, max_q_len, head_dim, causal != 0, config, s);

@@ -19,6 +19,13 @@
 // head in registers, dots its slice, reduces across the row by shuffles), an online-softmax update
 // per head (running max and sum, base-2 exponentials with the scale folded into q), then P.V into
 // per-thread float32 accumulators (8 dims x GT heads). Rows of lanes are merged once at the end.
+//
+// Patterns (run-time arguments, one compiled kernel for every window size and cap). Sliding window:
+// the query at position ctx - 1 sees tokens >= ctx - 1 - window, so the walk starts at that token
+// (v1), and in v2 a partition wholly before it returns at once, the first one it reaches starts
+// mid-partition, and the merge kernel skips the partitions before it: the work and the K/V bytes read
+// follow the window, not the context. Soft-cap: each base-2 logit goes through tanh.approx (folded
+// constants below) before the softmax. ALiBi: then - slope_h * log2(e) * distance, one FMA.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -47,7 +54,18 @@ struct PagedParams {
   int partition_tokens;  // v2 only
   int max_partitions;    // v2 only
   float scale_log2;      // softmax scale * log2(e): logits live in the base-2 domain
+  int window;            // sliding-window left context in tokens; < 0 = none
+  // Soft-cap on the base-2 logit x = s * log2(e): x -> cap_out * tanh(x * cap_in), cap_in =
+  // 1 / (cap * log2(e)), cap_out = cap * log2(e) (the same as cap * tanh(s / cap), in base 2).
+  float cap_in;          // 0 = no soft-cap
+  float cap_out;
+  const float* alibi_slopes;  // (num_q_heads,) or null: logit -= slope_h * (ctx - 1 - token)
 };
+
+// First token the decode query (at position ctx - 1) sees: 0, or ctx - 1 - window with a window.
+__device__ __forceinline__ int window_start(int ctx, int window) {
+  return window >= 0 && ctx - 1 > window ? ctx - 1 - window : 0;
+}
 
 template <int D>
 struct DecodeShape {
@@ -95,11 +113,14 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
   const int q_head0 = kv_head * p.group + g0;
 
   const int ctx = p.kv_lens[seq];
-  int begin = 0, end = ctx;
+  const int first = window_start(ctx, p.window);
+  int begin = first, end = ctx;
   if constexpr (kSplit) {
-    begin = blockIdx.z * p.partition_tokens;
-    if (begin >= ctx) return;  // whole block leaves: this sequence is shorter than the partition grid
-    end = min(ctx, begin + p.partition_tokens);
+    const int part0 = blockIdx.z * p.partition_tokens;
+    if (part0 >= ctx) return;  // whole block leaves: this sequence is shorter than the partition grid
+    end = min(ctx, part0 + p.partition_tokens);
+    if (end <= first) return;  // wholly before the window: the merge skips this partition
+    begin = max(part0, first);
   }
 
   // This lane's 8 dims of every query head, pre-scaled so that q.k is already a base-2 logit.
@@ -117,6 +138,14 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
         for (int j = 0; j < kVec; ++j) qf[g][j] = 0.f;  // padding head: computed, never stored
       }
     }
+  }
+
+  // ALiBi slopes of this block's heads in the base-2 domain (0 without ALiBi or for a padding head).
+  float slope_l2[GT];
+#pragma unroll
+  for (int g = 0; g < GT; ++g) {
+    const bool real = p.alibi_slopes != nullptr && g < n_heads;
+    slope_l2[g] = real ? p.alibi_slopes[q_head0 + g] * 1.4426950408889634f : 0.f;
   }
 
   const int* table = p.block_tables + size_t(seq) * p.table_stride;
@@ -199,6 +228,8 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
         for (int j = 0; j < kVec; ++j) dot = fmaf(qf[g][j], kf[j], dot);
 #pragma unroll
         for (int o = S::kLanesPerRow / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (p.cap_in != 0.f) dot = p.cap_out * fast_tanh(dot * p.cap_in);
+        dot = fmaf(-slope_l2[g], float(ctx - 1 - (t0 + row)), dot);  // ALiBi (slope 0 when off)
         if (chunk == 0) logits[g * S::kTile + row] = (t0 + row < end) ? dot : -INFINITY;
       }
     }
@@ -281,21 +312,23 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
   }
 }
 
-// v2 merge: out = sum_i 2^(m_i - M) acc_i / sum_i 2^(m_i - M) l_i over the partitions of a sequence.
+// v2 merge: out = sum_i 2^(m_i - M) acc_i / sum_i 2^(m_i - M) l_i over the partitions of a sequence
+// the window reaches (those wholly before it wrote nothing and are skipped).
 template <typename T, int D>
 __global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) {
   const int head = blockIdx.x, seq = blockIdx.y;
   const int n_parts = (p.kv_lens[seq] + p.partition_tokens - 1) / p.partition_tokens;
+  const int part0 = window_start(p.kv_lens[seq], p.window) / p.partition_tokens;  // first one in the window
   const size_t base = (size_t(seq) * p.num_q_heads + head) * p.max_partitions;
   const float* ml = p.part_ml + base * 2;
   float m = -INFINITY;
-  for (int i = 0; i < n_parts; ++i) m = fmaxf(m, ml[2 * i]);
+  for (int i = part0; i < n_parts; ++i) m = fmaxf(m, ml[2 * i]);
   float denom = 0.f;
-  for (int i = 0; i < n_parts; ++i) denom += ml[2 * i + 1] * fast_exp2(ml[2 * i] - m);
+  for (int i = part0; i < n_parts; ++i) denom += ml[2 * i + 1] * fast_exp2(ml[2 * i] - m);
   const float inv = 1.f / denom;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float o = 0.f;
-    for (int i = 0; i < n_parts; ++i) o += fast_exp2(ml[2 * i] - m) * p.part_acc[(base + i) * D + d];
+    for (int i = part0; i < n_parts; ++i) o += fast_exp2(ml[2 * i] - m) * p.part_acc[(base + i) * D + d];
     static_cast<T*>(p.out)[(size_t(seq) * p.num_q_heads + head) * D + d] = from_float<T>(o * inv);
   }
 }
@@ -373,7 +406,8 @@ bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u
 extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
                                       const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
                                       int num_kv_heads, int head_dim, int block_size, int table_stride,
-                                      int dtype, float softmax_scale, int partition_tokens, float* part_acc,
+                                      int dtype, float softmax_scale, int window, float softcap,
+                                      const float* alibi_slopes, int partition_tokens, float* part_acc,
                                       float* part_ml, int max_partitions, void* stream) {
   using namespace attnbench;
   if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
@@ -391,6 +425,9 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
   }
   if (!aligned16(out) || !aligned16(q) || !aligned16(k_cache) || !aligned16(v_cache)) {
     return set_error(ATTNBENCH_EINVAL, "out, q, k_cache and v_cache must be 16-byte aligned");
+  }
+  if (!(softcap >= 0.f) || softcap == INFINITY) {
+    return set_error(ATTNBENCH_EINVAL, "softcap %g: 0 (none) or a positive finite number", softcap);
   }
   if (partition_tokens < 0 || partition_tokens % 64 != 0) {
     return set_error(ATTNBENCH_EINVAL, "partition_tokens %d: 0 (v1) or a positive multiple of 64",
@@ -419,6 +456,10 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
   p.partition_tokens = partition_tokens;
   p.max_partitions = partition_tokens > 0 ? max_partitions : 0;
   p.scale_log2 = softmax_scale * 1.4426950408889634f;
+  p.window = window < 0 ? -1 : window;
+  p.cap_in = softcap > 0.f ? 1.f / (softcap * 1.4426950408889634f) : 0.f;
+  p.cap_out = softcap > 0.f ? softcap * 1.4426950408889634f : 0.f;
+  p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
   if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, head_dim, s);
   return dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
