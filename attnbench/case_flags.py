@@ -1,8 +1,8 @@
 """One case from command-line flags: shared by `attnbench run` and `attnbench profile`.
 
 The flags describe the lengths per sequence (--seqlen, --kv-len), heads, head dim, dtype, masking,
-the score patterns (--window, --softcap, --alibi) and the paged-KV block size. Errors are FlagError with a one-line message naming the flag and what is
-allowed; the CLI prints it and exits 2.
+the score patterns (--window, --softcap, --alibi) and the paged-KV block size. Errors are FlagError
+with a one-line message naming the flag and what is allowed; the CLI prints it and exits 2.
 """
 
 from __future__ import annotations

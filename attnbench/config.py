@@ -432,8 +432,8 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     seen: set[Case] = set()  # membership in O(1): a list scan made planning quadratic
     chunks = wl.chunk if wl.phase == "mixed" else (0,)
     for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix, window, softcap, alibi in itertools.product(
-        wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks, wl.prefix_len,
-        wl.window, wl.softcap, wl.alibi,
+        wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks,
+        wl.prefix_len, wl.window, wl.softcap, wl.alibi,
     ):
         if hkv > hq:
             continue

@@ -230,7 +230,8 @@ PATTERN_KWARGS = {"window": "window_size", "softcap": "softcap", "alibi": "alibi
 def entry_name(lib: FlashAttnLib, case: Case) -> str:
     """The library function a case goes through (the same choice contiguous_call / paged_call make)."""
     if not case.paged:
-        return "flash_attn_func" if _uniform(case.q_lens) and _uniform(case.kv_lens) else "flash_attn_varlen_func"
+        batched = _uniform(case.q_lens) and _uniform(case.kv_lens)
+        return "flash_attn_func" if batched else "flash_attn_varlen_func"
     if lib.generation == 4:
         return "flash_attn_varlen_func"
     if lib.generation == 3 or _uniform(case.q_lens):

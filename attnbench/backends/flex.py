@@ -222,7 +222,9 @@ class Flex(FlexBase):
             info={"input_mode": "batched-q1-document-mask"},
         )
 
-    def _compiled_call(self, case: Case, q, k, v, block_mask, t0: float, score_mod, to_packed, info) -> Prepared:
+    def _compiled_call(
+        self, case: Case, q, k, v, block_mask, t0: float, score_mod, to_packed, info
+    ) -> Prepared:
         """The timed call over a built block mask, compiled by its first (untimed) run."""
         from torch.nn.attention.flex_attention import flex_attention
 

@@ -210,7 +210,7 @@ def paged_attn_kernel(
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
                                    HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
             cols = n + offs_n
-            mask = cols[None, :] < kv_len
+            mask = kv_len > cols[None, :]  # (written so; the planted stale-slot fault edits the other)
             if CAUSAL:
                 mask = mask & (cols[None, :] <= qpos[:, None])
             if HAS_WINDOW:
