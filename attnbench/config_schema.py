@@ -43,7 +43,7 @@ _OPTIONAL_AXES: dict[str, tuple[dict[str, Any], str]] = {
 
 
 def _optional_axis(item: dict[str, Any], description: str) -> dict[str, Any]:
-    one = {"oneOf": [item, {"type": "null"}, {"const": "none"}]}
+    one = {"oneOf": [item, {"enum": ["none", None]}]}
     return {"description": description, "oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
 
 
