@@ -132,7 +132,8 @@ def main() -> int:
     bad = [r for r in rows if r["status"] in ("incorrect", "failed")]
     fields = ("check_label", "backend", "block_size", "status", "reason")
     summary = {"device": device, "dry_run": dry, "points": len(rows),
-               "ok": sum(r["status"] == "ok" for r in rows), "bad": [{k: r.get(k) for k in fields} for r in bad],
+               "ok": sum(r["status"] == "ok" for r in rows),
+               "bad": [{k: r.get(k) for k in fields} for r in bad],
                "first_call_per_pattern": first_call, "wall_s": round(time.time() - t0, 1)}
     (args.out / "patterns_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps({k: summary[k] for k in ("device", "points", "ok", "bad", "wall_s")}, default=str))
