@@ -48,3 +48,36 @@ def test_special_patterns_needs_a_correct_paged_row_per_feature():
     claim = special_patterns(_run(rows), {})
     assert claim.verdict == "holds", claim.numbers
     assert "paged: 2/2 patterned points ok" in claim.numbers
+
+
+def _decode_rows(window) -> list[dict]:
+    rows = []
+    for n in (8192, 16384, 32768):
+        r = _row("triton-paged", "paged", window, False)
+        r.update(kv_lens=[n, n], case_id=f"c/{n}/{window}", batch=2,
+                 latency_ms_p50=(min(n, 4096) if window else n) / 1000)
+        rows.append(r)
+    return rows
+
+
+def test_decode_window_figure_pairs_full_and_windowed_series(tmp_path):
+    import pytest
+
+    from attnbench.report.figures import NoData, save
+    from attnbench.report.plots_patterns import decode_window, window_series
+
+    run = _run(_decode_rows(None) + _decode_rows(4096))
+    rows, window = window_series(run.ok)
+    assert window == 4096 and len(rows) == 6
+    path = save(decode_window([run], {}, "t"), tmp_path / "w.png")
+    assert path.stat().st_size > 1000
+    with pytest.raises(NoData):
+        decode_window([_run(_decode_rows(None))], {}, "t")
+
+
+def test_length_sweep_keeps_windowed_rows_apart():
+    from attnbench.report.select import length_series
+
+    series = length_series(_run(_decode_rows(None) + _decode_rows(4096)).ok, "decode")
+    rows = next(iter(series.values()))
+    assert rows["pattern"].nunique() == 1  # one sweep: never the fastest of full and windowed per N
