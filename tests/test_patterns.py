@@ -327,3 +327,20 @@ def test_cli_window_row_carries_the_pattern(interpret, tmp_path):
     assert by["sdpa-math"]["status"] == "skipped" and "softcap" in by["sdpa-math"]["reason"]
     assert res.exit_code in (0, 1)
 
+
+
+def test_interpreted_pattern_tests_in_fresh_process():
+    """When another test imported triton compiled first, run this module's Triton tests in a new process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not compiled_triton_loaded():
+        pytest.skip("this process can interpret: the tests above ran here")
+    import os
+
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__], cwd=root,
+                         env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
