@@ -35,8 +35,9 @@ class Case:
         window_left=window.
     softcap: logit soft-capping, None for none: a score s (after the softmax scale) becomes
         softcap * tanh(s / softcap) before the mask and softmax (Gemma-2 uses 50).
-    alibi: add ALiBi biases -slope_h * (p - j) to the scores (after the soft-cap), with the usual
-        geometric per-head slopes (attnbench.patterns.alibi_slopes).
+    alibi: add ALiBi biases -slope_h * |p - j| to the scores (after the soft-cap), with the usual
+        geometric per-head slopes (attnbench.patterns.alibi_slopes); |p - j| = p - j wherever causal,
+        and the absolute value is flash-attn's convention for keys right of the query.
     """
 
     workload: str

@@ -1,12 +1,13 @@
 """One case from command-line flags: shared by `attnbench run` and `attnbench profile`.
 
-The flags describe the lengths per sequence (--seqlen, --kv-len), heads, head dim, dtype, masking and
-the paged-KV block size. Errors are FlagError with a one-line message naming the flag and what is
-allowed; the CLI prints it and exits 2.
+The flags describe the lengths per sequence (--seqlen, --kv-len), heads, head dim, dtype, masking,
+the score patterns (--window, --softcap, --alibi) and the paged-KV block size. Errors are FlagError
+with a one-line message naming the flag and what is allowed; the CLI prints it and exits 2.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "block_size": None,
     "kv_layout": "shuffled",
     "seed": 0,
+    "window": None,
+    "softcap": None,
+    "alibi": False,
 }
 
 
@@ -48,6 +52,14 @@ def check_sizes(q_heads: int | None, kv_heads: int | None, head_dim: int | None,
         raise FlagError(f"--kv-heads {kv_heads} must divide --q-heads {q_heads} (grouped-query attention)")
 
 
+def check_patterns(window: int | None, softcap: float | None) -> None:
+    """FlagError for a negative --window or a --softcap that is not a finite number > 0."""
+    if window is not None and window < 0:
+        raise FlagError(f"--window {window}: must be a token count >= 0 (leave it out for full attention)")
+    if softcap is not None and not (math.isfinite(softcap) and softcap > 0):
+        raise FlagError(f"--softcap {softcap}: must be a finite number > 0 (leave it out for no soft-cap)")
+
+
 def case_from_flags(
     phase: str,
     seqlen: str,
@@ -62,6 +74,9 @@ def case_from_flags(
     seed: int,
     workload: str = "cli",
     seqlen_mix: str = "list",
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi: bool = False,
 ) -> Case:
     """The case the flags describe.
 
@@ -69,8 +84,10 @@ def case_from_flags(
     decode: one query per sequence against --kv-len contexts (else --seqlen);
     mixed: --seqlen new tokens per sequence at the end of --kv-len contexts.
     Decode is never causal: the one query sits at the end and sees every key.
+    window / softcap / alibi: the score patterns (attnbench.patterns), None / False = off.
     """
     check_sizes(q_heads, kv_heads, head_dim, block_size)
+    check_patterns(window, softcap)
     if not seqlen.strip():
         raise FlagError("--seqlen is empty; give comma-separated query lengths, e.g. 512 or 1,17,129")
     if kv_len is not None and not kv_len.strip():
@@ -99,7 +116,8 @@ def case_from_flags(
             raise FlagError(f"--seqlen/--kv-len: every length must be >= 1, got {seqlen!r} / {kv_len!r}")
         return Case(workload, phase, q_lens, kv_lens, q_heads, q_heads if kv_heads is None else kv_heads,
                     head_dim, dtype,
-                    causal if phase != "decode" else False, seqlen_mix, block_size, kv_layout, seed)
+                    causal if phase != "decode" else False, seqlen_mix, block_size, kv_layout, seed,
+                    window=window, softcap=softcap, alibi=alibi)
     except ValueError as err:
         raise FlagError(str(err)) from None
 

@@ -134,6 +134,9 @@ def run_case(
         "(--kv-layout: its deprecated name)"
     ),
     seed: int = typer.Option(0, "--seed"),
+    window: int | None = typer.Option(None, "--window", help="Sliding-window left context in tokens"),
+    softcap: float | None = typer.Option(None, "--softcap", help="Logit soft-cap c: s -> c * tanh(s / c)"),
+    alibi: bool = typer.Option(False, "--alibi", help="Add ALiBi biases (geometric per-head slopes)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per backend on stdout"),
     isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="Run the points in a child process"),
@@ -171,7 +174,7 @@ def run_case(
         seqlen, kv_len, mix = run_cli.lengths_for(phase, batch, lengths, seqlen, kv_len, seed, chunk)
         case = case_from_flags(
             phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, block_order, seed,
-            seqlen_mix=mix,
+            seqlen_mix=mix, window=window, softcap=softcap, alibi=alibi,
         )
         check_backend_names(backend, every)
         policy = run_cli.policy_for(dev, timing or {})

@@ -24,6 +24,9 @@ allowed; the CLI prints it on one line and exits 2.
                                     # (shuffled | contiguous); `kv_layout` is its deprecated old name
         chunk: [128]                # mixed only: new query tokens per sequence
         prefix_len: [0]             # leading tokens of every context that all sequences share
+        window: [none, 4096]        # sliding-window left context in tokens (none = full attention)
+        softcap: [none, 50.0]       # logit soft-cap (none = off)
+        alibi: [false]              # ALiBi biases with the usual per-head slopes
         backends: [...]             # optional: only these backends for this workload
     exclude:                        # points to leave out; keys match row columns, *_gt / *_lt compare
       - {backend: naive, max_kv_gt: 8192}
@@ -116,6 +119,9 @@ class Workload:
     block_order: tuple[str, ...] = ("shuffled",)
     chunk: tuple[int, ...] = (128,)
     prefix_len: tuple[int, ...] = (0,)
+    window: tuple[int | None, ...] = (None,)
+    softcap: tuple[float | None, ...] = (None,)
+    alibi: tuple[bool, ...] = (False,)
     backends: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
 
@@ -308,6 +314,26 @@ class _Ctx:
                 self.fail(prefix + key, v, f"values >= {minimum}")
         return tuple(values)
 
+    def optional_axis(self, d: dict[str, Any], key: str, prefix: str, kind: type) -> tuple[Any, ...]:
+        """A pattern axis: values of `kind` (int >= 0 for window, float > 0 for softcap) or
+        None / "none" for off; default [none]."""
+        value = d.get(key, [None])
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            self.fail(prefix + key, value, "a non-empty list")
+        out: list[Any] = []
+        want = "a token count >= 0" if kind is int else "a number > 0"
+        for v in values:
+            if v is None or (isinstance(v, str) and v.strip().lower() == "none"):
+                out.append(None)
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+                self.fail(prefix + key, v, f"{want} or none")
+            if (kind is int and v < 0) or (kind is float and not (math.isfinite(v) and v > 0)):
+                self.fail(prefix + key, v, f"{want} or none")
+            out.append(float(v) if kind is float else v)
+        return tuple(out)
+
 
 def _parse_timing(ctx: _Ctx, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
@@ -383,6 +409,9 @@ def _parse_workload(ctx: _Ctx, raw: Any, index: int, known_backends: list[str] |
         block_order=ctx.axis(raw, "block_order", p, str, ["shuffled"], allowed=KV_LAYOUTS),
         chunk=ctx.axis(raw, "chunk", p, int, [128], minimum=1),
         prefix_len=ctx.axis(raw, "prefix_len", p, int, [0], minimum=0),
+        window=ctx.optional_axis(raw, "window", p, int),
+        softcap=ctx.optional_axis(raw, "softcap", p, float),
+        alibi=ctx.axis(raw, "alibi", p, bool, [False]),
         backends=backends,
         tags=tuple(ctx.str_list(raw, "tags", p, default=[])),
     )
@@ -408,8 +437,9 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     cases: list[Case] = []
     seen: set[Case] = set()  # membership in O(1): a list scan made planning quadratic
     chunks = wl.chunk if wl.phase == "mixed" else (0,)
-    for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix in itertools.product(
-        wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks, wl.prefix_len
+    for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix, window, softcap, alibi in itertools.product(
+        wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks,
+        wl.prefix_len, wl.window, wl.softcap, wl.alibi,
     ):
         if hkv > hq:
             continue
@@ -437,6 +467,9 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
             seqlen_mix=label,
             seed=seed,
             prefix_len=prefix,
+            window=window,
+            softcap=softcap,
+            alibi=alibi,
             tags=wl.tags,
         )
         if base not in seen:
@@ -465,7 +498,8 @@ def workload_size(wl: Workload) -> int:
     heads = sum(1 for hq in wl.q_heads for hkv in wl.kv_heads if hkv <= hq)
     chunks = len(wl.chunk) if wl.phase == "mixed" else 1
     combos = (len(wl.batch) * len(wl.lengths) * heads * len(wl.head_dim) * len(wl.dtype)
-              * len(wl.causal) * chunks * len(wl.prefix_len))
+              * len(wl.causal) * chunks * len(wl.prefix_len) * len(wl.window) * len(wl.softcap)
+              * len(wl.alibi))
     return combos * (1 + len(wl.block_size) * len(wl.block_order))
 
 

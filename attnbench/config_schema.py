@@ -31,7 +31,20 @@ _WORKLOAD_AXES: dict[str, tuple[dict[str, Any], int | None, bool, str]] = {
                     "order of a sequence's blocks in the paged pool (default shuffled)"),
     "chunk": ({"type": "integer"}, 1, False, "mixed only: new query tokens per sequence (default 128)"),
     "prefix_len": ({"type": "integer"}, 0, False, "leading context tokens all sequences share"),
+    "alibi": ({"type": "boolean"}, None, False, "ALiBi biases with the geometric per-head slopes"),
 }
+# Pattern axes whose values may be "none" (off): (item schema, description).
+_OPTIONAL_AXES: dict[str, tuple[dict[str, Any], str]] = {
+    "window": ({"type": "integer", "minimum": 0},
+               "sliding-window left context in tokens; null or 'none' = full attention"),
+    "softcap": ({"type": "number", "exclusiveMinimum": 0},
+                "logit soft-cap c: scores become c * tanh(s / c); null or 'none' = off"),
+}
+
+
+def _optional_axis(item: dict[str, Any], description: str) -> dict[str, Any]:
+    one = {"oneOf": [item, {"enum": ["none", None]}]}
+    return {"description": description, "oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
 
 
 def _axis(item: dict[str, Any], minimum: int | None, description: str) -> dict[str, Any]:
@@ -82,6 +95,8 @@ def _workload() -> dict[str, Any]:
     }
     for key, (item, minimum, _required, description) in _WORKLOAD_AXES.items():
         props[key] = _axis(item, minimum, description)
+    for key, (item, description) in _OPTIONAL_AXES.items():
+        props[key] = _optional_axis(item, description)
     for old, new in WORKLOAD_ALIASES.items():
         props[old] = {**props[new], "deprecated": True, "description": f"deprecated name of {new}"}
     required = ["phase", "lengths"] + [k for k, (_, _, req, _) in _WORKLOAD_AXES.items() if req]

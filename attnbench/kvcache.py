@@ -26,6 +26,12 @@ from typing import Any
 BlockKey = tuple[int, tuple[int, ...]]  # (hash of the parent block's key, this block's token ids)
 
 
+# What a block table holds for a logical block released by a sliding window: a valid block id, so a
+# table read stays in bounds, whose contents belong to someone else (a kernel that honours the window
+# never reads it; one that does not reads wrong keys, and the correctness check sees it).
+DROPPED_BLOCK = 0
+
+
 class NoFreeBlocks(RuntimeError):
     """The pool has no free block left for an allocation (the caller preempts or waits)."""
 
@@ -115,6 +121,7 @@ class _Request:
     num_tokens: int
     token_ids: list[int] | None  # kept only when prefix caching names this request's blocks
     last_key: BlockKey | None = None  # key of the last cached full block (the next block's parent)
+    dropped: int = 0  # leading logical blocks released because they fell out of a sliding window
 
 
 class KVCacheManager:
@@ -256,7 +263,7 @@ class KVCacheManager:
         bs = self.block_size
         partial = req.num_tokens % bs != 0
         cow = partial and req.blocks[-1].ref_cnt > 1
-        new = self.blocks_needed(req.num_tokens + count) - len(req.blocks)
+        new = self.blocks_needed(req.num_tokens + count) - len(req.blocks) - req.dropped
         if new + int(cow) > self.num_free_blocks:
             raise NoFreeBlocks(
                 f"request {request_id!r} needs {new + int(cow)} blocks, {self.num_free_blocks} free"
@@ -291,7 +298,8 @@ class KVCacheManager:
         for b in parent.blocks:
             b.ref_cnt += 1  # shared blocks are held, so none of them sits in the free queue
         ids = list(parent.token_ids) if parent.token_ids is not None else None
-        self.requests[child_id] = _Request(list(parent.blocks), parent.num_tokens, ids, parent.last_key)
+        self.requests[child_id] = _Request(list(parent.blocks), parent.num_tokens, ids, parent.last_key,
+                                           parent.dropped)
         return [b.block_id for b in parent.blocks]
 
     def free(self, request_id: Any) -> None:
@@ -305,7 +313,32 @@ class KVCacheManager:
         self.free_queue.extend([b for b in reversed(req.blocks) if self._unref(b)])
 
     def block_table(self, request_id: Any) -> list[int]:
-        return [b.block_id for b in self.requests[request_id].blocks]
+        """Physical block per logical block; blocks released by a window read as DROPPED_BLOCK (a kernel
+        honouring the window never reads them)."""
+        req = self.requests[request_id]
+        return [DROPPED_BLOCK] * req.dropped + [b.block_id for b in req.blocks]
+
+    def free_out_of_window(self, request_id: Any, window: int) -> list[int]:
+        """Release the leading blocks no query of a sliding-window model can see again.
+
+        The latest token's query (position num_tokens - 1) attends keys >= num_tokens - 1 - window, and
+        later queries only move right, so every block wholly before that key is dead: it goes back to the
+        pool (its logical slot in the block table stays, as DROPPED_BLOCK). Returns the freed ids.
+        A request whose blocks are named for prefix caching stops naming them (a dropped block can
+        no longer be shared as a prefix).
+        """
+        if window < 0:
+            raise ValueError(f"window {window} must be >= 0")
+        req = self.requests[request_id]
+        first_live = max(0, req.num_tokens - 1 - window) // self.block_size  # first block still reachable
+        count = first_live - req.dropped
+        if count <= 0:
+            return []
+        dead, req.blocks = req.blocks[:count], req.blocks[count:]
+        req.dropped += count
+        req.token_ids = None
+        self.free_queue.extend([b for b in dead if self._unref(b)])
+        return [b.block_id for b in dead]
 
     def num_tokens(self, request_id: Any) -> int:
         return self.requests[request_id].num_tokens
@@ -334,7 +367,9 @@ class KVCacheManager:
         """Raise AssertionError when the books disagree (used by the property tests)."""
         refs = [0] * self.num_blocks
         for req in self.requests.values():
-            assert len(req.blocks) == self.blocks_needed(req.num_tokens), "block table length != tokens"
+            assert len(req.blocks) + req.dropped == self.blocks_needed(req.num_tokens), (
+                "block table length != tokens"
+            )
             for b in req.blocks:
                 refs[b.block_id] += 1
         in_queue = [False] * self.num_blocks

@@ -7,6 +7,7 @@ wrong or non-finite output makes the row `incorrect` and the point is not timed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,7 @@ def run_point(
     row = base_row(case, backend, device.type)
     if inputs.paged is not None:
         row.update(inputs.paged.stats)
+    t_prepare = time.perf_counter()
     try:
         prepared = backend.prepare(case, inputs)
     except Unsupported as err:
@@ -108,6 +110,9 @@ def run_point(
         if cuda_poisoned(err):
             raise
         return failed(row, "prepare: " + describe_error(err))
+    # Untimed set-up including every compile and first call the backend makes for this case (a new
+    # pattern, shape or dtype): with compile_s and new_kernel it answers "does a new window recompile?".
+    row["prepare_s"] = round(time.perf_counter() - t_prepare, 4)
     row.update(prepared.info)
     try:
         out, mem = measure_memory(prepared.run, device)

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from attnbench.patterns import apply_softcap, needs_bias, score_bias
+
 if TYPE_CHECKING:
     from attnbench.case import Case
     from attnbench.inputs import Inputs
@@ -49,7 +51,15 @@ _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.fl
 
 
 def _masked_scores(case: Case, scores: torch.Tensor, r0: int, nq: int, nk: int) -> torch.Tensor:
-    """Apply the case's mask to a (heads, rows, nk) score block whose first row is query r0."""
+    """Soft-cap, then mask and bias a (heads, rows, nk) score block whose first row is query r0.
+
+    The order is the pattern contract (attnbench.patterns): scale (already applied), soft-cap,
+    then the causal/window mask and the ALiBi bias, then softmax.
+    """
+    scores = apply_softcap(scores, case.softcap)
+    if needs_bias(case):
+        bias = score_bias(case, nq, nk, scores.device, scores.dtype, r0, r0 + scores.shape[1])
+        return scores + bias
     if case.causal:
         qpos = torch.arange(r0, r0 + scores.shape[1], device=scores.device)[:, None] + (nk - nq)
         kpos = torch.arange(nk, device=scores.device)[None, :]

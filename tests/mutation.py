@@ -11,6 +11,12 @@ honest kernel under a mutant's name. The faults are the bugs paged and flash ker
   kv-head-wrong-group     K/V are read from the neighbouring KV head (GQA group mapping)
   softmax-scale-2pct      the softmax scale is 2% off
   stale-slot-read         one slot past the sequence's end is read (a stale token of the cache)
+Pattern mutants (PATTERN_MUTANTS, run on windowed / soft-capped / ALiBi cases):
+  window-off-by-one       each row sees one key too few at its window's left edge
+  window-tile-skipped     the first tile of the window is never loaded (loop bound one tile late)
+  softcap-ignored         the soft-cap is not applied
+  alibi-slope-halved      ALiBi biases are half what the slopes say
+  split-ignores-window    (paged) split-KV chunks start at key 0 instead of the window's start
 Harness-level mutants (MutantPagedBackend) plant the same faults into a plain PyTorch paged attention,
 run through attnbench.point.run_point like any plugin backend.
 """
@@ -78,6 +84,37 @@ TRITON_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "softmax-scale-2pct": [(
             "qk_scale = sm_scale * 1.4426950408889634", "qk_scale = sm_scale * 1.02 * 1.4426950408889634"
         )],
+    },
+}
+
+_WINDOW_EDGE = [
+    ("mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)",
+     "mask = (cols[None, :] < kv_len) & (cols[None, :] > qpos[:, None] - window)"),
+    ("mask = mask & (cols[None, :] >= qpos[:, None] - window)",
+     "mask = mask & (cols[None, :] > qpos[:, None] - window)"),
+]
+_SOFTCAP_OFF = [("s = softcap * (1.0 - 2.0 / (", "s = s + 0.0 * (1.0 - 2.0 / (")]
+PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
+    "flash_fwd": {
+        "window-off-by-one": _WINDOW_EDGE,
+        "window-tile-skipped": [(
+            "lo = (tl.maximum(p_first - window, 0) // BLOCK_N) * BLOCK_N",
+            "lo = (tl.maximum(p_first - window, 0) // BLOCK_N + 1) * BLOCK_N",
+        )],
+        "softcap-ignored": _SOFTCAP_OFF,
+        "alibi-slope-halved": [("s = s - slope * tl.where(", "s = s - 0.5 * slope * tl.where(")],
+    },
+    "paged_attn": {
+        "window-off-by-one": _WINDOW_EDGE,
+        "window-tile-skipped": [(
+            "win_lo = (tl.maximum(kv_len - q_len + q0 - window, 0) // BLOCK_N) * BLOCK_N",
+            "win_lo = (tl.maximum(kv_len - q_len + q0 - window, 0) // BLOCK_N + 1) * BLOCK_N",
+        )],
+        "softcap-ignored": _SOFTCAP_OFF,
+        "alibi-slope-halved": [
+            ("s = s - slope[:, None] * tl.where(", "s = s - 0.5 * slope[:, None] * tl.where(")
+        ],
+        "split-ignores-window": [("lo = win_lo + split * chunk", "lo = split * chunk")],
     },
 }
 
@@ -175,7 +212,8 @@ def load_triton_mutant(module: str, mutant: str) -> ModuleType:
 
     honest = kernels_module(module)  # imports the package (and applies the interpreter's fixes)
     source = Path(honest.__file__).read_text()
-    text = mutate(source, TRITON_MUTANTS[module][mutant], f"{module}:{mutant}")
+    subs = TRITON_MUTANTS[module].get(mutant) or PATTERN_MUTANTS[module][mutant]
+    text = mutate(source, subs, f"{module}:{mutant}")
     name = f"_mutant_{module}_{mutant.replace('-', '_')}"
     path = _TMP / f"{name}.py"
     path.write_text(text)  # a real file: @triton.jit reads the function's source through inspect

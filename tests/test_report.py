@@ -271,8 +271,11 @@ def test_claims_memory_fit_fragmentation_prefix(h100):
     assert c["values"]["saved"] == pytest.approx(statistics.median(saved))
     assert c["verdict"] == "holds"
     assert claim(report, "flash_single_latency")["verdict"] == "holds"
-    verdicts = {r["verdict"] for r in records(report, "claims")}
-    assert verdicts <= {"holds", "does not hold"}  # the H100-like fixture measures every claim
+    # The H100-like fixture measures every claim but the pattern ones (it has no patterned rows;
+    # tests/test_claims_patterns.py judges those from rows that carry patterns).
+    pattern_claims = {"paged_any_pattern", "paged_no_recompile_window"}
+    verdicts = {r["verdict"] for r in records(report, "claims") if r["key"] not in pattern_claims}
+    assert verdicts <= {"holds", "does not hold"}
 
 
 def test_fragmentation_table(h100):

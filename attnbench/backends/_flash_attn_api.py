@@ -34,6 +34,7 @@ import torch
 
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import slopes_tensor
 
 INSTALL_HINT = "pip install flash-attn (2.x/3.x) or flash-attn-4; see README"
 IMPL_ENV = "ATTNBENCH_FLASH_ATTN_IMPL"  # fa4 | fa3 | fa2: pin one when several are installed
@@ -220,6 +221,51 @@ def paged_reason(lib: FlashAttnLib, case: Case, arch: int | None) -> str:
     return ""
 
 
+# ---- patterns ----------------------------------------------------------------------------------
+# The keyword each pattern feature needs: FA2 and FA3 take window_size and softcap (FA2 also
+# alibi_slopes); flash-attn-4 (flash_attn.cute) takes window_size and softcap, no ALiBi.
+PATTERN_KWARGS = {"window": "window_size", "softcap": "softcap", "alibi": "alibi_slopes"}
+
+
+def entry_name(lib: FlashAttnLib, case: Case) -> str:
+    """The library function a case goes through (the same choice contiguous_call / paged_call make)."""
+    if not case.paged:
+        batched = _uniform(case.q_lens) and _uniform(case.kv_lens)
+        return "flash_attn_func" if batched else "flash_attn_varlen_func"
+    if lib.generation == 4:
+        return "flash_attn_varlen_func"
+    if lib.generation == 3 or _uniform(case.q_lens):
+        return "flash_attn_with_kvcache"
+    return "flash_attn_varlen_func"
+
+
+def pattern_reason(lib: FlashAttnLib, case: Case) -> str:
+    """Which of the case's pattern features the installed entry point takes no keyword for ("" if none)."""
+    used = [f for f, on in (("window", case.window is not None), ("softcap", case.softcap is not None),
+                            ("alibi", case.alibi)) if on]
+    entry = entry_name(lib, case)
+    missing = [f"{f} ({PATTERN_KWARGS[f]})" for f in used if not lib.accepts(entry, PATTERN_KWARGS[f])]
+    if not missing:
+        return ""
+    return (f"{lib.impl} {lib.version} {entry} takes no {', '.join(missing)}: "
+            f"that pattern is not in this flash-attn")
+
+
+def pattern_kwargs(lib: FlashAttnLib, case: Case, device: torch.device) -> dict[str, Any]:
+    """The keywords for the case's patterns. flash-attn's window_size is (left, right) keys around
+    the bottom-right-aligned diagonal: (window, 0) causal, (window, unlimited) otherwise; unlimited
+    is -1 in FA2/FA3 and None in FA4."""
+    kwargs: dict[str, Any] = {}
+    if case.window is not None:
+        unlimited = None if lib.generation == 4 else -1
+        kwargs["window_size"] = (case.window, 0 if case.causal else unlimited)
+    if case.softcap is not None:
+        kwargs["softcap"] = float(case.softcap)
+    if case.alibi:
+        kwargs["alibi_slopes"] = slopes_tensor(case.num_q_heads, device)
+    return kwargs
+
+
 # ---- the calls ---------------------------------------------------------------------------------
 @dataclass
 class Call:
@@ -243,7 +289,8 @@ def _uniform(lengths: tuple[int, ...]) -> bool:
 def contiguous_call(lib: FlashAttnLib, case: Case, inputs: Inputs) -> Call:
     """Contiguous K/V: equal lengths as zero-copy (B, L, H, D) views, else packed varlen."""
     b, hq, hkv, d = case.batch, case.num_q_heads, case.num_kv_heads, case.head_dim
-    common: dict[str, Any] = {"softmax_scale": case.softmax_scale, "causal": case.causal}
+    common: dict[str, Any] = {"softmax_scale": case.softmax_scale, "causal": case.causal,
+                              **pattern_kwargs(lib, case, inputs.device)}
     if _uniform(case.q_lens) and _uniform(case.kv_lens):
         lq, lk = case.q_lens[0], case.kv_lens[0]
         kwargs = dict(q=inputs.q.view(b, lq, hq, d), k=inputs.k.view(b, lk, hkv, d),
@@ -269,7 +316,8 @@ def paged_call(lib: FlashAttnLib, case: Case, inputs: Inputs) -> Call:
     q = inputs.q.view(b, lq, hq, d) if uniform_q else inputs.q
     out_shape = (b, lq, hq, d) if uniform_q else (case.total_q, hq, d)
     varlen_q = {} if uniform_q else {"cu_seqlens_q": inputs.cu_seqlens_q, "max_seqlen_q": case.max_q}
-    common: dict[str, Any] = {"softmax_scale": case.softmax_scale, "causal": case.causal}
+    common: dict[str, Any] = {"softmax_scale": case.softmax_scale, "causal": case.causal,
+                              **pattern_kwargs(lib, case, inputs.device)}
     if lib.generation == 4:
         kwargs = dict(q=q, k=paged.k_cache, v=paged.v_cache, page_table=paged.block_tables,
                       seqused_k=paged.kv_lens, max_seqlen_k=case.max_kv, **varlen_q, **common)

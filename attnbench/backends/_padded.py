@@ -12,6 +12,7 @@ import torch
 
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import score_bias
 
 
 def pad_packed(packed: torch.Tensor, lengths: tuple[int, ...], max_len: int) -> torch.Tensor:
@@ -37,7 +38,8 @@ def uniform(case: Case) -> bool:
 def keep_mask(case: Case, device: torch.device) -> torch.Tensor:
     """(B, 1, max_q, max_kv) bool: True where query i of a sequence may attend key j.
 
-    Valid keys are j < kv_len; causal adds j <= kv_len - q_len + i (bottom-right). Padded query
+    Valid keys are j < kv_len; causal adds j <= kv_len - q_len + i (bottom-right), a window
+    j >= kv_len - q_len + i - window (attnbench.patterns). Padded query
     rows keep key 0 so that softmax stays finite there; those rows are dropped by unpad.
     """
     mq, mk = case.max_q, case.max_kv
@@ -48,9 +50,23 @@ def keep_mask(case: Case, device: torch.device) -> torch.Tensor:
         m = kj < nk
         if case.causal:
             m = m & (kj <= nk - nq + qi)
+        if case.window is not None:
+            m = m & (kj >= nk - nq + qi - case.window)
         m = m | ((qi >= nq) & (kj == 0))
         masks.append(m)
     return torch.stack(masks)[:, None]
+
+
+def pattern_bias(case: Case, device: torch.device, nk_padded: int | None = None) -> torch.Tensor:
+    """(B, Hq or 1, max_q, nk_padded) float32 additive bias: each sequence's attnbench.patterns
+    score_bias (mask and ALiBi) in its corner, -inf on padded keys; padded query rows keep key 0."""
+    nk_padded = case.max_kv if nk_padded is None else nk_padded
+    heads = case.num_q_heads if case.alibi else 1
+    bias = torch.full((case.batch, heads, case.max_q, nk_padded), float("-inf"), device=device)
+    for i, (nq, nk) in enumerate(zip(case.q_lens, case.kv_lens, strict=True)):
+        bias[i, :, :nq, :nk] = score_bias(case, nq, nk, device)
+        bias[i, :, nq:, 0] = 0.0
+    return bias
 
 
 @dataclass

@@ -3,6 +3,8 @@
 Inputs are padded (B, H, L, D) views built in prepare. Equal lengths need no mask: causal prefill
 uses is_causal, causal chunked prefill the lower-right causal bias, decode nothing. Variable
 lengths need a boolean mask, which only the math, efficient and cuDNN kernels take.
+A window or ALiBi goes in as an additive float bias (attnbench.patterns), which only the math
+path is declared to take (SdpaMath.patterns); the fused kernels keep patterns empty and are skipped.
 GQA uses enable_gqa; if the pinned kernel refuses it, K/V heads are repeated in prepare (recorded).
 """
 
@@ -13,11 +15,12 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from attnbench.backends._padded import keep_mask, padded_qkv, uniform, unpad
+from attnbench.backends._padded import keep_mask, padded_qkv, pattern_bias, uniform, unpad
 from attnbench.backends.base import Backend, Prepared, Unsupported
 from attnbench.case import Case
 from attnbench.inputs import Inputs
 from attnbench.metrics import padding_waste
+from attnbench.patterns import needs_bias
 
 
 class SdpaBackend(Backend):
@@ -55,6 +58,8 @@ class SdpaBackend(Backend):
 
     def _mode(self, case: Case):
         """(is_causal, attn_mask or bias factory, label) for the case."""
+        if needs_bias(case):  # a window or ALiBi: an additive float bias (mask and slopes)
+            return False, lambda device: pattern_bias(case, device), "padded-pattern-bias"
         if uniform(case):
             if not case.causal or case.phase == "decode":
                 return False, None, "dense"
@@ -75,6 +80,8 @@ class SdpaBackend(Backend):
         pq = padded_qkv(case, inputs)
         is_causal, mask_factory, mode = self._mode(case)
         mask = mask_factory(inputs.device) if mask_factory is not None else None
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(inputs.q.dtype)  # SDPA takes a float mask in the query's dtype
         backend = getattr(SDPBackend, self.sdpa_backend)
         q, k, v = pq.q, pq.k, pq.v
         info = {"input_mode": mode, "padding_waste": padding_waste(case.kv_lens)}

@@ -59,3 +59,25 @@ def kernels_module(name: str):
 
 def device_info(device_type: str) -> dict[str, object]:
     return {"interpreted": True} if device_type == "cpu" else {}
+
+
+def kernel_cache_size(kernel: object) -> int | None:
+    """Compiled variants a @triton.jit function holds over all devices; None when interpreted."""
+    caches = getattr(kernel, "device_caches", None)
+    if caches is None:
+        return None
+    return sum(len(entry[0]) for entry in caches.values())
+
+
+def compile_info(kernel: object, before: int | None) -> dict[str, object]:
+    """Row fields saying whether prepare's calls compiled a new kernel variant.
+
+    The window size is a runtime argument exempt from specialisation, so a new window value should
+    leave new_kernel False once the feature combination has compiled; the soft-cap / ALiBi / window
+    switches are constexprs (one variant per combination).
+    """
+    after = kernel_cache_size(kernel)
+    how = {"pattern_args": "window, softcap runtime; feature switches constexpr"}
+    if before is None or after is None:
+        return how
+    return {"new_kernel": after > before, **how}

@@ -30,6 +30,9 @@ class FlashAttn(Backend):
     memory_model = "Streaming tiles (O(N)); paged rows read the block pool through the page table"
     kv_inputs = ("contiguous", "paged")
     devices = ("cuda",)
+    # Listed so the base check lets patterned cases through; supports() then asks the installed
+    # entry point for each keyword (api.pattern_reason) and names the ones it lacks.
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         # The library first: "not installed, here is how" tells more than "needs a GPU".
@@ -51,7 +54,7 @@ class FlashAttn(Backend):
         if case.dtype not in api.DTYPES:
             return False, f"dtype {case.dtype}: flash-attn takes {', '.join(api.DTYPES)}"
         arch = api.gpu_arch()
-        reason = api.head_dim_reason(lib, case.head_dim, arch)
+        reason = api.head_dim_reason(lib, case.head_dim, arch) or api.pattern_reason(lib, case)
         if not reason and case.paged:
             reason = api.paged_reason(lib, case, arch)
         return (False, reason) if reason else (True, "")

@@ -10,6 +10,12 @@ inductor no valid configuration for 64 packed decode queries with group 4 (NoVal
 q_block_size() picks a query block that fits. Decode also gets its own layout: queries as
 (batch, Hq, 1, D) against the packed K/V row (K/V batch 1, broadcast), with each sequence's KV
 blocks as masked-only block lists, so the kernel splits each sequence's keys across SMs.
+
+Patterns: the window goes into the mask_mod (and, for decode, the block lists start at the block of the
+window's first key, so blocks left of the window are never visited); soft-cap and ALiBi into a
+score_mod (pattern_score_mod). The window size and soft-cap are Python constants captured by the
+traced functions, so every distinct pattern compiles its own kernel: the row's compile_s is that
+compile and new_kernel says whether dynamo built a new graph for it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import slopes_tensor
 
 _compiled = None
 DECODE_KV_BLOCK = 128  # keys per block-mask column in the decode layout
@@ -74,8 +81,39 @@ def positions(lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.cat([torch.arange(n, device=device) for n in lengths])
 
 
+def pattern_score_mod(case: Case, q_position, k_position, device: torch.device):
+    """score_mod for the case's soft-cap (after the scale) and ALiBi, or None without them.
+
+    q_position(b, q_idx) / k_position(b, kv_idx): absolute positions within the sequence.
+    """
+    if case.softcap is None and not case.alibi:
+        return None
+    cap = case.softcap
+    slopes = slopes_tensor(case.num_q_heads, device) if case.alibi else None
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        if cap is not None:
+            score = torch.tanh(score / cap) * cap
+        if slopes is not None:
+            score = score - slopes[h] * (q_position(b, q_idx) - k_position(b, kv_idx)).abs()
+        return score
+
+    return score_mod
+
+
+def unique_graphs() -> int | None:
+    """dynamo's count of compiled graphs in this process (None if torch does not expose it)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    return int(counters["stats"]["unique_graphs"])
+
+
 class FlexBase(Backend):
     """What the FlexAttention backends share: the import check and the dtype / head-dim limits."""
+
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     impl = "torch"
     devices = ("cuda",)
@@ -120,13 +158,17 @@ class Flex(FlexBase):
         shift = torch.tensor([k - q for q, k in zip(case.q_lens, case.kv_lens, strict=True)], device=dev)
         q_pos = positions(case.q_lens, dev) + shift[q_doc]
         k_pos = positions(case.kv_lens, dev)
-        causal = case.causal
+        causal, window = case.causal, case.window
 
         def mask_mod(b, h, q_idx, kv_idx):
-            same = q_doc[q_idx] == k_doc[kv_idx]
+            keep = q_doc[q_idx] == k_doc[kv_idx]
             if causal:
-                return same & (k_pos[kv_idx] <= q_pos[q_idx])
-            return same
+                keep = keep & (k_pos[kv_idx] <= q_pos[q_idx])
+            if window is not None:
+                keep = keep & (k_pos[kv_idx] >= q_pos[q_idx] - window)
+            return keep
+
+        score_mod = pattern_score_mod(case, lambda b, i: q_pos[i], lambda b, j: k_pos[j], dev)
 
         t0 = time.perf_counter()
         qb = q_block_size(case.total_q, case.gqa_ratio)
@@ -136,7 +178,7 @@ class Flex(FlexBase):
         k = inputs.k.transpose(0, 1).unsqueeze(0)
         v = inputs.v.transpose(0, 1).unsqueeze(0)
         return self._compiled_call(
-            case, q, k, v, block_mask, t0,
+            case, q, k, v, block_mask, t0, score_mod,
             to_packed=lambda out: out[0].transpose(0, 1),
             info={"input_mode": "packed-document-mask", "flex_q_block": qb},
         )
@@ -150,12 +192,22 @@ class Flex(FlexBase):
 
         dev = inputs.device
         k_doc = document_ids(case.kv_lens, dev)
+        k_pos = positions(case.kv_lens, dev)
+        q_pos = torch.tensor(case.kv_lens, device=dev) - 1  # each sequence's one query is its last token
+        window = case.window
 
         def mask_mod(b, h, q_idx, kv_idx):
-            return k_doc[kv_idx] == b
+            keep = k_doc[kv_idx] == b
+            if window is not None:
+                keep = keep & (k_pos[kv_idx] >= q_pos[b] - window)
+            return keep
 
+        score_mod = pattern_score_mod(case, lambda b, i: q_pos[b], lambda b, j: k_pos[j], dev)
         t0 = time.perf_counter()
-        count, indices = sequence_kv_blocks(inputs.cu_seqlens_k, case.total_kv, DECODE_KV_BLOCK)
+        first_key = None
+        if window is not None:  # the block lists start at the window: earlier blocks are never visited
+            first_key = (q_pos - window).clamp_min(0).to(inputs.cu_seqlens_k.dtype)
+        count, indices = sequence_kv_blocks(inputs.cu_seqlens_k, case.total_kv, DECODE_KV_BLOCK, first_key)
         q_block = q_block_size(1, case.gqa_ratio)
         block_mask = BlockMask.from_kv_blocks(
             count[:, None, None].contiguous(), indices[:, None, None].contiguous(),
@@ -165,12 +217,14 @@ class Flex(FlexBase):
         k = inputs.k.transpose(0, 1).unsqueeze(0)  # (1, Hkv, total_kv, D): K/V batch broadcast
         v = inputs.v.transpose(0, 1).unsqueeze(0)
         return self._compiled_call(
-            case, q, k, v, block_mask, t0,
+            case, q, k, v, block_mask, t0, score_mod,
             to_packed=lambda out: out[:, :, 0],
             info={"input_mode": "batched-q1-document-mask"},
         )
 
-    def _compiled_call(self, case: Case, q, k, v, block_mask, t0: float, to_packed, info) -> Prepared:
+    def _compiled_call(
+        self, case: Case, q, k, v, block_mask, t0: float, score_mod, to_packed, info
+    ) -> Prepared:
         """The timed call over a built block mask, compiled by its first (untimed) run."""
         from torch.nn.attention.flex_attention import flex_attention
 
@@ -178,23 +232,32 @@ class Flex(FlexBase):
         gqa = case.gqa_ratio > 1
 
         def run() -> torch.Tensor:
-            return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa)
+            return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=case.softmax_scale,
+                      enable_gqa=gqa)
 
+        graphs = unique_graphs()
         compile_s = _first_call(run, q.device, t0)
-        return Prepared(run=run, to_packed=to_packed, info={"compile_s": compile_s, **info})
+        info = {"compile_s": compile_s, **info}
+        after = unique_graphs()
+        if self.compile and graphs is not None and after is not None:
+            info["new_kernel"] = after > graphs
+        return Prepared(run=run, to_packed=to_packed, info=info)
 
 
 def sequence_kv_blocks(
-    cu_seqlens_k: torch.Tensor, total_kv: int, block: int
+    cu_seqlens_k: torch.Tensor, total_kv: int, block: int, first_key: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sequence, the KV blocks of the packed row that hold its keys: (count (B,), indices (B, W)).
+
+    first_key (B,): the first key (within the sequence) to cover, e.g. a window's start; default 0.
 
     Only masked ("partial") lists: with full lists the decoding kernel sizes its KV splits by the
     whole packed length rather than the sequence's blocks, leaving most splits idle.
     """
     cu = cu_seqlens_k.long()
     width = -(-total_kv // block)
-    start, end = cu[:-1] // block, (cu[1:] - 1) // block
+    begin = cu[:-1] if first_key is None else cu[:-1] + first_key.long()
+    start, end = begin // block, (cu[1:] - 1) // block
     count = end - start + 1
     j = torch.arange(width, device=cu.device)[None, :]
     indices = torch.where(j < count[:, None], start[:, None] + j, 0)

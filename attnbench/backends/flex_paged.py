@@ -15,6 +15,10 @@ kernel. That kernel sizes its KV splits by the whole KV length (here the pool) a
 lists exist, which would leave all but one split idle, so there every page goes in the masked lists;
 its query tile, next_pow2(rows x GQA group), must divide the mask's query block (q_block_size).
 The kernel is compiled once per shape in prepare (compile_s in the row).
+Patterns: a window makes every listed page a masked one and starts each tile's list at the page of
+its first row's window start, so pages left of the window are never visited; the mask_mod adds the
+window, a score_mod the soft-cap and ALiBi (flex.pattern_score_mod). Each distinct pattern is a new
+compiled kernel (the window is a constant of the traced mask_mod).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 
 from attnbench.backends._padded import pad_packed, unpad
 from attnbench.backends.base import Prepared, Unsupported, register
-from attnbench.backends.flex import FlexBase, compiled_flex, q_block_size
+from attnbench.backends.flex import FlexBase, compiled_flex, pattern_score_mod, q_block_size, unique_graphs
 from attnbench.case import Case
 from attnbench.inputs import Inputs
 
@@ -58,6 +62,7 @@ def page_table_to_blocks(
     q_rows: int,
     q_block: int = Q_BLOCK,
     full_blocks: bool = True,
+    window: int | None = None,
 ) -> PagedBlocks:
     """Turn block tables into FlexAttention block lists (pure; runs on the tables' device).
 
@@ -66,6 +71,8 @@ def page_table_to_blocks(
     kv_len - q_len + row + 1; all kv_len without causal). Logical page j is full when
     (j + 1) * page_size <= lo, touched when j * page_size < hi; touched but not full is partial.
     full_blocks=False lists every touched page as partial (mask_mod everywhere, no full lists).
+    window: the tile's list starts at the page of its first row's window start (position - window);
+    all its pages are partial (the mask_mod applies the window to each row).
     """
     dev = block_tables.device
     batch, width_tab = block_tables.shape
@@ -80,16 +87,22 @@ def page_table_to_blocks(
         lo, hi = kl - ql + first + 1, kl - ql + last + 1
     else:
         lo = hi = kl.expand(batch, tiles)
+    if window is not None:
+        full_blocks = False
     n_full = lo // page_size if full_blocks else torch.zeros_like(lo)  # (B, R)
     n_touched = (hi + page_size - 1) // page_size
-    n_partial = n_touched - n_full
+    skip = torch.zeros_like(lo)  # pages left of every row's window: never listed
+    if window is not None:
+        first_row = torch.minimum(r * q_block, ql - 1)
+        skip = (kl - ql + first_row - window).clamp_min(0) // page_size
+    n_partial = n_touched - n_full - skip
 
     table = torch.zeros((batch, width), dtype=torch.int64, device=dev)
     table[:, :width_tab] = block_tables.long()
     j = torch.arange(width, device=dev)[None, None, :]  # (1, 1, W)
     rows = table[:, None, :].expand(batch, tiles, width)
     full_idx = torch.where(j < n_full[..., None], rows, 0)
-    src = (n_full[..., None] + j).clamp(max=width - 1)
+    src = (n_full[..., None] + skip[..., None] + j).clamp(max=width - 1)
     part_idx = torch.where(j < n_partial[..., None], torch.gather(rows, 2, src), 0)
 
     n_pages = (kl[:, 0] + page_size - 1) // page_size  # (B,)
@@ -112,17 +125,21 @@ def paged_mask_mod(
     kv_lens: torch.Tensor,
     page_size: int,
     causal: bool,
+    window: int | None = None,
 ) -> Callable:
     """mask_mod over physical pool positions: keep a slot of one of b's pages, inside kv_len, and
-    (causal) at or before the query row's position kv_len - q_len + row."""
+    (causal) at or before the query row's position kv_len - q_len + row, (window) at or after that
+    position - window."""
 
     def mask_mod(b, h, q_idx, kv_idx):
         logical_page = phys_to_logical[b, kv_idx // page_size]
         pos = logical_page * page_size + kv_idx % page_size
         keep = (logical_page >= 0) & (pos < kv_lens[b])
+        row = torch.minimum(q_idx, q_lens[b] - 1)
         if causal:
-            row = torch.minimum(q_idx, q_lens[b] - 1)
             keep = keep & (pos <= kv_lens[b] - q_lens[b] + row)
+        if window is not None:
+            keep = keep & (pos >= kv_lens[b] - q_lens[b] + row - window)
         return keep
 
     return mask_mod
@@ -186,8 +203,16 @@ class FlexPaged(FlexBase):
                                   f"{MAX_TABLE_BYTES >> 20} MiB")
             full = q_rows >= Q_BLOCK  # the decoding kernel (fewer rows) gets masked lists only
             blocks = page_table_to_blocks(case.q_lens, case.kv_lens, paged.block_tables, num_pages, bs,
-                                          case.causal, q_rows, q_block, full_blocks=full)
-            mask_mod = paged_mask_mod(blocks.phys_to_logical, q_lens_t, kv_lens_t, bs, case.causal)
+                                          case.causal, q_rows, q_block, full_blocks=full, window=case.window)
+            full = full and case.window is None  # a window lists masked pages only
+            p2l = blocks.phys_to_logical
+            mask_mod = paged_mask_mod(p2l, q_lens_t, kv_lens_t, bs, case.causal, case.window)
+            score_mod = pattern_score_mod(
+                case,
+                lambda b, i: kv_lens_t[b] - q_lens_t[b] + torch.minimum(i, q_lens_t[b] - 1),
+                lambda b, j, p2l=p2l: p2l[b, j // bs] * bs + j % bs,
+                dev,
+            )
             block_mask = BlockMask.from_kv_blocks(
                 blocks.kv_num_blocks, blocks.kv_indices,
                 blocks.full_kv_num_blocks if full else None, blocks.full_kv_indices if full else None,
@@ -195,10 +220,11 @@ class FlexPaged(FlexBase):
             )
             q = pad_packed(inputs.q, case.q_lens, q_rows)  # (B, Hq, q_rows, D)
 
-            def run(q=q, block_mask=block_mask) -> torch.Tensor:
-                return fn(q, k, v, block_mask=block_mask, scale=case.softmax_scale, enable_gqa=gqa,
-                          kernel_options=options)
+            def run(q=q, block_mask=block_mask, score_mod=score_mod) -> torch.Tensor:
+                return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=case.softmax_scale,
+                          enable_gqa=gqa, kernel_options=options)
 
+            graphs = unique_graphs()
             try:
                 run()
                 if dev.type == "cuda":
@@ -214,5 +240,8 @@ class FlexPaged(FlexBase):
                 "flex_q_block": q_block,
                 "flex_full_blocks": full,
             }
+            after = unique_graphs()
+            if self.compile and graphs is not None and after is not None:
+                info["new_kernel"] = after > graphs
             return Prepared(run=run, to_packed=lambda out: unpad(out, case.q_lens), info=info)
         raise Unsupported("FlexAttention failed to compile: " + " | ".join(errors))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from attnbench.backends._padded import gather_paged, keep_mask, padded_qkv, uniform, unpad
+from attnbench.backends._padded import gather_paged, padded_qkv, pattern_bias, uniform, unpad
 from attnbench.backends.base import Backend, Prepared, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import apply_softcap, needs_bias
 
 
 @register
@@ -23,6 +24,7 @@ class Naive(Backend):
     memory_model = "Materialised N x N scores per head (O(N^2) working memory)"
     kv_inputs = ("contiguous", "paged")
     devices = ("cpu", "cuda")
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def supports(self, case: Case) -> tuple[bool, str]:
         return True, ""
@@ -31,21 +33,18 @@ class Naive(Backend):
         pq = padded_qkv(case, inputs)
         q = pq.q
         # Masks are built untimed; the additive -inf bias is applied inside the timed call.
-        needs_mask = case.causal or not uniform(case) or case.paged
-        keep = keep_mask(case, q.device)
-        if case.paged:  # gathered K/V span whole blocks: mask the tail of the last block too
-            nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size
-            keep = torch.nn.functional.pad(keep, (0, nk_padded - case.max_kv), value=False)
-        bias = torch.zeros(keep.shape, dtype=torch.float32, device=q.device).masked_fill_(
-            ~keep, float("-inf")
-        )
+        needs_mask = case.causal or not uniform(case) or case.paged or needs_bias(case)
+        # Gathered paged K/V span whole blocks: the bias masks the tail of the last block too.
+        nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size if case.paged else None
+        bias = pattern_bias(case, q.device, nk_padded)
         group = case.gqa_ratio
         scale = case.softmax_scale
+        softcap = case.softcap
 
         def attend(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
-            scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+            scores = apply_softcap(torch.matmul(q, k.transpose(-1, -2)).float() * scale, softcap)
             if needs_mask:
                 scores = scores + bias
             probs = torch.softmax(scores, dim=-1).to(q.dtype)

@@ -16,3 +16,5 @@ class SdpaMath(SdpaBackend):
     sdpa_backend = "MATH"
     takes_mask = True
     dtypes = ("bf16", "fp16", "fp32")
+    # Window and ALiBi as an additive bias; SDPA has no hook for a soft-cap on the scores.
+    patterns = frozenset({"window", "alibi"})

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from attnbench.backends._triton_common import common_limits, device_info, kernels_module, triton_available
+from attnbench.backends._triton_common import (
+    common_limits,
+    compile_info,
+    device_info,
+    kernel_cache_size,
+    kernels_module,
+    triton_available,
+)
 from attnbench.backends.base import Backend, Prepared, register
+from attnbench.patterns import slopes_tensor
 
 if TYPE_CHECKING:
     from attnbench.case import Case
@@ -21,6 +29,7 @@ class TritonFlash(Backend):
     memory_model = "streaming: Q tile on chip, K/V tiles through shared memory; O and LSE written once"
     kv_inputs = ("contiguous",)
     devices = ("cuda", "cpu")
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = super().available(device)
@@ -41,7 +50,11 @@ class TritonFlash(Backend):
         args = (q, k, v, inputs.cu_seqlens_q, inputs.cu_seqlens_k, case.max_q, case.causal,
                 case.softmax_scale)
         # Untimed: compiles, on a GPU times the candidate tiles once per shape class, binds the launch.
-        launch, _, _, config, use_tma = mod.flash_attn_varlen_runner(*args, out=out, lse=lse)
+        slopes = slopes_tensor(case.num_q_heads, q.device) if case.alibi else None
+        kernels_before = kernel_cache_size(mod.flash_fwd_kernel)
+        launch, _, _, config, use_tma = mod.flash_attn_varlen_runner(
+            *args, out=out, lse=lse, window=case.window, softcap=case.softcap, alibi_slopes=slopes
+        )
         launch()
 
         def run():
@@ -49,5 +62,6 @@ class TritonFlash(Backend):
             return out
 
         variant = f"fa2 {'tma' if use_tma else 'ptr'} {config.describe()}"
-        info = {"variant": variant, **device_info(q.device.type)}
+        info = {"variant": variant, **device_info(q.device.type),
+                **compile_info(mod.flash_fwd_kernel, kernels_before)}
         return Prepared(run=run, info=info)

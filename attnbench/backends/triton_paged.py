@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from attnbench.backends._triton_common import common_limits, device_info, kernels_module, triton_available
+from attnbench.backends._triton_common import (
+    common_limits,
+    compile_info,
+    device_info,
+    kernel_cache_size,
+    kernels_module,
+    triton_available,
+)
 from attnbench.backends.base import Backend, Prepared, register
+from attnbench.patterns import slopes_tensor
 
 if TYPE_CHECKING:
     from attnbench.case import Case
@@ -27,6 +35,7 @@ class TritonPaged(Backend):
     memory_model = "paged KV blocks gathered through the block table; split-KV adds O(splits * q * d) scratch"
     kv_inputs = ("paged",)
     devices = ("cuda", "cpu")
+    patterns = frozenset({"window", "softcap", "alibi"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = super().available(device)
@@ -52,7 +61,11 @@ class TritonPaged(Backend):
                 case.max_q, case.max_kv, case.causal, case.softmax_scale)
         splits = None if q.device.type == "cuda" else 1
         # Untimed: picks the split count, allocates its scratch, compiles, tunes the tile, binds the launch.
-        launch, _, config, splits = mod.paged_attention_runner(*args, num_splits=splits, out=out)
+        slopes = slopes_tensor(case.num_q_heads, q.device) if case.alibi else None
+        kernels_before = kernel_cache_size(mod.paged_attn_kernel)
+        launch, _, config, splits = mod.paged_attention_runner(
+            *args, num_splits=splits, out=out, window=case.window, softcap=case.softcap, alibi_slopes=slopes
+        )
         launch()
 
         def run():
@@ -62,4 +75,5 @@ class TritonPaged(Backend):
         variant = f"split-kv x{splits}" if splits > 1 else "one-pass"
         info = {"variant": f"{variant} {config.describe()}", "num_splits": splits}
         info.update(device_info(q.device.type))
+        info.update(compile_info(mod.paged_attn_kernel, kernels_before))
         return Prepared(run=run, info=info)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.report import claims_patterns
 from attnbench.report import fragmentation as frag
 from attnbench.report.bandwidth import ELEM_BYTES
 from attnbench.report.complexity import TOLERANCE
@@ -309,7 +310,7 @@ def prefix_sharing(run: RunData, _tables: dict) -> Claim:
 
 CHECKS: tuple[Callable[[RunData, dict], Claim], ...] = (
     flash_vs_standard, layout_cost, paged_vs_contiguous, hbm_traffic, working_memory, fits_more,
-    less_fragmentation, single_latency, batched_mixed, prefix_sharing,
+    less_fragmentation, single_latency, batched_mixed, prefix_sharing, *claims_patterns.CHECKS,
 )
 
 

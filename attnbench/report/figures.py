@@ -75,7 +75,7 @@ def file_name(key: str, run_index: int | None, n_runs: int) -> str:
 
 def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
     """Draw every figure; each failure to find data becomes a not-drawn entry with its reason."""
-    from attnbench.report import plots_memory, plots_perf, plots_samples
+    from attnbench.report import plots_memory, plots_patterns, plots_perf, plots_samples
 
     colors = colors_for(runs)
     results: list[FigureResult] = []
@@ -100,6 +100,10 @@ def draw_all(runs: list[RunData], figures_dir: Path) -> list[FigureResult]:
         ("speedup_heatmap", "Speed-up of the best paged over the best flash backend",
          "Best flash time / best paged time per batch x length (> 1: the paged side is faster).",
          plots_memory.speedup_heatmap),
+        ("decode_window", "Decode time vs context, with and without a sliding window",
+         "Median decode latency per backend: solid without a pattern, dashed with a window (dotted line at "
+         "the window size); a kernel that skips keys outside the window stops growing there.",
+         plots_patterns.decode_window),
         ("fragmentation", "KV-cache fragmentation",
          "Share of KV-cache memory per allocation policy (fragmentation study).", plots_memory.fragmentation),
     ]

@@ -35,6 +35,7 @@ EXPECTED = (
     "latency_ms_ci_high", "samples_ms", "n_samples", "tflops", "hbm_gbps", "bw_util", "flop_util", "flops",
     "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes", "kv_bytes_allocated", "kv_bytes_used",
     "padding_waste", "throttled", "variant", "dram_read_bytes", "dram_write_bytes",
+    "pattern", "window", "softcap", "alibi", "compile_s", "prepare_s", "new_kernel",
 )
 NUMERIC = (
     "batch", "total_q", "total_kv", "max_q", "max_kv", "mean_kv", "num_q_heads", "num_kv_heads",
@@ -42,6 +43,7 @@ NUMERIC = (
     "latency_ms_p90", "latency_ms_ci_low", "latency_ms_ci_high", "n_samples", "tflops", "hbm_gbps",
     "bw_util", "flop_util", "flops", "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes",
     "kv_bytes_allocated", "kv_bytes_used", "padding_waste", "dram_read_bytes", "dram_write_bytes",
+    "window", "softcap", "compile_s", "prepare_s",
 )
 FRAGMENTATION_FILE = "fragmentation.json"
 
@@ -97,6 +99,9 @@ def _problem_key(row: pd.Series) -> str:
     parts = [row.get("phase"), list(_as_tuple(row.get("q_lens"))),
              list(_as_tuple(row.get("kv_lens"))), row.get("num_q_heads"), row.get("num_kv_heads"),
              row.get("head_dim"), row.get("dtype"), row.get("causal"), row.get("prefix_len")]
+    pattern = row.get("pattern")
+    if isinstance(pattern, str) and pattern != "none":
+        parts.append(pattern)  # a windowed case is a different problem from the full one
     if not parts[1] and isinstance(row.get("case_id"), str):
         # No length lists: the case_id without its "/bs<N>-<layout>" suffix names the problem.
         cid = row["case_id"]
@@ -133,6 +138,7 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["reason"] = df["reason"].fillna("").astype(str)
     df["backend"] = df["backend"].fillna("?").astype(str)
     df["kv_layout"] = df["kv_layout"].fillna("shuffled")
+    df["pattern"] = df["pattern"].fillna("none").astype(str)
     df["tags"] = df["tags"].apply(lambda t: list(t) if isinstance(t, (list, tuple)) else [])
     # A resumed sweep may hold a point twice: the last row written wins.
     df = df.drop_duplicates(subset=["case_id", "backend", "variant"], keep="last").reset_index(drop=True)

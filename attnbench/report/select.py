@@ -104,6 +104,8 @@ def representative_row(ok: pd.DataFrame, problem: str, label: str) -> pd.Series 
 
 def _series_key(df: pd.DataFrame) -> pd.Series:
     cols = ["phase", "batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal", "prefix_len"]
+    if "pattern" in df.columns:  # a windowed sweep is not the full one (its time stops growing)
+        cols.append("pattern")
     return df[cols].astype(str).agg("|".join, axis=1)
 
 

@@ -16,6 +16,13 @@ How it gets its speed (ideas learned from Triton's fused-attention tutorial, wri
   2-D view (total_kv, Hkv * D) so a head is a column offset and the packed layout is read as is;
 - causal grids start with the heaviest query tiles (last rows see the most keys) to shorten the tail.
 Causal masks align bottom-right: query i of a sequence sees keys 0 .. kv_len - q_len + i.
+Patterns (attnbench.patterns): a sliding window w keeps keys j >= p - w for the query at p = kv_len -
+q_len + i; the key loop starts at the first tile the tile's first row can see, so tiles wholly left of
+the window are never loaded (loop bounds, not masks), and tiles every row sees wholly run unmasked.
+w is a runtime argument exempt from Triton's integer specialisation (do_not_specialize): a new window
+size reuses the compiled kernel. Soft-cap (c * tanh(s / c), runtime c) and ALiBi (-slope_h |p - j|,
+per-head slopes from a pointer) act in the score step; HAS_WINDOW / HAS_SOFTCAP / HAS_ALIBI are
+constexprs, so a case without patterns runs the original code and each feature combination is one kernel.
 GQA/MQA: query head h reads KV head h // (Hq // Hkv); the heads of a group are neighbours on the grid's
 head axis, so their shared K/V tiles are mostly served from L2.
 """
@@ -75,12 +82,45 @@ def _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, mask, MASKED: tl.constexpr)
 
 
 @triton.jit
+def pattern_scores(qk, sm_scale, softcap, slope, qpos, cols,
+                   HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
+    """Scores in log2 units with soft-cap (after the scale) and then the ALiBi bias."""
+    s = qk * sm_scale
+    if HAS_SOFTCAP:
+        # tanh(x) = 1 - 2 / (exp(2x) + 1): exact limits +-1 where exp over/underflows.
+        x = s / softcap
+        s = softcap * (1.0 - 2.0 / (tl.math.exp2(x * 2.8853900817779268) + 1.0))  # 2 log2(e)
+    if HAS_ALIBI:
+        dist = qpos[:, None] - cols[None, :]
+        s = s - slope * tl.where(dist < 0, -dist, dist).to(tl.float32)
+    return s * 1.4426950408889634
+
+
+@triton.jit
+def _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols, mask,
+                  MASKED: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
+    """_softmax_step for a tile with patterns; rows with no visible key yet keep m = -inf, p = 0."""
+    s = pattern_scores(tl.dot(q, kt), sm_scale, softcap, slope, qpos, cols, HAS_SOFTCAP, HAS_ALIBI)
+    if MASKED:
+        s = tl.where(mask, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a window can hide a whole tile from a row
+    p = tl.math.exp2(s - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.jit(do_not_specialize=["window"])
 def flash_fwd_kernel(
-    Q, K, V, Out, LSE, desc_k, desc_v, cu_q, cu_k, sm_scale,
+    Q, K, V, Out, LSE, desc_k, desc_v, cu_q, cu_k, sm_scale, window, softcap, Slopes,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     CAUSAL: tl.constexpr, USE_TMA: tl.constexpr, STORE_LSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     head = tl.program_id(1)
@@ -121,21 +161,65 @@ def flash_fwd_kernel(
         full_hi = kv_len
     full_hi = (full_hi // BLOCK_N) * BLOCK_N
 
-    for n in tl.range(0, full_hi, BLOCK_N):
-        n = tl.multiple_of(n, BLOCK_N)
-        kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
-                              stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, False, USE_TMA)
-        acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
+    if HAS_WINDOW or HAS_SOFTCAP or HAS_ALIBI:
+        qpos = (kv_len - q_len) + offs_m  # absolute positions of the tile's rows
+        slope = 0.0
+        if HAS_ALIBI:
+            slope = tl.load(Slopes + head)
+        lo = 0
+        full_lo = 0
+        if HAS_WINDOW:
+            p_first = kv_len - q_len + m0
+            p_last = kv_len - q_len + tl.minimum(m0 + BLOCK_M, q_len) - 1
+            # Tiles before the first row's window start are never loaded.
+            lo = (tl.maximum(p_first - window, 0) // BLOCK_N) * BLOCK_N
+            # Keys every row sees (>= the last row's window start) need no mask from full_lo on.
+            full_lo = tl.minimum(tl.cdiv(tl.maximum(p_last - window, 0), BLOCK_N) * BLOCK_N, full_hi)
+            for n in tl.range(lo, full_lo, BLOCK_N):
+                n = tl.multiple_of(n, BLOCK_N)
+                kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt,
+                                      stride_kh, stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D,
+                                      True, USE_TMA)
+                cols = n + offs_n
+                mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
+                if CAUSAL:
+                    mask = mask & (cols[None, :] <= qpos[:, None])
+                acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols,
+                                              mask, True, HAS_SOFTCAP, HAS_ALIBI)
+        for n in tl.range(full_lo, full_hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
+                                  stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, False, USE_TMA)
+            acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                          n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
+        for n in tl.range(tl.maximum(full_hi, lo), hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
+                                  stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, True, USE_TMA)
+            cols = n + offs_n
+            mask = cols[None, :] < kv_len
+            if CAUSAL:
+                mask = mask & (cols[None, :] <= qpos[:, None])
+            if HAS_WINDOW:
+                mask = mask & (cols[None, :] >= qpos[:, None] - window)
+            acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols,
+                                          mask, True, HAS_SOFTCAP, HAS_ALIBI)
+    else:
+        for n in tl.range(0, full_hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
+                                  stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, False, USE_TMA)
+            acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
-    for n in tl.range(full_hi, hi, BLOCK_N):
-        n = tl.multiple_of(n, BLOCK_N)
-        kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
-                              stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, True, USE_TMA)
-        cols = n + offs_n
-        mask = cols[None, :] < kv_len
-        if CAUSAL:
-            mask = mask & (cols[None, :] <= diag + offs_m[:, None])
-        acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
+        for n in tl.range(full_hi, hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
+                                  stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, True, USE_TMA)
+            cols = n + offs_n
+            mask = cols[None, :] < kv_len
+            if CAUSAL:
+                mask = mask & (cols[None, :] <= diag + offs_m[:, None])
+            acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
 
     acc = acc / l_i[:, None]
     o_ptrs = Out + head * stride_oh + q_rows[:, None] * stride_ot + offs_d[None, :]
@@ -211,12 +295,16 @@ def flash_attn_varlen_runner(
     use_tma: bool | None = None,
     config: LaunchConfig | None = None,
     store_lse: bool = True,
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> tuple[Callable[[], None], torch.Tensor, torch.Tensor | None, LaunchConfig, bool]:
     """Tune (first call per shape class) and return (launch, out, lse, config, tma used).
 
     `launch()` runs the kernel with every argument bound in advance (descriptors, strides, grid), so
     a timed call spends as little host time as Triton's dispatch allows.
     max_q: the longest query length (sizes the grid). lse: float32 (Hq, total_q), natural log.
+    window / softcap / alibi_slopes (float32 (Hq,)): the patterns (module docstring); None = off.
     """
     total_q, hq, d = q.shape
     hkv = k.shape[1]
@@ -238,15 +326,19 @@ def flash_attn_varlen_runner(
         desc_k, desc_v = _descriptors(k, v, bn) if use_tma else (k, v)
         kernel = flash_fwd_kernel[(triton.cdiv(max_q, bm), hq, batch)]
         args = (q, k, v, out, lse if store_lse else out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k, sm_scale,
+                -1 if window is None else window, 1.0 if softcap is None else float(softcap),
+                out if alibi_slopes is None else alibi_slopes,
                 q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                 out.stride(0), out.stride(1), lse.stride(0) if store_lse else 0)
         kwargs = dict(GROUP=hq // hkv, HEAD_DIM=d, BLOCK_D=next_pow2(d), CAUSAL=causal, USE_TMA=use_tma,
                       STORE_LSE=store_lse, BLOCK_M=bm, BLOCK_N=bn, num_warps=cfg.num_warps,
-                      num_stages=cfg.num_stages)
+                      num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
+                      HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None)
         return lambda: kernel(*args, **kwargs)
 
     if config is None:
-        key = (d, causal, use_tma, hq // hkv, length_bucket(max_q), q.dtype, str(q.device))
+        key = (d, causal, use_tma, hq // hkv, length_bucket(max_q), q.dtype, str(q.device),
+               window is not None, softcap is not None, alibi_slopes is not None)
         config = _TUNER.pick(key, flash_candidates(d, causal, max_q, on_gpu), lambda c: bind(c)(), on_gpu)
     return bind(config), out, lse, config, use_tma
 

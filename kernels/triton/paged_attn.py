@@ -17,6 +17,12 @@ One program owns one KV head of one sequence, a tile of BLOCK_Q query tokens, an
   log-sum-exp; a reduce kernel merges them (weights 2^(lse_s - max lse)). The split count follows
   FlashInfer/FA2-style reasoning: fill the machine's resident-program slots in one wave, never cut a
   context into chunks so short that the reduce step dominates.
+Patterns (attnbench.patterns): with a sliding window w the key range of a tile starts at the block-
+aligned window start of its first query row, so blocks left of the window are never read (loop
+bounds), and split-KV cuts the window's span, not the whole context, into chunks (window_span()).
+w and the soft-cap are runtime arguments (w exempt from integer specialisation): a new window size
+reuses the compiled kernel. Soft-cap and ALiBi act in the score step; HAS_WINDOW / HAS_SOFTCAP /
+HAS_ALIBI are constexprs, so the pattern-free kernel is unchanged.
 """
 
 from __future__ import annotations
@@ -88,8 +94,33 @@ def _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, MASKED: tl.constexp
 
 
 @triton.jit
+def _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols, mask,
+                     MASKED: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
+    """_online_softmax with soft-cap (after the scale) then ALiBi; the same arithmetic as
+    flash_fwd.pattern_scores (kept here so each kernel module stays self-contained for load())."""
+    s = tl.dot(q, kt) * sm_scale
+    if HAS_SOFTCAP:
+        x = s / softcap
+        s = softcap * (1.0 - 2.0 / (tl.math.exp2(x * 2.8853900817779268) + 1.0))  # tanh via exp2(2x log2 e)
+    if HAS_ALIBI:
+        dist = qpos[:, None] - cols[None, :]
+        s = s - slope[:, None] * tl.where(dist < 0, -dist, dist).to(tl.float32)
+    s = s * 1.4426950408889634
+    if MASKED:
+        s = tl.where(mask, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(s - m_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.jit(do_not_specialize=["window"])
 def paged_attn_kernel(
-    Q, KC, VC, Out, TABLES, KV_LENS, cu_q, PART_O, PART_LSE, sm_scale,
+    Q, KC, VC, Out, TABLES, KV_LENS, cu_q, PART_O, PART_LSE, sm_scale, window, softcap, Slopes,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_tb,
     stride_pos, stride_pot, stride_poh, stride_pls, stride_plt,
@@ -97,6 +128,7 @@ def paged_attn_kernel(
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     KV_BLOCK: tl.constexpr, CAUSAL: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_WINDOW: tl.constexpr = False, HAS_SOFTCAP: tl.constexpr = False, HAS_ALIBI: tl.constexpr = False,
 ):
     seq = tl.program_id(0)
     q_tile = tl.program_id(1)
@@ -132,7 +164,10 @@ def paged_attn_kernel(
         diag = kv_len
         hi = kv_len
         full = kv_len
-    lo = split * chunk
+    win_lo = 0  # first key any row of the tile sees, block-aligned (0 without a window)
+    if HAS_WINDOW:
+        win_lo = (tl.maximum(kv_len - q_len + q0 - window, 0) // BLOCK_N) * BLOCK_N
+    lo = win_lo + split * chunk
     hi = tl.minimum(hi, lo + chunk)
     full = tl.maximum(lo, (tl.minimum(full, hi) // BLOCK_N) * BLOCK_N)
 
@@ -142,23 +177,64 @@ def paged_attn_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     seq_table = TABLES + seq.to(tl.int64) * stride_tb
 
-    for n in tl.range(lo, full, BLOCK_N):
-        n = tl.multiple_of(n, BLOCK_N)
-        kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
-                               stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                               HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
-        acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
+    if HAS_WINDOW or HAS_SOFTCAP or HAS_ALIBI:
+        qpos = kv_len - q_len + q0 + qi  # absolute position of each packed row's query token
+        slope = tl.zeros([BLOCK_M], tl.float32)
+        if HAS_ALIBI:
+            slope = tl.load(Slopes + head, mask=row_ok, other=0.0)
+        wl = lo  # [lo, wl): tiles some row's window starts inside (masked)
+        if HAS_WINDOW:
+            p_last = kv_len - q_len + tl.minimum(q0 + BLOCK_Q, q_len) - 1
+            wl = tl.minimum(tl.maximum(tl.cdiv(tl.maximum(p_last - window, 0), BLOCK_N) * BLOCK_N, lo), full)
+            for n in tl.range(lo, wl, BLOCK_N):
+                n = tl.multiple_of(n, BLOCK_N)
+                kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks,
+                                       stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                                       HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+                cols = n + offs_n
+                mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
+                if CAUSAL:
+                    mask = mask & (cols[None, :] <= qpos[:, None])
+                acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                 cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
+        for n in tl.range(wl, full, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                                   stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
+            acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                             n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
+        for n in tl.range(full, hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                                   stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+            cols = n + offs_n
+            mask = kv_len > cols[None, :]  # (written so; the planted stale-slot fault edits the other)
+            if CAUSAL:
+                mask = mask & (cols[None, :] <= qpos[:, None])
+            if HAS_WINDOW:
+                mask = mask & (cols[None, :] >= qpos[:, None] - window)
+            acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                             cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
+    else:
+        for n in tl.range(lo, full, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                                   stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
+            acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
-    for n in tl.range(full, hi, BLOCK_N):
-        n = tl.multiple_of(n, BLOCK_N)
-        kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
-                               stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                               HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
-        cols = n + offs_n
-        mask = cols[None, :] < kv_len
-        if CAUSAL:
-            mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])
-        acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
+        for n in tl.range(full, hi, BLOCK_N):
+            n = tl.multiple_of(n, BLOCK_N)
+            kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
+                                   stride_vb, stride_vs, stride_vh, offs_n, offs_d,
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+            cols = n + offs_n
+            mask = cols[None, :] < kv_len
+            if CAUSAL:
+                mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])
+            acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
 
     l_safe = tl.where(l_i > 0, l_i, 1.0)  # an empty split (context shorter than its start) has l = 0
     out = acc / l_safe[:, None]
@@ -211,6 +287,14 @@ def choose_num_splits(programs: int, max_kv: int, num_sms: int, programs_per_sm:
     return triton.cdiv(max_kv, chunk)
 
 
+def window_span(max_kv: int, max_q: int, window: int | None) -> int:
+    """Keys one query tile's programs must cover: the whole context, or with a window at most the
+    window plus the tile's rows plus one tile of alignment (what split-KV cuts into chunks)."""
+    if window is None:
+        return max_kv
+    return min(max_kv, window + max_q + SPLIT_ALIGN)
+
+
 def split_chunk(max_kv: int, splits: int) -> int:
     return triton.cdiv(triton.cdiv(max_kv, splits), SPLIT_ALIGN) * SPLIT_ALIGN
 
@@ -257,12 +341,16 @@ def paged_attention_runner(
     out: torch.Tensor | None = None,
     workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
     config: LaunchConfig | None = None,
+    window: int | None = None,
+    softcap: float | None = None,
+    alibi_slopes: torch.Tensor | None = None,
 ) -> tuple[Callable[[], None], torch.Tensor, LaunchConfig, int]:
     """Tune (first call per shape class) and return (launch, out, config, splits used).
 
     `launch()` runs the attention (and the split reduce) with every argument bound in advance.
     num_splits: None picks from the SM count on a GPU (1 on a CPU). workspace: preallocated
     (partial O float32 (S, total_q, Hq, D), partial LSE float32 (S, total_q, Hq)) for S > 1.
+    window / softcap / alibi_slopes (float32 (Hq,)): the patterns (module docstring); None = off.
     """
     total_q, hq, d = q.shape
     _, kv_block, hkv, _ = k_cache.shape
@@ -276,16 +364,17 @@ def paged_attention_runner(
     on_gpu = q.device.type == "cuda"
     out = torch.empty_like(q) if out is None else out
     candidates = paged_candidates(d, group, max_q, on_gpu, kv_block)
+    span = window_span(max_kv, max_q, window)  # split-KV cuts only the keys a window can reach
     if num_splits is None:
         if on_gpu:
             sms = torch.cuda.get_device_properties(q.device).multi_processor_count
             q_tiles = triton.cdiv(max_q, candidates[0]["BLOCK_Q"])
-            num_splits = choose_num_splits(batch * q_tiles * hkv, max_kv, sms)
+            num_splits = choose_num_splits(batch * q_tiles * hkv, span, sms)
         else:
             num_splits = 1
-    num_splits = max(1, min(num_splits, triton.cdiv(max_kv, SPLIT_ALIGN)))
+    num_splits = max(1, min(num_splits, triton.cdiv(span, SPLIT_ALIGN)))
     split = num_splits > 1
-    chunk = split_chunk(max_kv, num_splits) if split else max(1, max_kv)
+    chunk = split_chunk(span, num_splits) if split else max(1, max_kv)
     if split:
         part_o, part_lse = workspace if workspace is not None else split_workspace(q, num_splits)
         p_strides = (*part_o.stride()[:3], *part_lse.stride()[:2])
@@ -296,6 +385,8 @@ def paged_attention_runner(
     def bind(cfg: LaunchConfig) -> Callable[[], None]:
         kernel = paged_attn_kernel[(batch, triton.cdiv(max_q, cfg["BLOCK_Q"]), hkv * num_splits)]
         args = (q, k_cache, v_cache, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
+                -1 if window is None else window, 1.0 if softcap is None else float(softcap),
+                out if alibi_slopes is None else alibi_slopes,
                 q.stride(0), q.stride(1), out.stride(0), out.stride(1),
                 k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
                 v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
@@ -303,7 +394,8 @@ def paged_attention_runner(
         kwargs = dict(GROUP=group, GROUP_PAD=next_pow2(group), HEAD_DIM=d, BLOCK_D=next_pow2(d),
                       KV_BLOCK=kv_block, CAUSAL=causal, SPLIT=split, BLOCK_Q=cfg["BLOCK_Q"],
                       BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg.num_warps,
-                      num_stages=cfg.num_stages)
+                      num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
+                      HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None)
         if not split:
             return lambda: kernel(*args, **kwargs)
         reduce = split_reduce_kernel[(total_q, hq)]
@@ -319,7 +411,8 @@ def paged_attention_runner(
 
     if config is None:
         key = (d, kv_block, group, max_q == 1, causal, length_bucket(max_q), length_bucket(max_kv),
-               num_splits, q.dtype, str(q.device))
+               num_splits, q.dtype, str(q.device), window is not None, softcap is not None,
+               alibi_slopes is not None)
         config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu)
     return bind(config), out, config, num_splits
 
