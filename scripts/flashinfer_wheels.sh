@@ -7,7 +7,7 @@
 #   .fia/part.aa                   first part of the flashinfer-python wheel (62 MB in all)
 #   .fib/part.ab, *.whl, *.sh      its second part, the other wheels, install.sh and env.sh
 # The other wheels: apache-tvm-ffi (FlashInfer's kernel ABI), ninja (its JIT runs the `ninja` command),
-# einops (flashinfer.testing), requests and its four dependencies (imported by `import flashinfer`).
+# einops (flashinfer.testing), tqdm, tabulate, requests and its four dependencies (`import flashinfer`).
 # On the GPU machine, call 1 (carry .fia): mkdir -p /tmp/fi && cp .fia/part.aa /tmp/fi/
 # call 2 (carry .fib): `source .fib/install.sh`: joins the parts, installs under /tmp/fisite what the
 # machine lacks (--no-deps --no-index), and sources env.sh: PYTHONPATH, PATH (ninja) and
@@ -20,7 +20,7 @@ rm -rf .fia .fib && mkdir -p .fia .fib
 dl=$(mktemp -d /tmp/fi-dl.XXXXXX)
 plat="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform any"
-for p in "flashinfer-python==$FI_VERSION" apache-tvm-ffi==0.1.15.post2 ninja einops \
+for p in "flashinfer-python==$FI_VERSION" apache-tvm-ffi==0.1.15.post2 ninja einops tqdm tabulate \
          requests urllib3 idna certifi charset-normalizer; do
   # shellcheck disable=SC2086
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $plat \
@@ -48,7 +48,7 @@ if [ ! -d /tmp/fisite/flashinfer ]; then
   cat /tmp/fi/part.aa "$here/part.ab" > "/tmp/fi/$big"
   wheels=("/tmp/fi/$big")
   # each helper wheel only where the machine lacks the module (module:wheel-prefix)
-  for pair in tvm_ffi:apache_tvm_ffi ninja:ninja einops:einops requests:requests urllib3:urllib3 \
+  for pair in tvm_ffi:apache_tvm_ffi ninja:ninja einops:einops tqdm:tqdm tabulate:tabulate requests:requests urllib3:urllib3 \
               idna:idna certifi:certifi charset_normalizer:charset_normalizer; do
     mod=${pair%%:*}; whl=${pair#*:}
     python3 -c "import $mod" 2>/dev/null || wheels+=("$(ls "$here/$whl"-*.whl)")
