@@ -103,7 +103,7 @@ def test_fa3_needs_hopper(fi, monkeypatch):
     assert "sm_80+" in get_backend("flashinfer").available("cuda")[1]
 
 
-def test_status_line_says_not_installed_without_the_distribution(monkeypatch):
+def test_status_line_says_installed_importable_and_nvcc(fi, monkeypatch):
     def missing(name):
         raise api.importlib.metadata.PackageNotFoundError(name)
 
@@ -112,7 +112,10 @@ def test_status_line_says_not_installed_without_the_distribution(monkeypatch):
     monkeypatch.setattr(api.importlib.metadata, "version", lambda name: "0.7.2.post1")
     monkeypatch.setattr(api, "find_nvcc", lambda: None)
     line = api.status_line()
-    assert line.startswith("0.7.2.post1") and "nvcc missing" in line and "cached_ops" in line
+    assert line.startswith("0.7.2.post1 (JIT: nvcc missing, ninja /usr/bin/ninja") and "cached_ops" in line
+    api.reset()
+    monkeypatch.setitem(sys.modules, "flashinfer", None)
+    assert "installed but not importable" in api.status_line()
 
 
 # ---- the page table ----------------------------------------------------------------------------

@@ -129,11 +129,14 @@ def jit_reason() -> str:
 
 
 def status_line() -> str:
-    """One line for `attnbench doctor`: version and JIT toolchain, without importing flashinfer."""
+    """One line for `attnbench doctor` and the run manifest: version, importable, JIT toolchain."""
     try:
         version = importlib.metadata.version("flashinfer-python")
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+    lib, why = detect()
+    if lib is None:
+        return f"{version} installed but not importable: {why}"
     nvcc, ninja = find_nvcc(), find_ninja()
     tools = f"nvcc {nvcc or 'missing'}, ninja {ninja or 'missing'}"
     prebuilt = ", prebuilt jit cache" if has_prebuilt_cache() else ""
