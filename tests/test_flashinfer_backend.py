@@ -302,3 +302,32 @@ def test_positional_calls_are_refused_by_the_fake():
     mod = make_fake()
     with pytest.raises(TypeError):
         mod.BatchPrefillWithRaggedKVCacheWrapper(torch.zeros(8, dtype=torch.uint8))
+
+
+# ---- the shipped H100 / H200 study config ------------------------------------------------------
+def _h100_plan():
+    from attnbench.backends import backend_names
+    from attnbench.config import load_config
+    from attnbench.paths import configs_dir
+    from attnbench.plan import build_plan
+
+    cfg = load_config(configs_dir() / "h100.yaml", backend_names())
+    return build_plan(cfg, "cuda")
+
+
+def test_h100_config_runs_flashinfer_on_the_study_cases(fi):
+    ran = {pc.case.workload for pc in _h100_plan().cases if "flashinfer" in pc.run}
+    assert {"decode-main", "decode-long", "decode-mixed", "decode-prefix", "prefill-main",
+            "chunked-prefill", "decode-blocks"} <= ran
+    fa3 = {pc.case.workload for pc in _h100_plan().cases if "flashinfer-fa3" in pc.run}
+    assert {"decode-main", "decode-long", "prefill-main", "chunked-prefill"} <= fa3
+
+
+def test_h100_config_skips_flashinfer_cleanly_when_not_installed(monkeypatch):
+    api.reset()
+    monkeypatch.setitem(sys.modules, "flashinfer", None)
+    plan = _h100_plan()
+    reasons = {r for pc in plan.cases for n, r in pc.skip.items() if n.startswith("flashinfer")}
+    assert reasons and all(r.startswith("unavailable: flashinfer is not installed") for r in reasons)
+    assert not any(n.startswith("flashinfer") for pc in plan.cases for n in pc.run)
+    api.reset()
