@@ -70,6 +70,43 @@ def cases() -> list[tuple[str, Case]]:
     ]
 
 
+# The keywords the backend passes (attnbench/backends/_flashinfer_calls.py), per wrapper method.
+KEYWORDS = {
+    "BatchDecodeWithPagedKVCacheWrapper": {
+        "__init__": {"float_workspace_buffer", "kv_layout", "use_tensor_cores", "backend"},
+        "_plan_impl": {"indptr", "indices", "last_page_len", "num_qo_heads", "num_kv_heads", "head_dim",
+                       "page_size", "sm_scale", "pos_encoding_mode", "window_left", "logits_soft_cap",
+                       "q_data_type", "kv_data_type"},
+        "run": {"q", "paged_kv_cache", "out"}},
+    "BatchPrefillWithPagedKVCacheWrapper": {
+        "__init__": {"float_workspace_buffer", "kv_layout", "backend"},
+        "plan": {"qo_indptr", "paged_kv_indptr", "paged_kv_indices", "paged_kv_last_page_len", "num_qo_heads",
+                 "num_kv_heads", "head_dim_qk", "page_size", "causal", "sm_scale", "pos_encoding_mode",
+                 "window_left", "logits_soft_cap", "q_data_type", "kv_data_type"},
+        "run": {"q", "paged_kv_cache", "out"}},
+    "BatchPrefillWithRaggedKVCacheWrapper": {
+        "__init__": {"float_workspace_buffer", "kv_layout", "backend"},
+        "plan": {"qo_indptr", "kv_indptr", "num_qo_heads", "num_kv_heads", "head_dim_qk", "causal",
+                 "sm_scale", "pos_encoding_mode", "window_left", "logits_soft_cap", "q_data_type", "kv_data_type"},
+        "run": {"q", "k", "v", "out"}},
+}
+
+
+def missing_keywords(module: Any) -> dict[str, list[str]]:
+    """Keywords the backend passes that the installed wrappers' signatures lack (empty: all there)."""
+    import inspect
+
+    missing = {}
+    for cls_name, methods in KEYWORDS.items():
+        cls = getattr(module, cls_name)
+        for method, wanted in methods.items():
+            fn = getattr(cls, method, None) or cls.plan
+            have = set(inspect.signature(inspect.unwrap(fn)).parameters)
+            if wanted - have:
+                missing[f"{cls_name}.{method}"] = sorted(wanted - have)
+    return missing
+
+
 def bench_cross_check(backend_name: str, case: Case, inputs: Any, row: dict) -> dict:
     """FlashInfer's own timing of the same prepared call (JIT cached by now)."""
     from flashinfer.testing import bench_gpu_time
@@ -138,6 +175,8 @@ def line(row: dict) -> str:
 def dry_run() -> int:
     lib, why = api.detect()
     print(f"flashinfer: {lib.version if lib else why}")
+    if lib:
+        print(f"keywords the installed wrappers lack: {missing_keywords(lib.module) or 'none'}")
     cache = api.jit_dir(lib.version if lib else None)
     print(f"JIT: nvcc {api.find_nvcc()}, ninja {api.find_ninja()}, cache {cache}")
     for label, case in cases():
@@ -168,7 +207,7 @@ def main() -> int:
     major, minor = torch.cuda.get_device_capability()
     env = {"gpu": torch.cuda.get_device_name(), "arch": f"sm_{major}{minor}", "torch": torch.__version__,
            "cuda": torch.version.cuda, "flashinfer": lib.version if lib else why,
-           "status": api.status_line()}
+           "status": api.status_line(), "missing_keywords": missing_keywords(lib.module) if lib else None}
     print(env, flush=True)
     policy = TimingPolicy(max_time_s=args.max_time, max_samples=100, target_rel_ci=0.02)
     t0 = time.perf_counter()

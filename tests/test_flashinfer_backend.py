@@ -243,20 +243,55 @@ def test_run_point_gives_an_ok_row_with_the_path(fi):
     assert row["fi_path"] == "prefill-paged" and row["fi_version"] == "0.7.2.post1" and "compile_s" in row
 
 
-def test_a_planted_page_table_fault_is_caught(fi, monkeypatch):
+def _sorted_pages(meta, page_size):  # each sequence's pages in ascending order, not the table's
+    ip = meta.indptr.tolist()
+    parts = [meta.indices[ip[i]:ip[i + 1]].sort().values for i in range(len(ip) - 1)]
+    return calls.PageMetadata(meta.indptr, torch.cat(parts).contiguous(), meta.last_page_len)
+
+
+def _last_key_dropped(meta, page_size):  # the context one token short
+    return calls.PageMetadata(meta.indptr, meta.indices, meta.last_page_len - 1)
+
+
+def _stale_slot_read(meta, page_size):  # one slot past the end: a stale token of the pool
+    return calls.PageMetadata(meta.indptr, meta.indices, meta.last_page_len + 1)
+
+
+def _last_page_dropped(meta, page_size):  # the partial last page skipped
+    ip = meta.indptr.tolist()
+    keep = torch.cat([meta.indices[ip[i]:ip[i + 1] - 1] for i in range(len(ip) - 1)]).contiguous()
+    indptr = (meta.indptr - torch.arange(len(ip), dtype=torch.int32)).contiguous()
+    return calls.PageMetadata(indptr, keep, torch.full_like(meta.last_page_len, page_size))
+
+
+PLANTED = {"pages-sorted": _sorted_pages, "last-key-dropped": _last_key_dropped,
+           "stale-slot-read": _stale_slot_read, "last-page-dropped": _last_page_dropped}
+
+
+@pytest.mark.parametrize("fault", sorted(PLANTED))
+@pytest.mark.parametrize("name", ["flashinfer", "flashinfer-notc"])
+def test_a_planted_page_table_fault_is_caught(fi, monkeypatch, fault, name):
     real = calls.page_metadata
+    monkeypatch.setattr(calls, "page_metadata",
+                        lambda tables, lens, bs: PLANTED[fault](real(tables, lens, bs), bs))
+    case = decode_case(16, kv_lens=(200, 150, 90))  # last pages hold 8, 6 and 10 of 16 tokens
+    inputs = build_inputs(case, "cpu")
+    prepared = get_backend(name).prepare(case, inputs)
+    assert not check_output(prepared.run(), inputs).ok
 
-    def sorted_pages(tables, kv_lens, page_size):  # the pages of each sequence in ascending order
-        meta = real(tables, kv_lens, page_size)
-        ip = meta.indptr.tolist()
-        parts = [meta.indices[ip[i]:ip[i + 1]].sort().values for i in range(len(kv_lens))]
-        return calls.PageMetadata(meta.indptr, torch.cat(parts).contiguous(), meta.last_page_len)
 
-    monkeypatch.setattr(calls, "page_metadata", sorted_pages)
+def test_a_planted_softmax_scale_fault_is_caught(fi, monkeypatch):
+    real = calls.plan_decode
+
+    def off_scale(lib, case, inputs, path):
+        planned = real(lib, case, inputs, path)
+        planned.wrapper.planned["sm_scale"] *= 1.02
+        return planned
+
+    monkeypatch.setattr(calls, "plan_decode", off_scale)
     case = decode_case(16, kv_lens=(200, 150, 90))
     inputs = build_inputs(case, "cpu")
-    prepared = get_backend("flashinfer").prepare(case, inputs)
-    assert not check_output(prepared.run(), inputs).ok
+    assert not check_output(get_backend("flashinfer").prepare(case, inputs).run(), inputs).ok
 
 
 # ---- limits and patterns -----------------------------------------------------------------------

@@ -36,7 +36,9 @@ _workspaces: dict[str, torch.Tensor] = {}
 
 def workspace(device: torch.device) -> torch.Tensor:
     """One zeroed float workspace per device, shared by every wrapper (FlashInfer needs it zeroed
-    before its first use only; it holds split-KV partial outputs between the kernel and the merge)."""
+    before its first use only). It holds split-KV partial outputs between the kernel and the merge
+    of one run(), so wrappers whose runs are serialised on one stream can share it; allocating
+    128 MB per point would only churn the allocator."""
     key = str(device)
     if key not in _workspaces:
         _workspaces[key] = torch.zeros(WORKSPACE_BYTES, dtype=torch.uint8, device=device)
