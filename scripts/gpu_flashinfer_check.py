@@ -87,7 +87,8 @@ KEYWORDS = {
     "BatchPrefillWithRaggedKVCacheWrapper": {
         "__init__": {"float_workspace_buffer", "kv_layout", "backend"},
         "plan": {"qo_indptr", "kv_indptr", "num_qo_heads", "num_kv_heads", "head_dim_qk", "causal",
-                 "sm_scale", "pos_encoding_mode", "window_left", "logits_soft_cap", "q_data_type", "kv_data_type"},
+                 "sm_scale", "pos_encoding_mode", "window_left", "logits_soft_cap", "q_data_type",
+                 "kv_data_type"},
         "run": {"q", "k", "v", "out"}},
 }
 
