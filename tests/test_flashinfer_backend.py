@@ -366,3 +366,11 @@ def test_h100_config_skips_flashinfer_cleanly_when_not_installed(monkeypatch):
     assert reasons and all(r.startswith("unavailable: flashinfer is not installed") for r in reasons)
     assert not any(n.startswith("flashinfer") for pc in plan.cases for n in pc.run)
     api.reset()
+
+
+def test_the_three_names_share_one_warm_up_and_register_as_paged_external():
+    names = ("flashinfer", "flashinfer-notc", "flashinfer-fa3")
+    backends = [get_backend(n) for n in names]
+    assert {b.warmup_key for b in backends} == {"flashinfer"}
+    assert {(b.family, b.impl) for b in backends} == {("paged", "external")}
+    assert [b.kernels for b in backends] == ["fa2-tc", "fa2-notc", "fa3"]

@@ -38,6 +38,10 @@ class FlashInfer(Backend):
     kv_inputs: ClassVar[tuple[str, ...]] = ("contiguous", "paged")
     devices = ("cuda",)
     patterns = frozenset({"window", "softcap", "alibi"})
+    # Each process pays the import (about 2 s on an H200) and loads its JIT modules from the disk
+    # cache; with --devices the worker that has paid it takes the FlashInfer points.
+    warmup_key = "flashinfer"
+    warmup_s = 2.0
     # fa2-tc | fa2-notc | fa3: which FlashInfer kernels this name runs
     kernels: ClassVar[str] = "fa2-tc"
 
