@@ -70,6 +70,13 @@ def flash_attn_version() -> str | None:
     return None
 
 
+def flashinfer_status() -> str:
+    """FlashInfer's version and whether its JIT has nvcc and ninja (it compiles kernels on first use)."""
+    from attnbench.backends._flashinfer_api import status_line
+
+    return status_line()
+
+
 def environment(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "attnbench_version": attnbench.__version__,
@@ -82,6 +89,7 @@ def environment(device: str) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "triton": triton_version(),
         "flash_attn": flash_attn_version(),
+        "flashinfer": flashinfer_status(),
         "cpu_count": __import__("os").cpu_count(),
     }
     if device == "cuda":
