@@ -7,6 +7,7 @@ wrong or non-finite output makes the row `incorrect` and the point is not timed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -79,6 +80,9 @@ def run_point(
     row = base_row(case, backend, device.type)
     if inputs.paged is not None:
         row.update(inputs.paged.stats)
+    # first_call_s: wall seconds from prepare's start to the end of the first (synchronised) call,
+    # compile, autotuning and JIT loads included: what a user waits before the first output.
+    started = time.perf_counter()
     try:
         prepared = backend.prepare(case, inputs)
     except Unsupported as err:
@@ -90,6 +94,7 @@ def run_point(
     row.update(prepared.info)
     try:
         out, mem = measure_memory(prepared.run, device)
+        row["first_call_s"] = round(time.perf_counter() - started, 4)
         row.update(mem)
         check = check_output(prepared.to_packed(out), inputs)
         del out
