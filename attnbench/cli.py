@@ -426,13 +426,16 @@ def fragmentation(
     out: str = typer.Option(None, "--out", help="output folder (default results/fragmentation-<timestamp>/)"),
     json_out: bool = typer.Option(False, "--json", help="print the result JSON to stdout"),
     gpu: bool = typer.Option(False, "--gpu", help="also replay the churn on PyTorch's CUDA allocator"),
+    timing_from: str = typer.Option(None, "--timing-from", help="a GPU run directory whose decode rows time "
+                                    "the serving iterations (default: the setup's roofline)"),
 ) -> None:
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path
 
     from attnbench.fragmentation import run_command
 
-    code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu)
+    code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu,
+                       Path(timing_from) if timing_from else None)
     if code:
         raise typer.Exit(code)
 
