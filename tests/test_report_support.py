@@ -60,7 +60,7 @@ def test_one_time_cost_in_seconds_prefers_first_call():
     table = support.build(_run(ROWS))
     cells = {row[0]: row[-1] for row in table.rows}
     assert cells["fa"] == "3.00 s median first call (max 4.00 s, 2 points)"
-    assert cells["pg"] == "0.500 s median compile (max 0.500 s, 1 points)"
+    assert cells["pg"] == "0.500 s median compile (max 0.500 s, 1 point)"
 
 
 def test_old_rows_without_pattern_or_cost():
@@ -74,8 +74,8 @@ def test_old_rows_without_pattern_or_cost():
 def test_summary_compile_row_has_units_and_backend_count():
     run = _run(ROWS)
     row = next(r for r in build_summary(run, _tables(run)).rows if r[0] == "Compile time")
-    assert row[3] == "0.500 s median compile (1 backends: pg 0.500 s)"
-    assert row[4] == "3.00 s median first call (1 backends: fa 3.00 s)"
+    assert row[3] == "0.500 s median compile (1 backend: pg 0.500 s)"
+    assert row[4] == "3.00 s median first call (1 backend: fa 3.00 s)"
     assert "(compile_s)" not in " ".join(row)
 
 

@@ -73,7 +73,8 @@ def one_time_cost(rows: pd.DataFrame) -> dict[str, float | str | int] | None:
 def cost_text(cost: dict | None) -> str:
     if cost is None:
         return not_measured("rows carry no compile_s or first_call_s")
-    return f"{num(cost['seconds'])} s median {cost['what']} (max {num(cost['max'])} s, {cost['n']} points)"
+    points = "point" if cost["n"] == 1 else "points"
+    return f"{num(cost['seconds'])} s median {cost['what']} (max {num(cost['max'])} s, {cost['n']} {points})"
 
 
 def _reasons(rows: pd.DataFrame) -> str:
@@ -152,4 +153,5 @@ def compile_summary(df: pd.DataFrame, kind: str) -> str:
     kinds = sorted({c["what"] for c in costs.values()})
     what = " / ".join(kinds)
     names = ", ".join(f"{k} {num(c['seconds'])} s" for k, c in sorted(costs.items()))
-    return f"{num(median)} s median {what} ({len(costs)} backends: {names})"
+    backends = "backend" if len(costs) == 1 else "backends"
+    return f"{num(median)} s median {what} ({len(costs)} {backends}: {names})"
