@@ -429,15 +429,53 @@ def fragmentation(
     out: str = typer.Option(None, "--out", help="output folder (default results/fragmentation-<timestamp>/)"),
     json_out: bool = typer.Option(False, "--json", help="print the result JSON to stdout"),
     gpu: bool = typer.Option(False, "--gpu", help="also replay the churn on PyTorch's CUDA allocator"),
+    timing_from: str = typer.Option(None, "--timing-from", help="a GPU run directory whose decode rows time "
+                                    "the serving iterations (default: the setup's roofline)"),
 ) -> None:
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path
 
     from attnbench.fragmentation import run_command
 
-    code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu)
+    code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu,
+                       Path(timing_from) if timing_from else None)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("compare-studies")
+def compare_studies(
+    run_a: Path = typer.Argument(..., metavar="A", help="the first study's run directory (the baseline)"),
+    run_b: Path = typer.Argument(..., metavar="B", help="the second study's run directory"),
+    out: Path = typer.Option(None, "--out", help="output folder (default <B>/compare-<A name>/)"),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="draw figures/speedup_by_backend.png"),
+) -> None:
+    """Two studies side by side: per backend and regime (bandwidth-bound decode, compute-bound prefill),
+    what the second GPU changed; points matched by case_id and backend. Writes compare.md and .html."""
+    from attnbench.console import fail
+    from attnbench.console import out as console
+    from attnbench.report.load import ReportError
+    from attnbench.report.study_compare import compare_studies as build
+    from attnbench.report.study_compare import write
+
+    for name, path in (("A", run_a), ("B", run_b)):
+        if not (path / "manifest.json").is_file():
+            fail(f"{name} {path}: not a run directory (no manifest.json); allowed: a sweep's run directory")
+    try:
+        cmp = build(run_a, run_b)
+    except ReportError as exc:
+        fail(str(exc))
+    if cmp.points.empty:
+        fail(f"{run_a} and {run_b} share no point that is ok in both (matched by case_id and backend)")
+    target = out or (run_b / f"compare-{run_a.name}")
+    try:
+        written = write(cmp, target, plot)
+    except OSError as exc:
+        from attnbench.runio import describe_os_error
+
+        fail(describe_os_error(exc, target, "--out"))
+    console.print(f"{len(cmp.points)} points matched; wrote " + ", ".join(str(p) for p in written),
+                  highlight=False, soft_wrap=True, markup=False)
 
 
 from attnbench.gate_cli import gate_app  # noqa: E402 - the gate's commands live with the gate

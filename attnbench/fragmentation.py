@@ -173,6 +173,7 @@ def run_point(
     block_size: int | None,
     lengths: tuple[np.ndarray, np.ndarray],
     trace: list | None = None,
+    timing: Any = None,
 ) -> dict[str, Any]:
     spec = cfg.datasets[dataset]
     rate = spec["request_rate"] if load == "paper-rate" else None
@@ -186,6 +187,7 @@ def run_point(
         seed=cfg.seed,
         warmup_fraction=cfg.warmup_fraction,
         trace=trace,
+        timing=timing,
     )
     if res["measured_seconds"] <= 0:
         raise ConfigError(
@@ -217,14 +219,23 @@ def dataset_requests(cfg: StudyConfig, dataset: str) -> tuple[np.ndarray, np.nda
     return dataset_lengths(dataset, cfg.datasets[dataset]["num_requests"], rng, int(cfg.setup["max_seq_len"]))
 
 
-def run_study(cfg: StudyConfig, progress: Any = None) -> dict[str, Any]:
-    """Every planned point; `progress(description)` is called before each (for a progress bar)."""
+def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = None) -> dict[str, Any]:
+    """Every planned point; `progress(description)` is called before each (for a progress bar).
+    timing_run: a run directory whose GPU decode rows time the iterations (fragmentation_timing);
+    without one, or when it has none, the roofline of the setup, and the JSON says which and why."""
+    from attnbench import fragmentation_timing as ft
+
+    reason = ft.no_measured_timing(timing_run)
+    timing = ft.measured_iteration(timing_run, cfg.setup) if reason is None else None
+    iteration_time = timing.source if timing is not None else {
+        "kind": "roofline", "reason": reason, "hbm_gbps": cfg.setup["hbm_gbps"],
+        "peak_tflops": cfg.setup["peak_tflops"]}
     lengths = {ds: dataset_requests(cfg, ds) for ds in cfg.datasets}
     by_load: dict[str, list[dict[str, Any]]] = {load: [] for load in cfg.loads}
     for load, ds, pol, bs in plan(cfg):
         if progress is not None:
             progress(f"{load} {ds} {pol}" + (f" b={bs}" if bs else ""))
-        by_load[load].append(run_point(cfg, load, ds, pol, bs, lengths[ds]))
+        by_load[load].append(run_point(cfg, load, ds, pol, bs, lengths[ds], timing=timing))
     serving = cfg.serving_setup()
     setup = {
         "model": cfg.setup["model"],
@@ -237,6 +248,7 @@ def run_study(cfg: StudyConfig, progress: Any = None) -> dict[str, Any]:
         "block_sizes": list(cfg.block_sizes),
         "warmup_fraction": cfg.warmup_fraction,
         "seed": cfg.seed,
+        "iteration_time": iteration_time,
         "datasets": {
             ds: {
                 **spec,
@@ -268,11 +280,17 @@ def run_study(cfg: StudyConfig, progress: Any = None) -> dict[str, Any]:
             "table1_13b": paper.TABLE1_13B,
             "figure18b": paper.FIGURE18B_TEXT,
         },
-        "notes": study_notes(cfg, by_load),
+        "notes": study_notes(cfg, by_load, iteration_time),
     }
 
 
-def study_notes(cfg: StudyConfig, by_load: dict[str, list[dict[str, Any]]]) -> list[str]:
+def study_notes(cfg: StudyConfig, by_load: dict[str, list[dict[str, Any]]],
+                iteration_time: dict[str, Any] | None = None) -> list[str]:
+    from attnbench.fragmentation_timing import describe
+
+    iteration_time = iteration_time or {"kind": "roofline", "reason": "no run directory given",
+                                        "hbm_gbps": cfg.setup["hbm_gbps"],
+                                        "peak_tflops": cfg.setup["peak_tflops"]}
     notes = [
         "Fractions are of the whole KV capacity, time-averaged over the measured window (after the warm-up "
         "admissions, until the last request is admitted); token_states + reserved + internal + external + "
@@ -288,13 +306,33 @@ def study_notes(cfg: StudyConfig, by_load: dict[str, list[dict[str, Any]]]) -> l
         "Paged preemption is vLLM's recompute policy (latest arrival first); there is no free-block "
         "watermark and no cap on batched requests or tokens, which vLLM's scheduler has.",
     ]
+    notes.append(describe(iteration_time))
     if "paper-rate" in by_load:
+        server = ("a server timed from this run's kernels on " + str(iteration_time.get("gpu"))
+                  if iteration_time.get("kind") == "measured" else "a roofline-speed server")
         notes.append(
-            "paper-rate rows: Poisson arrivals at the paper's Fig. 13 rates on a roofline-speed server "
-            "(weights + KV read at datasheet HBM bandwidth). That server is faster than the paper's, so at "
-            "the same rate it is less loaded and policies with room to spare show free memory as 'other'."
+            f"paper-rate rows: Poisson arrivals at the paper's Fig. 13 rates on {server}, with the paper's "
+            f"KV capacity. A server faster than the paper's ({cfg.setup['gpu']}) is less loaded at the same "
+            "rate: its batches are smaller and policies with room to spare show free memory as 'other'."
         )
+        notes.append(implied_iteration_note(cfg))
     return notes
+
+
+def implied_iteration_note(cfg: StudyConfig) -> str:
+    """What the paper's Fig. 13 batches imply about its server's speed, by Little's law: running
+    requests = arrival rate x time running, time running = output tokens x iteration time, so the
+    iteration time = batch / (rate x mean output tokens)."""
+    parts = []
+    for ds, spec in cfg.datasets.items():
+        batch = paper.FIGURE13.get(ds, {}).get("paged")
+        if batch:
+            ms = batch / (spec["request_rate"] * paper.FIGURE11_MEANS[ds][1]) * 1e3
+            parts.append(f"{ds} {ms:.0f} ms ({batch} requests at {spec['request_rate']:g} req/s, "
+                         f"{paper.FIGURE11_MEANS[ds][1]} output tokens)")
+    return ("The paper's paged batches at its rates imply, by Little's law (iteration time = batch / (rate x "
+            "mean output tokens)), an iteration time of about " + "; ".join(parts) + " on its server; a "
+            "server with shorter iterations batches proportionally fewer requests at the same rate.")
 
 
 def default_out_dir() -> Path:
@@ -308,7 +346,8 @@ def write_json(result: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
-def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu: bool) -> int:
+def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu: bool,
+                timing_run: Path | None = None) -> int:
     """The `attnbench fragmentation` command: run, write the outputs, print a summary (or the JSON)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -328,6 +367,10 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             err.print(f"[red]error:[/red] --gpu: {plain(reason)}; drop --gpu for the simulated study",
                       highlight=False, soft_wrap=True)
             return 2
+    if timing_run is not None and not (Path(timing_run) / "manifest.json").is_file():
+        err.print(f"[red]error:[/red] --timing-from {plain(timing_run)}: not a run directory (no "
+                  "manifest.json); allowed: a sweep's run directory", highlight=False, soft_wrap=True)
+        return 2
     out_dir = Path(out) if out else default_out_dir()
     from attnbench.runio import check_out_dir
 
@@ -351,7 +394,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
                 err.print(f"fragmentation [{done[0]}/{total}] {desc}", highlight=False, markup=False)
 
         try:
-            result = run_study(cfg, progress=step)
+            result = run_study(cfg, progress=step, timing_run=timing_run)
         except ConfigError as exc:
             bar.stop()
             err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)

@@ -140,6 +140,10 @@ def render_markdown(result: dict[str, Any], figures: list[str] | None = None) ->
         "(paper Table 1: 15.7K) |",
         f"| max sequence length | {s['max_seq_len']} |",
     ]
+    if s.get("iteration_time"):
+        from attnbench.fragmentation_timing import describe
+
+        out.append(f"| iteration time | {describe(s['iteration_time'])} |")
     for ds, d in s["datasets"].items():
         out.append(
             f"| {ds} | {d['num_requests']} requests; mean input/output sampled {d['sampled_mean_input']:.1f}"
@@ -180,6 +184,8 @@ def render_markdown(result: dict[str, Any], figures: list[str] | None = None) ->
         out += ["", f"## Load {other_load}", ""]
         for ds in datasets:
             out += [f"{ds}:", ""] + _breakdown_table(figure_rows(other_rows, ds, bs), with_paper=True) + [""]
+        out += [f"Mean batched requests at {other_load} against the paper's Fig. 13:", ""]
+        out += _batch_table(other_rows, datasets, bs) + [""]
     if result.get("gpu"):
         out += ["", "## PyTorch caching allocator (GPU)", ""] + gpu_lines(result["gpu"])
     if figures:

@@ -40,7 +40,8 @@ def write_into_run(study: Path, run_dir: Path) -> Path:
     from attnbench import fragmentation as frag
     from attnbench import fragmentation_render as render
 
-    result = frag.run_study(frag.load_config(study))
+    # the run's own GPU decode rows time the serving iterations (else the roofline, said in the JSON)
+    result = frag.run_study(frag.load_config(study), timing_run=run_dir)
     path = frag.write_json(result, run_dir)
     (run_dir / "fragmentation.md").write_text(render.render_markdown(result, []))
     return path

@@ -23,8 +23,10 @@ Memory categories, in slots, each iteration (fractions of the KV capacity, time-
 The five sum to 1. The paper reports external fragmentation and "others" as one bar.
 
 Time: arrivals are a Poisson process (`request_rate` per second), or all requests are waiting from
-the start (`saturated`: the memory-bound regime). Iterations last a roofline time: weights and the
-running requests' KV read once from HBM, plus the prompt FLOPs of admitted requests.
+the start (`saturated`: the memory-bound regime). Iterations last a roofline time (weights and the
+running requests' KV read once from HBM, plus the prompt FLOPs of admitted requests), or, given a
+`timing` model (fragmentation_timing.MeasuredIteration), its time from measured attention kernels and
+modelled linear layers.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def simulate(
     seed: int = 0,
     warmup_fraction: float = 0.1,
     trace: list[tuple[str, int, int]] | None = None,
+    timing: Any = None,
 ) -> dict[str, Any]:
     """Serve the requests (arrival order = array order) and return the time-averaged breakdown.
 
@@ -217,7 +220,10 @@ def simulate(
         # 3. measure
         nrun = len(running)
         tokens = sum_inp_a + nrun * t
-        dt = setup.iteration_seconds(tokens, prompt_tokens)
+        if timing is None:
+            dt = setup.iteration_seconds(tokens, prompt_tokens)
+        else:
+            dt = timing.seconds(tokens, prompt_tokens, nrun, paged)
         if admitted_count >= warm_admissions and waiting:
             if paged:
                 alloc = (mgr.num_blocks - mgr.num_free_blocks) * bs

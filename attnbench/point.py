@@ -101,7 +101,9 @@ def run_point(
     row = base_row(case, backend, device.type)
     if inputs.paged is not None:
         row.update(inputs.paged.stats)
-    t_prepare = time.perf_counter()
+    # first_call_s: wall seconds from prepare's start to the end of the first (synchronised) call,
+    # compile, autotuning and JIT loads included: what a user waits before the first output.
+    started = time.perf_counter()
     try:
         prepared = backend.prepare(case, inputs)
     except Unsupported as err:
@@ -112,10 +114,11 @@ def run_point(
         return failed(row, "prepare: " + describe_error(err))
     # Untimed set-up including every compile and first call the backend makes for this case (a new
     # pattern, shape or dtype): with compile_s and new_kernel it answers "does a new window recompile?".
-    row["prepare_s"] = round(time.perf_counter() - t_prepare, 4)
+    row["prepare_s"] = round(time.perf_counter() - started, 4)
     row.update(prepared.info)
     try:
         out, mem = measure_memory(prepared.run, device)
+        row["first_call_s"] = round(time.perf_counter() - started, 4)
         row.update(mem)
         check = check_output(prepared.to_packed(out), inputs)
         del out

@@ -4,7 +4,7 @@ Rows are appended and flushed (and fsynced) as each point finishes, so an interr
 nothing and --resume continues it. A row holds the case columns (Case.describe()), the backend
 columns, `status` (ok | skipped | failed | incorrect) with its `reason`, and measures with units in
 their names: latency_ms_p50, latency_ms_p10, latency_ms_p90, latency_ms_mean, samples_ms, tflops,
-hbm_gbps, bw_util, flop_util, flops, min_hbm_bytes, peak_mem_bytes, working_mem_bytes, rel_err,
+hbm_gbps, bw_util, flop_util, flops, min_hbm_bytes, peak_mem_bytes, working_mem_bytes, first_call_s, rel_err,
 kv_bytes_allocated, kv_bytes_used, padding_waste, stop_reason, telemetry fields (sm_clock_mhz_*,
 power_w_*, temp_c_max, throttled, throttle_reasons).
 """

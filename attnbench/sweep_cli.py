@@ -25,16 +25,20 @@ def csv_list(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def default_config(device: str) -> Path:
-    """The embedded default: a CPU-sized sweep without a GPU, the full sweep for the GPU present."""
+def default_config(device: str) -> tuple[Path, str]:
+    """The embedded default and why: a CPU-sized sweep without a GPU, else the full sweep for the GPU
+    present (attnbench.gpu_default: h200.yaml on an H200 or a > 100 GB Hopper card)."""
     from attnbench.paths import configs_dir
 
     if device == "cpu":
-        return configs_dir() / "smoke.yaml"
+        return configs_dir() / "smoke.yaml", "no GPU"
     import torch
 
-    name = torch.cuda.get_device_name(0)
-    return configs_dir() / ("a100.yaml" if "A100" in name else "h100.yaml")
+    from attnbench.gpu_default import pick_gpu_config
+
+    props = torch.cuda.get_device_properties(0)
+    name, why = pick_gpu_config(props.name, props.total_memory, (props.major, props.minor))
+    return configs_dir() / name, why
 
 
 def workers_expected(devices: str | None, isolate: bool) -> int:
@@ -105,8 +109,8 @@ def sweep_command(
             cfg_device = cfg.device
         dev = resolve_or_fail(device if device != "auto" else cfg_device)
         if config is None:
-            config = default_config(dev)
-            note(f"using the embedded default config {config}")
+            config, why = default_config(dev)
+            note(f"using the embedded default config {config} ({why})")
             cfg = load_sweep_config(config, sets, workloads, backend_names())
         plan = build_plan(cfg, dev, parse_backends(backends), max_points=max_points)
         study = resolve_study(cfg)  # the KV-cache study a config names runs into the run directory

@@ -14,7 +14,8 @@ python3 -m attnbench backends > "$out/backends.txt" 2>&1
 resume=()
 [ -f "$run/manifest.json" ] && resume=(--resume)
 # SIGINT, not SIGTERM: the sweep treats it as Ctrl-C and leaves a resumable run.
-timeout -s INT "${SWEEP_LIMIT_S:-540}" python3 -m attnbench sweep configs/h100.yaml --out "$run" "${resume[@]}" \
+# STUDY_CONFIG picks the config (default configs/h100.yaml; configs/h200.yaml for the H200 study).
+timeout -s INT "${SWEEP_LIMIT_S:-540}" python3 -m attnbench sweep "${STUDY_CONFIG:-configs/h100.yaml}" --out "$run" "${resume[@]}" \
   > "$out/sweep.log" 2>&1
 echo "sweep exit $?"
 tail -25 "$out/sweep.log"

@@ -45,6 +45,7 @@ def _modules_after(args: list[str]) -> tuple[str, str]:
         ["baseline", "list"],
         ["export", str(CI), "--format", "csv", "--out", "{tmp}/x.csv"],
         ["report", str(H100), "--out", "{tmp}/report"],
+        ["compare-studies", str(H100), str(BASELINES / "h200"), "--out", "{tmp}/cmp", "--no-plot"],
         ["config", "schema"],
         ["--version"],
     ],

@@ -66,6 +66,8 @@ def test_rows_for_every_point_with_positive_latencies(tmp_path):
     assert manifest["status"] == "complete" and manifest["calibration"]["copy_gbps"] > 0
     # where the time went: each point's whole wall time, its case's input build (charged once)
     assert all(0 < r["latency_ms_p50"] / 1e3 < r["point_wall_s"] and r["finished_at"] for r in ok)
+    # the one-time cost before the first output (prepare + first call), inside the point's wall
+    assert all(0 < r["first_call_s"] <= r["point_wall_s"] for r in ok)
     for case_id in {r["case_id"] for r in ok}:
         charged = [r["case_inputs_s"] for r in ok if r["case_id"] == case_id]
         assert charged[0] >= 0 and all(c == 0 for c in charged[1:])

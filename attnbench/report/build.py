@@ -17,6 +17,7 @@ from attnbench.report import (
     overview,
     quick_summary,
     summary,
+    support,
     when_to_use,
 )
 from attnbench.report.figures import FigureResult
@@ -50,12 +51,13 @@ def run_tables(run: RunData) -> dict[str, Table]:
     tables["claims"] = claims.build(run, tables)
     tables["summary"] = summary.build(run, tables)
     tables["fragmentation"] = fragmentation.build(run)
+    tables["support"] = support.build(run)
     tables["not_run"] = overview.not_run_table(run)
     return tables
 
 
 ORDER = ("quick_summary", "complexity", "bandwidth", "when_to_use", "summary", "claims", "fragmentation",
-         "not_run")
+         "support", "not_run")
 
 
 def merge(tables: list[Table], runs: list[RunData]) -> Table:

@@ -120,4 +120,20 @@ def build(run: RunData) -> Table:
                            num(rec["paper_mean_batched_requests"])])
     if not table.rows:
         table.empty_reason = "the fragmentation study has no rows"
+    table.notes += load_batch_notes(study)
     return table
+
+
+def load_batch_notes(study: dict) -> list[str]:
+    """Per further load (paper-rate): mean batched requests simulated / the paper's Fig. 13, per row
+    the paper has a figure for (the Figure 13 rows: Orca policies, paged at the paper's block size)."""
+    notes = []
+    for load, rows in (study.get("rows_by_load") or {}).items():
+        parts = [f"{r.get('dataset')} {r.get('policy')} {num(r.get('mean_batched_requests'))} / "
+                 f"{num(r['paper_mean_batched_requests'])} "
+                 f"({num(float(r['mean_batched_requests']) / float(r['paper_mean_batched_requests']))}x)"
+                 for r in rows if isinstance(r, dict) and not missing(r.get("paper_mean_batched_requests"))
+                 and not missing(r.get("mean_batched_requests"))]
+        if parts:
+            notes.append(f"Load {load}: mean batched requests simulated / paper Fig. 13: {'; '.join(parts)}.")
+    return notes

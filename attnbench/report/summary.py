@@ -12,6 +12,7 @@ import pandas as pd
 
 from attnbench.report.load import RunData
 from attnbench.report.select import class_paired, paired, paired_summary
+from attnbench.report.support import compile_summary
 from attnbench.report.table import Table, geomean, ms, not_measured, num, pct, ratio
 
 DOC = {  # aspect -> (PagedAttention, FlashAttention) as the document's summary table says
@@ -95,14 +96,6 @@ def _gpu_support(df: pd.DataFrame, kind: str, gpu: str) -> str:
     return f"{int(labels.sum())}/{len(labels)} backends ran on {gpu}"
 
 
-def _compile(df: pd.DataFrame, kind: str) -> str:
-    cols = [c for c in df.columns if "compile" in c and pd.api.types.is_numeric_dtype(df[c])]
-    if not cols:
-        return not_measured("rows carry no compile time")
-    vals = df[df["kind"] == kind][cols[0]].dropna()
-    return f"median {num(vals.median())} ({cols[0]})" if not vals.empty else not_measured(f"no {kind} value")
-
-
 def build(run: RunData, tables: dict[str, Table]) -> Table:
     table = Table(
         key="summary",
@@ -134,7 +127,7 @@ def build(run: RunData, tables: dict[str, Table]) -> Table:
         "Prefix caching": _latency_row(class_paired(ok, "prefix"), "prefix-sharing"),
         "Special patterns": _patterns(df),
         "GPU support": (_gpu_support(df, "paged", run.gpu), _gpu_support(df, "flash", run.gpu), "—"),
-        "Compile time": (_compile(df, "paged"), _compile(df, "flash"), "—"),
+        "Compile time": (compile_summary(df, "paged"), compile_summary(df, "flash"), "—"),
     }
     prefix = claims.get("paged_prefix", {})
     if prefix.get("values", {}).get("saved") is not None:
