@@ -5,7 +5,7 @@ project's own C++/CUDA kernels while attnbench/reference.py gains the patterns (
 reference.check_output is the rule; scripts/gpu_cuda_patterns_check.py already prefers it when it
 agrees with this oracle). The query at absolute position p = kv_len - q_len + i sees key j when
 j >= p - window (window set) and j <= p (causal); s = scale * q.k, then softcap * tanh(s / softcap),
-then - slope_h * (p - j).
+then - slope_h * |p - j|.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def pattern_attention(case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
             pos = torch.arange(r0, r1, dtype=torch.float64, device=device)[:, None] + (nk - nq)
             key = torch.arange(nk, dtype=torch.float64, device=device)[None, :]
             if slope_t is not None:
-                s = s - slope_t * (pos - key)
+                s = s - slope_t * (pos - key).abs()
             hidden = torch.zeros(r1 - r0, nk, dtype=torch.bool, device=device)
             if case.causal:
                 hidden |= key > pos

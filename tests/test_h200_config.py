@@ -62,7 +62,8 @@ def _grid_cells(plan, workload_shape):
     for pc in plan.cases:
         c = pc.case
         shape = (c.num_q_heads, c.num_kv_heads, c.head_dim, c.dtype)
-        if shape != workload_shape or c.prefix_len or len(set(c.kv_lens)) != 1 or c.phase == "mixed":
+        if (shape != workload_shape or c.prefix_len or len(set(c.kv_lens)) != 1 or c.phase == "mixed"
+                or c.pattern != "none"):  # pattern cases are their own comparison (report keys)
             continue
         cells.setdefault(c.phase, {}).setdefault((c.batch, c.kv_lens[0]), set()).add(c.paged)
     return cells
@@ -103,13 +104,14 @@ def test_keeps_the_h100_workloads_and_room_for_more(h200_plan):
     assert not cfg.backends  # every registered backend: a new one (flashinfer) needs no edit here
 
 
-def test_fits_h200_memory_and_six_minutes(h200_plan):
+def test_fits_h200_memory_and_seven_and_a_half_minutes(h200_plan):
     _cfg, plan = h200_plan
     manifest, rows = read_reference(H200_RUN)
     naive = {n for n, b in all_backends().items() if b.family == "naive"}
     est = estimate(plan, manifest, rows, naive)
     assert est.matched > 100  # the estimate leans on measured rows
-    assert est.seconds <= 6 * 60, est.per_workload
+    # one device call may run 10 minutes: 7.5 for the sweep leaves room for FlashInfer JIT and start-up
+    assert est.seconds <= 7.5 * 60, est.per_workload
     assert est.peak_case_bytes < 0.5 * H200_MEMORY, est.peak_case_id
 
 
@@ -157,7 +159,7 @@ def test_estimate_script_exit_codes(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     cfg = str(ROOT / "configs" / "h200.yaml")
-    assert mod.main([cfg, str(H200_RUN), "--budget-s", "360", "--memory-gb", "141"]) == 0
+    assert mod.main([cfg, str(H200_RUN), "--budget-s", "450", "--memory-gb", "141"]) == 0
     assert mod.main([cfg, str(H200_RUN), "--budget-s", "10"]) == 1
     assert "over:" in capsys.readouterr().err
     assert json.loads((H200_RUN / "manifest.json").read_text())["gpu_name"] == "NVIDIA H200"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from attnbench import cpu_build, metrics
-from attnbench.backends._alibi import alibi_slopes
+from attnbench.patterns import alibi_slopes
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs

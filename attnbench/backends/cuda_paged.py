@@ -20,7 +20,7 @@ import os
 import torch
 
 from attnbench import cuda_build
-from attnbench.backends._alibi import alibi_slopes
+from attnbench.patterns import alibi_slopes
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case

@@ -130,7 +130,7 @@ void attend_item(const Geometry& g, T* out, const T* q, const T* k_cache, const 
       for (int t = t0; t < n; ++t) {
         float s = dot(qf + p * d, kb + t * stride, d);  // q was pre-scaled: s = scale * q.k
         if (capped) s = g.softcap * std::tanh(s / g.softcap);
-        s -= slope * static_cast<float>(pos(r) - (first + t));  // ALiBi: -slope * distance (0 if off)
+        s -= slope * std::fabs(static_cast<float>(pos(r) - (first + t)));  // ALiBi: -slope * |distance|
         scores[t] = s;
         block_max = s > block_max ? s : block_max;
       }

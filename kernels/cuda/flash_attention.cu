@@ -52,7 +52,7 @@ struct FlashParams {
   // scale / cap and cap_out = cap / scale, so that the scale_log2 step after it still applies.
   float cap_in;       // 0 = no soft-cap
   float cap_out;
-  const float* alibi_slopes;  // (num_q_heads,) or null: score -= slope_h * (position - key)
+  const float* alibi_slopes;  // (num_q_heads,) or null: score -= slope_h * |position - key|
 };
 
 template <int D, int BM, int BN, int WARPS>
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
           for (int e = 0; e < 4; ++e) {
             const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
             const int key = (tile0 + j) * BN + nt * 8 + 2 * t + (e & 1);
-            s[mt][nt][e] = fmaf(-alibi_raw, float(row + diag - key), s[mt][nt][e]);
+            s[mt][nt][e] = fmaf(-alibi_raw, fabsf(float(row + diag - key)), s[mt][nt][e]);
           }
         }
       }
