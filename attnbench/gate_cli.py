@@ -25,7 +25,10 @@ def gate(
     baseline: str | None = typer.Option(
         None, help="Baseline name under results/baselines/, or a run directory."
     ),
-    current: str | None = typer.Option(None, help="Run directory, or a baseline name."),
+    current: str | None = typer.Option(
+        None,
+        help="Run directory, a `sweep --repeat M` folder (each point from its median run), or a baseline.",
+    ),
     threshold: float = typer.Option(0.05, help="Single-run rule (baselines of < 3 runs): slowdown fraction."),
     alpha: float = typer.Option(0.05, help="Single-run rule: family-wise error rate (Bonferroni)."),
     multiplier: float = typer.Option(gate_stats.DEFAULT_MULTIPLIER, help="Spread rule: sds of tolerance."),

@@ -31,7 +31,7 @@ import numpy as np
 
 from attnbench import gate_output, gate_stats
 from attnbench.baselines import run_dirs
-from attnbench.gate import BaselineSet, GateError, RunSide, compare_sides, read_run
+from attnbench.gate import BaselineSet, GateError, RunSide, combine_runs, compare_sides, read_run
 
 STABLE_WORKLOADS = ("decode-gqa/", "decode-long/")
 PLANTS = (0.05, 0.03)
@@ -78,7 +78,10 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--evidence-dir", type=Path, default=None)
     ap.add_argument("--max-combos", type=int, default=0, help="0: every combination; else a seeded sample")
+    ap.add_argument("--current-runs", type=int, default=1,
+                    help="M: the current side is M runs, each point from its median run (gate.combine_runs)")
     args = ap.parse_args()
+    m = args.current_runs
     base_dirs, fresh_dirs = run_dirs(args.out / "baseline"), run_dirs(args.out / "fresh")
     if len(base_dirs) < 3 or len(fresh_dirs) < 2:
         print(f"{args.out}: need >= 3 runs in baseline/ and >= 2 in fresh/ "
@@ -92,9 +95,15 @@ def main() -> int:
     baseline = BaselineSet(str(args.out / "baseline"), args.out / "baseline", base_runs)
     started = time.perf_counter()
 
-    # 1. fresh runs against the baseline
+    # 1. fresh runs against the baseline (with M > 1: consecutive groups of M fresh runs)
+    def side(runs: list[RunSide]) -> RunSide:
+        if len(runs) == 1:
+            return runs[0]
+        return combine_runs("+".join(r.label for r in runs), runs[0].path, runs)
+
+    groups = [fresh_runs[i:i + m] for i in range(0, len(fresh_runs) - m + 1, m)]
     fresh_results = []
-    for run in fresh_runs:
+    for run in (side(g) for g in groups):
         try:
             res = compare_sides(baseline, run)
         except GateError as e:
@@ -112,8 +121,9 @@ def main() -> int:
     # 2 and 3. leave-out combinations over every run
     pool = base_runs + fresh_runs
     combos = [
-        (s, c) for s in itertools.combinations(range(len(pool)), k) for c in range(len(pool)) if c not in s
-    ]
+        (s, c) for s in itertools.combinations(range(len(pool)), k)
+        for c in itertools.combinations([i for i in range(len(pool)) if i not in s], m)
+    ]  # fmt: skip
     if args.max_combos and len(combos) > args.max_combos:
         combos = random.Random(0).sample(combos, args.max_combos)
     stable = {key for key in pool[0].rows if key[0].startswith(STABLE_WORKLOADS)}
@@ -123,17 +133,18 @@ def main() -> int:
     per_point = {f: {key: Counter() for key in stable} for f in PLANTS}
     for s, c in combos:
         b = BaselineSet("combo", args.out, [pool[i] for i in s])
-        res = compare_sides(b, pool[c])
+        res = compare_sides(b, side([pool[i] for i in c]))
         if res.exit_code != 0:
             aa_fail += 1
             if len(aa_examples) < 10:
                 bad = [f"{p.case_id} [{p.backend}] {p.verdict} {p.ratio}" for p in res.points if p.verdict in
                        ("SLOW", "BROKEN", "VANISHED")] or [res.problem]  # fmt: skip
                 aa_examples.append(
-                    {"baseline": [pool[i].label for i in s], "current": pool[c].label, "failing": bad}
+                    {"baseline": [pool[i].label for i in s], "current": [pool[i].label for i in c],
+                     "failing": bad}
                 )
         for f in PLANTS:
-            for p in compare_sides(b, planted_runs[f][c]).points:
+            for p in compare_sides(b, side([planted_runs[f][i] for i in c])).points:
                 if p.key in stable and p.verdict != "UNKNOWN":
                     catches[f][p.verdict] += 1
                     per_point[f][p.key][p.verdict] += 1
@@ -152,6 +163,8 @@ def main() -> int:
     }
     summary = {
         "baseline_runs": [r.label for r in base_runs], "fresh_runs": [r.label for r in fresh_runs],
+        "current_runs_per_gate": m,
+        "gpu_uuid_per_run": {r.label: r.manifest.get("gpu_uuid") for r in pool},
         "gpu_name": manifest.get("gpu_name"), "config_hash": manifest.get("config_hash"),
         "rules": {"multiplier": gate_stats.DEFAULT_MULTIPLIER, "floor": gate_stats.DEFAULT_FLOOR,
                   "cap": gate_stats.DEFAULT_CAP, "k": k},
@@ -168,7 +181,7 @@ def main() -> int:
         f"Baseline: {k} runs; {len(fresh_runs)} further fresh runs; rule max({gate_stats.DEFAULT_FLOOR:.0%}, "
         f"{gate_stats.DEFAULT_MULTIPLIER:g} sd sqrt(1+1/K)), NOISY over {gate_stats.DEFAULT_CAP:.0%}.", "",
         f"- fresh runs against the baseline: {n_fresh_pass}/{len(fresh_results)} pass",
-        f"- leave-out A/A combinations (any {k} runs as baseline, another as current): "
+        f"- leave-out A/A combinations (any {k} runs as baseline, {m} other run(s) as current): "
         f"{len(combos) - aa_fail}/{len(combos)} pass",
         *(f"- planted +{f:.0%} on the stable points (decode-gqa, decode-long): caught in {rates[f]:.1%} of "
           f"{sum(catches[f].values())} point trials (verdicts {dict(catches[f])})" for f in PLANTS),

@@ -44,9 +44,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench.patterns import alibi_slopes  # noqa: E402
 from attnbench.case import Case  # noqa: E402
 from attnbench.inputs import Inputs, build_inputs  # noqa: E402
+from attnbench.patterns import alibi_slopes  # noqa: E402
 from tests.pattern_oracle import pattern_attention, worst_cell_error  # noqa: E402
 
 # Per-(sequence, head) relative L2 error allowed by the local oracle rule: a few times what rounding

@@ -250,3 +250,30 @@ def test_sweep_repeat_makes_k_fresh_runs_that_form_a_baseline(tmp_path):
     assert read_baseline(str(out)).k == 3
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     assert again.returncode == 2 and "already holds runs" in again.stderr
+
+
+def test_a_current_of_three_runs_is_judged_on_its_median_run(tmp_path):
+    """One slow process (+6% on a stable point) does not fail the gate when the current side is three
+    runs; the same slowdown in every run does; a point incorrect in one run is BROKEN."""
+    rng = np.random.default_rng(31)
+    ks = keys(3)
+    medians = [0.3, 0.5, 1.2]
+    write_runs(tmp_path / "base", runs_rows(rng, ks, run_medians(rng, medians, 0.002, 5), 0.005, 40))
+
+    def current(name: str, factors: list[float], broken_run: int | None = None) -> str:
+        meds = run_medians(rng, medians, 0.002, 3)
+        meds[:, 0] *= np.asarray(factors)
+        rows = runs_rows(rng, ks, meds, 0.005, 40)
+        if broken_run is not None:
+            rows[broken_run][2] = {**rows[broken_run][2], "status": "incorrect", "reason": "planted"}
+        write_runs(tmp_path / name, rows)
+        return str(tmp_path / name)
+
+    one_slow = compare(str(tmp_path / "base"), current("one", [1.06, 1.0, 1.0]))
+    assert one_slow.exit_code == 0 and {p.key: p for p in one_slow.points}[ks[0]].verdict == "SAME"
+    all_slow = compare(str(tmp_path / "base"), current("all", [1.06, 1.06, 1.06]))
+    assert {p.key: p for p in all_slow.points}[ks[0]].verdict == "SLOW" and all_slow.exit_code == 1
+    broken = compare(str(tmp_path / "base"), current("broken", [1.0, 1.0, 1.0], broken_run=1))
+    assert {p.key: p for p in broken.points}[ks[2]].verdict == "BROKEN"
+    single = compare(str(tmp_path / "base"), str(tmp_path / "one" / "run-01"))  # that slow run alone
+    assert {p.key: p for p in single.points}[ks[0]].verdict == "SLOW"

@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 
 from attnbench import cpu_build, metrics
-from attnbench.patterns import alibi_slopes
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import alibi_slopes
 
 DTYPES = ("fp32", "fp16", "bf16")
 BLOCK_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)

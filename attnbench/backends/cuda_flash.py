@@ -14,11 +14,11 @@ import os
 import torch
 
 from attnbench import cuda_build
-from attnbench.patterns import alibi_slopes
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.patterns import alibi_slopes
 
 HEAD_DIMS = (64, 128)
 PHASES = ("prefill", "mixed")
