@@ -355,6 +355,15 @@ def compare_sides(
             warnings.append(f"{role} run {side.path} is {status!r}, not complete")
         if side.duplicates:
             warnings.append(f"{role} run {side.path}: {side.duplicates} repeated point(s); the last row wins")
+    cards = {r.manifest.get("gpu_uuid") for r in b.runs} - {None}
+    current_cards = {c.manifest.get("gpu_uuid")} - {None}
+    if cards and current_cards and not current_cards <= cards:
+        warnings.append(
+            f"the current run is on another card ({', '.join(sorted(current_cards))}) than the baseline's "
+            f"runs ({', '.join(sorted(cards))}): the spread between cards is not in the baseline's "
+            "tolerance (two H200s differed by 2-3% on bandwidth-bound decode); save a baseline on this "
+            "card or one whose runs span the runner pool's cards"
+        )
     if any(p.rule == "single-run" for p in points):
         warnings.append(
             f"baseline {b.label} has {b.k} run(s): points with fewer than {gate_stats.MIN_RUNS_FOR_SPREAD} "

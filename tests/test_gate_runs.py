@@ -277,3 +277,17 @@ def test_a_current_of_three_runs_is_judged_on_its_median_run(tmp_path):
     assert {p.key: p for p in broken.points}[ks[2]].verdict == "BROKEN"
     single = compare(str(tmp_path / "base"), str(tmp_path / "one" / "run-01"))  # that slow run alone
     assert {p.key: p for p in single.points}[ks[0]].verdict == "SLOW"
+
+
+def test_a_current_run_on_another_card_is_warned_about(tmp_path):
+    rng = np.random.default_rng(32)
+    ks = keys(2)
+    write_runs(tmp_path / "base", runs_rows(rng, ks, run_medians(rng, [0.3, 0.5], 0.002, 5), 0.005, 30),
+               gpu_uuid="card-a")
+    def one_run() -> list[dict]:
+        return runs_rows(rng, ks, run_medians(rng, [0.3, 0.5], 0.002, 1), 0.005, 30)[0]
+
+    same = write_run(tmp_path / "same", one_run(), gpu_uuid="card-a")
+    other = write_run(tmp_path / "other", one_run(), gpu_uuid="card-b")
+    assert not any("another card" in w for w in compare(str(tmp_path / "base"), str(same)).warnings)
+    assert any("another card (card-b)" in w for w in compare(str(tmp_path / "base"), str(other)).warnings)
