@@ -98,5 +98,19 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, int | None, int | None]:
     events = _allocations(result.experimental_event_tree())
     outputs = _storages(out)
     peak = peak_above_start(size for _, size, _ in events)
-    working = peak_above_start(size for _, size, ptr in events if not (size > 0 and ptr in outputs))
+    kept = _output_allocations(events, outputs)
+    working = peak_above_start(size for i, (_, size, _) in enumerate(events) if i not in kept)
     return out, peak, working
+
+
+def _output_allocations(events: list[tuple[int, int, int]], outputs: set[int]) -> set[int]:
+    """Indices of the allocation events that made the output's storages: at each output address, the
+    allocation still live at the end. Matching on the address alone is not enough: the allocator may
+    hand a scratch buffer freed during the call and the output the same address (glibc maps both)."""
+    live: dict[int, int] = {}
+    for i, (_, size, ptr) in enumerate(events):
+        if size > 0:
+            live[ptr] = i
+        else:
+            live.pop(ptr, None)
+    return {i for ptr, i in live.items() if ptr in outputs}
