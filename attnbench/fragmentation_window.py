@@ -61,3 +61,31 @@ def window_study(prompts: Sequence[int], outputs: Sequence[int], block_size: int
         "requests_per_pool": {"full": pool * n / full["peak_blocks"],
                               "windowed": pool * n / windowed["peak_blocks"]},
     }
+
+
+def study_section(lengths: dict[str, tuple[Sequence[int], Sequence[int]]], block_size: int, window: int,
+                  kv_capacity_tokens: int, bytes_per_token: int) -> dict[str, Any]:
+    """The study JSON's `window` section: full vs windowed per dataset, on the study's sampled requests.
+
+    Every dataset's requests decode as one lock-step batch (window_study); per request means the
+    batch's peak blocks / its requests (finished requests hold none, so it is below a lone request's
+    final ceil(tokens / block_size) and counts the window's saving at the batch's peak). The pool is the setup's KV
+    capacity in blocks (kv_capacity_tokens // block_size), so requests_per_pool is how many requests
+    of that batch's mix fit the paper's KV memory at the batch's peak. Units: blocks per request,
+    requests, bytes (blocks x block_size tokens x bytes_per_token).
+    """
+    pool = kv_capacity_tokens // block_size
+    per_dataset: dict[str, dict[str, Any]] = {}
+    for ds, (prompts, outputs) in lengths.items():
+        prompts_i, outputs_i = [int(x) for x in prompts], [int(x) for x in outputs]
+        res = window_study(prompts_i, outputs_i, block_size, window, pool_blocks=pool)
+        n = res["requests"]
+        saved_blocks = res["full"]["peak_blocks"] - res["windowed"]["peak_blocks"]
+        per_dataset[ds] = {
+            **res,
+            "longest_request_tokens": max(p + o for p, o in zip(prompts_i, outputs_i, strict=True)),
+            "peak_blocks_per_request": {"full": res["full"]["peak_blocks"] / n,
+                                        "windowed": res["windowed"]["peak_blocks"] / n},
+            "peak_bytes_saved_per_request": saved_blocks / n * block_size * bytes_per_token,
+        }
+    return {"window": window, "block_size": block_size, "pool_blocks": pool, "datasets": per_dataset}

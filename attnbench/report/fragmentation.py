@@ -121,6 +121,9 @@ def build(run: RunData) -> Table:
     if not table.rows:
         table.empty_reason = "the fragmentation study has no rows"
     table.notes += load_batch_notes(study)
+    from attnbench.report.fragmentation_window import window_notes
+
+    table.notes += window_notes(study)
     return table
 
 
