@@ -69,10 +69,10 @@ def study_section(lengths: dict[str, tuple[Sequence[int], Sequence[int]]], block
 
     Every dataset's requests decode as one lock-step batch (window_study); per request means the
     batch's peak blocks / its requests (finished requests hold none, so it is below a lone request's
-    final ceil(tokens / block_size) and counts the window's saving at the batch's peak). The pool is the setup's KV
-    capacity in blocks (kv_capacity_tokens // block_size), so requests_per_pool is how many requests
-    of that batch's mix fit the paper's KV memory at the batch's peak. Units: blocks per request,
-    requests, bytes (blocks x block_size tokens x bytes_per_token).
+    final ceil(tokens / block_size) and counts the window's saving at the batch's peak). The pool is
+    the setup's KV capacity in blocks (kv_capacity_tokens // block_size), so requests_per_pool is how
+    many requests of that batch's mix fit the paper's KV memory at the batch's peak. Units: blocks
+    per request, requests, bytes (blocks x block_size tokens x bytes_per_token).
     """
     pool = kv_capacity_tokens // block_size
     per_dataset: dict[str, dict[str, Any]] = {}

@@ -16,8 +16,8 @@ def markdown_lines(window: dict[str, Any] | None) -> list[str]:
         "", f"## Sliding window {w} tokens (paged, block size {bs})", "",
         f"Each dataset's requests decode to their end as one batch through the KV-cache manager, once "
         f"keeping every block (full) and once returning blocks wholly out of the {w}-token window "
-        f"(windowed). Blocks per request: the batch's peak blocks held / its requests. Requests per pool: the "
-        f"KV capacity ({window['pool_blocks']:,} blocks) / blocks per request.", "",
+        f"(windowed). Blocks per request: the batch's peak blocks held / its requests. Requests per "
+        f"pool: the KV capacity ({window['pool_blocks']:,} blocks) / blocks per request.", "",
         "| dataset | requests | longest (tokens) | blocks/request full | windowed | requests per pool full "
         "| windowed | memory saved at peak |",
         "|---|---|---|---|---|---|---|---|",
@@ -25,9 +25,10 @@ def markdown_lines(window: dict[str, Any] | None) -> list[str]:
     for ds, d in window["datasets"].items():
         pk, rp = d["peak_blocks_per_request"], d["requests_per_pool"]
         lines.append(
-            f"| {ds} | {d['requests']} | {d['longest_request_tokens']} | {pk['full']:.1f} | {pk['windowed']:.1f} "
-            f"| {rp['full']:.0f} | {rp['windowed']:.0f} "
-            f"| {100 * d['peak_saved']:.1f}% ({d['peak_bytes_saved_per_request'] / 2**20:.1f} MiB per request) |")
+            f"| {ds} | {d['requests']} | {d['longest_request_tokens']} | {pk['full']:.1f} "
+            f"| {pk['windowed']:.1f} | {rp['full']:.0f} | {rp['windowed']:.0f} "
+            f"| {100 * d['peak_saved']:.1f}% "
+            f"({d['peak_bytes_saved_per_request'] / 2**20:.1f} MiB per request) |")
     short = [ds for ds, d in window["datasets"].items() if d["longest_request_tokens"] <= w + 1]
     if short:
         lines += ["", f"No request of {', '.join(short)} is longer than the window: nothing falls out, "
