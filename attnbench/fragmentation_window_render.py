@@ -16,16 +16,21 @@ def markdown_lines(window: dict[str, Any] | None) -> list[str]:
         "", f"## Sliding window {w} tokens (paged, block size {bs})", "",
         f"Each dataset's requests decode to their end as one batch through the KV-cache manager, once "
         f"keeping every block (full) and once returning blocks wholly out of the {w}-token window "
-        f"(windowed). Blocks per request: the batch's peak blocks held / its requests. Requests per "
-        f"pool: the KV capacity ({window['pool_blocks']:,} blocks) / blocks per request.", "",
-        "| dataset | requests | longest (tokens) | blocks/request full | windowed | requests per pool full "
-        "| windowed | memory saved at peak |",
-        "|---|---|---|---|---|---|---|---|",
+        f"(windowed). Own peak: the most blocks a request holds at once, averaged over requests. At batch "
+        "peak: the batch's most blocks held / its requests. Requests per pool: the KV capacity "
+        f"({window['pool_blocks']:,} blocks) / blocks per request at the batch peak. A prompt's "
+        "out-of-window blocks are freed right after its prefill (the prefill's own transient is not "
+        "counted).", "",
+        "| dataset | requests | longest (tokens) | own peak blocks/request full | windowed "
+        "| blocks/request at batch peak full | windowed | requests per pool full | windowed "
+        "| memory saved at peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ds, d in window["datasets"].items():
-        pk, rp = d["peak_blocks_per_request"], d["requests_per_pool"]
+        pk, rp, own = d["peak_blocks_per_request"], d["requests_per_pool"], d["own_peak_blocks_per_request"]
         lines.append(
-            f"| {ds} | {d['requests']} | {d['longest_request_tokens']} | {pk['full']:.1f} "
+            f"| {ds} | {d['requests']} | {d['longest_request_tokens']} "
+            f"| {own['full']:.1f} | {own['windowed']:.1f} | {pk['full']:.1f} "
             f"| {pk['windowed']:.1f} | {rp['full']:.0f} | {rp['windowed']:.0f} "
             f"| {100 * d['peak_saved']:.1f}% "
             f"({d['peak_bytes_saved_per_request'] / 2**20:.1f} MiB per request) |")

@@ -89,6 +89,9 @@ def test_study_section_by_hand():
     assert d["peak_blocks_per_request"]["full"] == 8.0
     assert d["peak_blocks_per_request"]["windowed"] <= 3.0
     assert d["requests_per_pool"]["full"] == 4 * 2 / 16
+    # own peaks: ceil(150/16) = 10 and ceil(90/16) = 6 blocks full; windowed a request holds the block of
+    # its newest token and those reaching 32 back: at most 3 (e.g. 48 tokens: keys 15..47, blocks 0..2)
+    assert d["own_peak_blocks_per_request"] == {"full": 8.0, "windowed": 3.0}
     saved = d["full"]["peak_blocks"] - d["windowed"]["peak_blocks"]
     assert saved >= 10 and d["peak_bytes_saved_per_request"] == saved / 2 * 16 * 10
 
@@ -144,3 +147,32 @@ def test_sweep_fragmentation_key_rejects_a_bad_window_before_any_point(tmp_path)
         resolve_study(sweep)
     _with(tmp_path, "window: 4096")
     assert resolve_study(sweep) == tmp_path / "study.yaml"
+
+
+def test_report_memory_section_with_and_without_window():
+    import pandas as pd
+
+    from attnbench.report import fragmentation as report_frag
+    from attnbench.report.load import RunData
+
+    row = {"dataset": "sharegpt", "policy": "paged", "block_size": 16, "token_states": 0.9, "reserved": 0.0,
+           "internal": 0.05, "external": 0.05, "other": 0.0, "mean_batched_requests": 30.0}
+    sec = study_section({"sharegpt": ([300, 200], [40, 60])}, 16, 64, kv_capacity_tokens=1600,
+                        bytes_per_token=2)
+
+    def notes(window: dict | None) -> list[str]:
+        study = {"config_name": "t", "rows": [row], "notes": [], "window": window}
+        run = RunData(Path("r"), {}, pd.DataFrame(), fragmentation=study, fragmentation_source="f.json")
+        table = report_frag.build(run)
+        assert table.rows  # the full-cache rows are there either way
+        return [n for n in table.notes if "Sliding window" in n]
+
+    assert notes(None) == []
+    (note,) = notes(json.loads(json.dumps(sec)))
+    own = sec["datasets"]["sharegpt"]["own_peak_blocks_per_request"]
+    assert own["full"] == (22 + 17) / 2  # ceil(340/16), ceil(260/16)
+    # windowed: the newest token's block and the ones reaching 64 keys back, at most 5 (80 tokens: keys
+    # 15..79 in blocks 0..4), and both requests pass through such a length
+    assert own["windowed"] == 5.0
+    assert "Sliding window 64 tokens" in note and "pool 100 blocks" in note
+    assert "19.5 -> 5.00 blocks per request at its own peak" in note

@@ -17,7 +17,9 @@ def window_notes(study: dict[str, Any]) -> list[str]:
     for ds, d in window["datasets"].items():
         try:
             pk, rp = d["peak_blocks_per_request"], d["requests_per_pool"]
-            parts.append(f"{ds}: {num(pk['full'])} -> {num(pk['windowed'])} blocks per request, "
+            own = d["own_peak_blocks_per_request"]
+            parts.append(f"{ds}: {num(own['full'])} -> {num(own['windowed'])} blocks per request at its "
+                         f"own peak, {num(pk['full'])} -> {num(pk['windowed'])} at the batch peak, "
                          f"{rp['full']:.0f} -> {rp['windowed']:.0f} requests per pool, "
                          f"{100 * float(d['peak_saved']):.1f}% of the peak memory saved")
         except (KeyError, TypeError, ValueError):
