@@ -3,7 +3,8 @@ and the comparisons the claims check draws from it.
 
 Schema: {"config_name", "setup", "rows": [{"dataset", "policy" (orca-max | orca-pow2 | orca-oracle |
 paged), "block_size", "token_states", "reserved", "internal", "external", "other",
-"mean_batched_requests", "paper_token_states"}], "notes": [...]}. The memory shares are fractions of
+"mean_batched_requests", "paper_token_states"}], "notes": [...], "window": null or the windowed-cache
+section (report/fragmentation_window.py)}. The memory shares are fractions of
 the KV budget or percentages; the scale is detected from their sum (about 1 or about 100).
 """
 
