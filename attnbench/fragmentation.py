@@ -45,6 +45,7 @@ TOP_KEYS = (
     "block_sizes",
     "warmup_fraction",
     "seed",
+    "window",
 )
 
 
@@ -64,6 +65,7 @@ class StudyConfig:
     block_sizes: tuple[int, ...]
     warmup_fraction: float
     seed: int
+    window: int | None = None  # sliding window in tokens: the windowed-cache variant; None = full only
 
     def serving_setup(self) -> ServingSetup:
         s = self.setup
@@ -137,6 +139,9 @@ def load_config(path: str | Path) -> StudyConfig:
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise _fail(p, "seed", f"{seed!r}", "an integer")
+    window = raw.get("window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise _fail(p, "window", f"{window!r}", "an integer >= 1 (sliding window in tokens) or none")
     return StudyConfig(
         name=str(raw.get("name") or Path(path).stem),
         path=p,
@@ -148,6 +153,7 @@ def load_config(path: str | Path) -> StudyConfig:
         block_sizes=tuple(sorted(set(sizes))),
         warmup_fraction=float(warm),
         seed=seed,
+        window=window,
     )
 
 
@@ -265,6 +271,12 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
         },
     }
     primary = cfg.loads[0]
+    window = None
+    if cfg.window is not None:
+        from attnbench.fragmentation_window import study_section
+
+        window = study_section(lengths, cfg.paged_block_size, cfg.window, serving.kv_capacity_tokens,
+                               serving.bytes_per_token)
     return {
         "config_name": cfg.name,
         "config_path": cfg.path,
@@ -281,6 +293,7 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
             "figure18b": paper.FIGURE18B_TEXT,
         },
         "notes": study_notes(cfg, by_load, iteration_time),
+        "window": window,
     }
 
 
@@ -409,6 +422,11 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             render.plot_breakdown(result, out_dir / "figures" / "fragmentation_breakdown.png")
             render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
             figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
+            if result.get("window"):
+                from attnbench.fragmentation_window_render import plot_window
+
+                plot_window(result, out_dir / "figures" / "fragmentation_window.png")
+                figures.append("figures/fragmentation_window.png")
         json_path = write_json(result, out_dir)
         (out_dir / "fragmentation.md").write_text(render.render_markdown(result, figures))
     except OSError as exc:  # a full disk, a place that became read-only

@@ -186,6 +186,9 @@ def render_markdown(result: dict[str, Any], figures: list[str] | None = None) ->
             out += [f"{ds}:", ""] + _breakdown_table(figure_rows(other_rows, ds, bs), with_paper=True) + [""]
         out += [f"Mean batched requests at {other_load} against the paper's Fig. 13:", ""]
         out += _batch_table(other_rows, datasets, bs) + [""]
+    from attnbench.fragmentation_window_render import markdown_lines
+
+    out += markdown_lines(result.get("window"))
     if result.get("gpu"):
         out += ["", "## PyTorch caching allocator (GPU)", ""] + gpu_lines(result["gpu"])
     if figures:

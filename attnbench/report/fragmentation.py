@@ -3,7 +3,8 @@ and the comparisons the claims check draws from it.
 
 Schema: {"config_name", "setup", "rows": [{"dataset", "policy" (orca-max | orca-pow2 | orca-oracle |
 paged), "block_size", "token_states", "reserved", "internal", "external", "other",
-"mean_batched_requests", "paper_token_states"}], "notes": [...]}. The memory shares are fractions of
+"mean_batched_requests", "paper_token_states"}], "notes": [...], "window": null or the windowed-cache
+section (report/fragmentation_window.py)}. The memory shares are fractions of
 the KV budget or percentages; the scale is detected from their sum (about 1 or about 100).
 """
 
@@ -121,6 +122,9 @@ def build(run: RunData) -> Table:
     if not table.rows:
         table.empty_reason = "the fragmentation study has no rows"
     table.notes += load_batch_notes(study)
+    from attnbench.report.fragmentation_window import window_notes
+
+    table.notes += window_notes(study)
     return table
 
 
