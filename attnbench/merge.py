@@ -156,25 +156,20 @@ def merge_rows(sources: list[Source]) -> tuple[list[dict[str, Any]], list[Droppe
     return rows, dropped
 
 
-def planned_keys(manifest: dict[str, Any]) -> set[tuple[str, str]] | None:
-    """Every point the run's config plans, re-planned from the config text it carries; None if that fails.
+def planned_keys(manifest: dict[str, Any], rows: list[dict[str, Any]] = (),
+                 plan_points: int | None = None) -> set[tuple[str, str]] | None:
+    """Every point the run's plan holds; None where it cannot be known here.
 
-    Rows are written for skipped points too, so this set does not depend on what is installed.
     Runs that recorded their plan's points (`planned_keys`, written by `sweep`) are read as they
-    are: re-planning loads every backend, and torch with them.
+    are. Older runs are rebuilt from their config text and rows without loading any backend
+    (merge_plan.rebuilt_keys: re-planning would import torch), checked against `plan_points`.
     """
     recorded = manifest.get("planned_keys")
     if isinstance(recorded, list) and all(isinstance(k, list) and len(k) == 2 for k in recorded):
         return {(str(c), str(b)) for c, b in recorded}
-    try:
-        from attnbench.config import parse_config
-        from attnbench.plan import build_plan
+    from attnbench.merge_plan import rebuilt_keys
 
-        cfg = parse_config(manifest["config_text"], manifest.get("config_path") or "<manifest>")
-        plan = build_plan(cfg, manifest.get("device") or "cpu", manifest.get("backends") or None)
-    except Exception:  # noqa: BLE001 - e.g. a plugin backend this machine lacks: counts only
-        return None
-    return {(pc.case.case_id, b) for pc in plan.cases for b in [*pc.run, *pc.skip]}
+    return rebuilt_keys(manifest, list(rows), plan_points)
 
 
 def coverage(sources: list[Source], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -187,7 +182,7 @@ def coverage(sources: list[Source], rows: list[dict[str, Any]]) -> dict[str, Any
     present = sorted({p.get("index") for p in shard_plans if p.get("index") is not None})
     missing_shards = [] if whole or count is None else [k for k in range(1, count + 1) if k not in present]
     plan_points = shard_plans[0].get("plan_points") if shard_plans else first.get("planned_points")
-    keys = planned_keys(first)
+    keys = planned_keys(first, rows, plan_points)
     out: dict[str, Any] = {
         "plan_points": len(keys) if keys is not None else plan_points,
         "points": len(have),

@@ -17,6 +17,7 @@ Derived columns (all computed here, once):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def _as_tuple(value: Any) -> tuple:
     return ()
 
 
-def _problem_key(row: pd.Series) -> str:
+def _problem_key(row: Mapping[str, Any]) -> str:
     parts = [row.get("phase"), list(_as_tuple(row.get("q_lens"))),
              list(_as_tuple(row.get("kv_lens"))), row.get("num_q_heads"), row.get("num_kv_heads"),
              row.get("head_dim"), row.get("dtype"), row.get("causal"), row.get("prefix_len")]
@@ -149,15 +150,19 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df.loc[df["paged"], "kind"] = "paged"
     df.loc[fam == "naive", "kind"] = "naive"
     df.loc[(fam == "") & ~df["paged"], "kind"] = "other"
-    df["problem"] = df.apply(_problem_key, axis=1)
+    # per row in plain Python over the columns: apply(axis=1) built a Series per row
+    key_cols = ["phase", "q_lens", "kv_lens", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal",
+                "prefix_len", "pattern", "case_id"]
+    df["problem"] = [_problem_key(dict(zip(key_cols, values, strict=True)))
+                     for values in zip(*(df[c] for c in key_cols), strict=True)]
 
-    def equal_len(row: pd.Series) -> float:
-        kv = _as_tuple(row["kv_lens"])
-        if kv and len(set(kv)) == 1 and len(set(_as_tuple(row["q_lens"]))) == 1:
+    def equal_len(kv_lens: Any, q_lens: Any) -> float:
+        kv = _as_tuple(kv_lens)
+        if kv and len(set(kv)) == 1 and len(set(_as_tuple(q_lens))) == 1:
             return float(kv[0])
         return float("nan")
 
-    df["n_len"] = df.apply(equal_len, axis=1)
+    df["n_len"] = [equal_len(kv, q) for kv, q in zip(df["kv_lens"], df["q_lens"], strict=True)]
     df["lengths_equal"] = df["n_len"].notna()
     df["ok"] = (df["status"] == "ok") & df["latency_ms_p50"].notna() & (df["latency_ms_p50"] > 0)
     from attnbench.report.classify import add_classes

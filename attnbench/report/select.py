@@ -26,8 +26,10 @@ def best_per_label(ok: pd.DataFrame) -> pd.DataFrame:
     # one stable sort on (contiguous last, latency) and one row selection: the report calls this
     # dozens of times on a wide frame, where every intermediate copy costs
     order = np.lexsort((ok["latency_ms_p50"].to_numpy(), contig))
-    keys = ok[["problem", "label"]].iloc[order]
-    return ok.iloc[order[~keys.duplicated(keep="first").to_numpy()]]
+    keys = zip(ok["problem"].to_numpy()[order], ok["label"].to_numpy()[order], strict=True)
+    seen: set[tuple] = set()
+    first = [i for i, key in enumerate(keys) if not (key in seen or seen.add(key))]
+    return ok.iloc[order[first]]
 
 
 def best_of_kind(ok: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -35,7 +37,12 @@ def best_of_kind(ok: pd.DataFrame, kind: str) -> pd.DataFrame:
     best = best_per_label(ok[ok["kind"] == kind])
     if best.empty:
         return best
-    return best.sort_values("latency_ms_p50").drop_duplicates("problem").set_index("problem")
+    # the first row per problem in latency order (sort_values' own quicksort), taken in one step
+    order = np.argsort(best["latency_ms_p50"].to_numpy(), kind="quicksort")
+    seen: set[str] = set()
+    problems = best["problem"].to_numpy()[order]
+    first = [i for i, p in enumerate(problems) if not (p in seen or seen.add(p))]
+    return best.iloc[order[first]].set_index("problem")
 
 
 def paired(ok: pd.DataFrame, kind_a: str, kind_b: str) -> pd.DataFrame:
@@ -44,12 +51,11 @@ def paired(ok: pd.DataFrame, kind_a: str, kind_b: str) -> pd.DataFrame:
     if a.empty or b.empty:
         return pd.DataFrame(columns=["lat_a", "lat_b", "label_a", "label_b"])
     common = a.index.intersection(b.index)
-    out = a.loc[common].copy()
-    out["lat_a"] = a.loc[common, "latency_ms_p50"]
-    out["lat_b"] = b.loc[common, "latency_ms_p50"]
-    out["label_a"] = a.loc[common, "label"]
-    out["label_b"] = b.loc[common, "label"]
-    return out
+    side_a, side_b = a.loc[common], b.loc[common]
+    # the four columns joined in one step: one insert at a time re-laid the wide frame each time
+    pairs = pd.DataFrame({"lat_a": side_a["latency_ms_p50"], "lat_b": side_b["latency_ms_p50"],
+                          "label_a": side_a["label"], "label_b": side_b["label"]}, index=common)
+    return pd.concat([side_a, pairs], axis=1)
 
 
 def class_paired(
@@ -106,7 +112,9 @@ def _series_key(df: pd.DataFrame) -> pd.Series:
     cols = ["phase", "batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal", "prefix_len"]
     if "pattern" in df.columns:  # a windowed sweep is not the full one (its time stops growing)
         cols.append("pattern")
-    return df[cols].astype(str).agg("|".join, axis=1)
+    # joined in Python: a row-wise agg builds one Series per row, the slowest step of the report
+    keys = ["|".join(map(str, values)) for values in zip(*(df[c] for c in cols), strict=True)]
+    return pd.Series(keys, index=df.index, dtype=object)
 
 
 def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
@@ -119,28 +127,30 @@ def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
     rows = ok[(ok["phase"] == phase) & ok["lengths_equal"]]
     if rows.empty:
         return {}
-    rows = rows.assign(_series=_series_key(rows))
-    size = rows.groupby("_series").apply(lambda g: g.groupby("label")["n_len"].nunique().sum())
-    distinct = rows.groupby("_series")["n_len"].nunique()
+    # the helper columns live in small side frames: adding them to (and dropping them from) the wide
+    # frame copied every column, several times per label
+    series = _series_key(rows).rename("_series")
+    size = rows.groupby([series, "label"])["n_len"].nunique().groupby(level="_series").sum()
+    distinct = rows.groupby(series)["n_len"].nunique()
     score = pd.DataFrame({"points": size, "lengths": distinct}).sort_values(
         ["lengths", "points"], ascending=False
     )
     if score["lengths"].iloc[0] < 2:
         return {}  # one length is a point, not a sweep
-    main = rows[rows["_series"] == score.index[0]]
+    main = rows[series == score.index[0]]
     out: dict[str, pd.DataFrame] = {}
     for label, g in main.groupby("label"):
-        g = g.assign(
-            _bs=g["block_size"].fillna(-1),
-            _pref=(g["kv_layout"] != "shuffled").astype(int)
+        keys = pd.DataFrame({
+            "_bs": g["block_size"].fillna(-1), "kv_layout": g["kv_layout"], "n_len": g["n_len"],
+            "_pref": (g["kv_layout"] != "shuffled").astype(int)
             + (g["block_size"].fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK),
-        )
+        })
         subs = sorted(
-            g.groupby(["_bs", "kv_layout"]),
+            keys.groupby(["_bs", "kv_layout"]),
             key=lambda kv: (-kv[1]["n_len"].nunique(), int(kv[1]["_pref"].min())),
         )
-        sub = subs[0][1].sort_values(["n_len", "latency_ms_p50"]).drop_duplicates("n_len")
-        out[str(label)] = sub.drop(columns=["_bs", "_pref", "_series"])
+        chosen = g.loc[subs[0][1].index]
+        out[str(label)] = chosen.sort_values(["n_len", "latency_ms_p50"]).drop_duplicates("n_len")
     return out
 
 

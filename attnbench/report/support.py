@@ -42,9 +42,13 @@ def _sort_key(value: object) -> tuple:
 def axis_status(rows: pd.DataFrame, col: str) -> dict[str, list[str]]:
     """{'ok': [...], 'skipped': [...], 'failed': [...]}: each value of `col` under its best status."""
     out: dict[str, list[str]] = {"ok": [], "skipped": [], "failed": []}
-    values = rows[col].astype(object).where(rows[col].notna(), None)
-    for value in sorted(values.unique(), key=_sort_key):
-        statuses = set(rows.loc[values.eq(value) if value is not None else values.isna(), "status"])
+    # one pass in plain Python (a missing value is None): a mask per value over the frame cost more
+    # than the whole table's arithmetic
+    seen: dict[object, set[str]] = {}
+    for value, status in zip(rows[col].tolist(), rows["status"].tolist(), strict=True):
+        seen.setdefault(None if pd.isna(value) else value, set()).add(status)
+    for value in sorted(seen, key=_sort_key):
+        statuses = seen[value]
         kind = "ok" if "ok" in statuses else ("failed" if statuses & set(FAILED) else "skipped")
         out[kind].append(_value_text(col, value if value is not None else float("nan")))
     return out

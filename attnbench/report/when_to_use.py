@@ -22,21 +22,30 @@ from attnbench.report.table import Table, geomean, not_measured, ratio
 
 def winner(best: pd.DataFrame) -> dict[str, Any]:
     """Winner, wins, runner-up and margin over a frame of best rows (problem, label, latency)."""
-    # problem x label, the fastest time (what pivot_table(aggfunc="min") gives, at a fraction of its cost)
-    lat = best.groupby(["problem", "label"])["latency_ms_p50"].min().unstack("label")
-    wins = lat.idxmin(axis=1).value_counts()
-    slowdown = lat.div(lat.min(axis=1), axis=0)
-    coverage = lat.notna().sum()
-    candidates = coverage[coverage == coverage.max()].index
-    gm = {lab: geomean(list(slowdown[lab].dropna())) for lab in candidates}
+    # problem -> label -> fastest time, in plain dicts: a few hundred rows, where each pandas
+    # operation's overhead (this runs per class and phase) cost more than the arithmetic
+    lat: dict[str, dict[str, float]] = {}
+    for problem, label, ms in zip(best["problem"], best["label"], best["latency_ms_p50"], strict=True):
+        if ms != ms:  # NaN: not a time
+            continue
+        times = lat.setdefault(problem, {})
+        times[label] = min(ms, times.get(label, ms))
+    problems = sorted(lat)
+    labels = sorted({lab for times in lat.values() for lab in times})
+    # per problem, the fastest label (the first in name order on a tie) and the best time
+    fastest = {p: min(labels, key=lambda lab, t=lat[p]: t.get(lab, float("inf"))) for p in problems}
+    coverage = {lab: sum(lab in lat[p] for p in problems) for lab in labels}
+    candidates = [lab for lab in labels if coverage[lab] == max(coverage.values())]
+    gm = {lab: geomean([lat[p][lab] / lat[p][fastest[p]] for p in problems if lab in lat[p]])
+          for lab in candidates}
     top = min(candidates, key=lambda lab: (gm[lab], lab))
     rivals = []
-    for lab in lat.columns:
-        both = lat[[top, lab]].dropna() if lab != top else None
-        if both is not None and not both.empty:
-            rivals.append((-len(both), geomean(list(both[lab] / both[top])), lab))
-    out = {"winner": top, "wins": int(wins.get(top, 0)), "cases": len(lat), "covered": int(coverage[top]),
-           "slowdown": gm[top], "runner_up": None, "margin": float("nan")}
+    for lab in labels:
+        shared = [p for p in problems if lab != top and lab in lat[p] and top in lat[p]]
+        if shared:
+            rivals.append((-len(shared), geomean([lat[p][lab] / lat[p][top] for p in shared]), lab))
+    out = {"winner": top, "wins": sum(fastest[p] == top for p in problems), "cases": len(problems),
+           "covered": coverage[top], "slowdown": gm[top], "runner_up": None, "margin": float("nan")}
     if rivals:
         _, margin, lab = sorted(rivals)[0]
         out.update(runner_up=lab, margin=margin)
