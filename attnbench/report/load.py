@@ -139,6 +139,7 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["reason"] = df["reason"].fillna("").astype(str)
     df["backend"] = df["backend"].fillna("?").astype(str)
     df["kv_layout"] = df["kv_layout"].fillna("shuffled")
+    df["pattern_recorded"] = df["pattern"].notna()  # False: a row from before the pattern axes
     df["pattern"] = df["pattern"].fillna("none").astype(str)
     df["tags"] = df["tags"].apply(lambda t: list(t) if isinstance(t, (list, tuple)) else [])
     # A resumed sweep may hold a point twice: the last row written wins.

@@ -109,7 +109,9 @@ def build(run: RunData) -> Table:
         table.empty_reason = "the run has no rows"
         return table
     df = df.copy()
-    if "pattern" not in df.columns:
+    if "pattern" not in df.columns or (
+        "pattern_recorded" in df.columns and not df["pattern_recorded"].any()
+    ):
         df["pattern"] = "none"
         table.notes.append("The rows carry no pattern column (the run predates the pattern axes): every "
                            "point is shown as pattern none.")
