@@ -68,10 +68,12 @@ def test_gpu_workflow_steps_in_order():
     s = steps(load(GPU), "gate")
     checkout = index_of(s, lambda x: uses(x, "actions/checkout@v4"))
     install = index_of(s, lambda x: runs(x, "make install"))
-    sweep = index_of(s, lambda x: runs(x, "attnbench sweep configs/ci-gate.yaml --out results/ci-current"))
+    sweep = index_of(
+        s, lambda x: runs(x, "attnbench sweep configs/ci-gate.yaml --repeat 3 --out results/ci-current")
+    )
     pick = index_of(s, lambda x: runs(x, "attnbench baseline slug results/ci-current"))
     gate = index_of(s, lambda x: runs(x, "attnbench gate"))
-    report = index_of(s, lambda x: runs(x, "attnbench report results/ci-current --plot"))
+    report = index_of(s, lambda x: runs(x, "attnbench report results/ci-current/run-01 --plot"))
     upload = index_of(s, lambda x: uses(x, "actions/upload-artifact@v4"))
     assert checkout < install < sweep < pick < gate < report < upload
     # install puts the virtual environment that `make install` builds on PATH for later steps
