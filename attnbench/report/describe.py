@@ -43,6 +43,16 @@ BUILTIN: dict[str, BackendInfo] = {
                               "Paged blocks through a block table; v2 keeps per-partition partials"),
     "flash-attn": BackendInfo("flash", "external", "flash-attn package (varlen and block_table paths)",
                               "Streaming tiles; contiguous or paged KV"),
+    "sdpa-flash-cpu": BackendInfo("flash", "torch", "PyTorch's flash-style CPU attention kernel",
+                                  "Query x key tiles per thread, no N x N scores (O(N))"),
+    "cpu-paged": BackendInfo("paged", "cpp", "Paged attention on a CPU (C++/OpenMP)",
+                             "Paged blocks through a block table"),
+    "flashinfer": BackendInfo("paged", "external", "FlashInfer FA2: tensor-core decode, paged/ragged prefill",
+                              "Paged KV through a CSR page table (O(N))"),
+    "flashinfer-notc": BackendInfo("paged", "external", "FlashInfer paged decode on CUDA cores",
+                                   "Paged KV through a CSR page table (O(N))"),
+    "flashinfer-fa3": BackendInfo("paged", "external", "FlashInfer sm90 FA3 kernels",
+                                  "Paged KV through a CSR page table (O(N))"),
 }
 
 
