@@ -233,11 +233,11 @@ def combine_runs(label: str, path: Path, runs: list[RunSide]) -> RunSide:
     rows: dict[Key, dict[str, Any]] = {}
     for k in keys:
         per_run = [r.rows.get(k) for r in runs]
-        odd = next((row for row in per_run if row is None or row.get("status") != "ok"), "none")
-        if odd != "none":
-            if odd is not None:
-                rows[k] = {**odd, "current_runs": len(runs)}
-            continue  # absent in a run: absent from the side
+        odd = [row for row in per_run if row is None or row.get("status") != "ok"]
+        if odd:
+            if odd[0] is not None:  # the first odd run decides; absent there: absent from the side
+                rows[k] = {**odd[0], "current_runs": len(runs)}
+            continue
         timed = sorted(per_run, key=_median_ms)
         rows[k] = {**timed[(len(timed) - 1) // 2], "current_runs": len(runs)}
     manifest = {**runs[0].manifest, "current_runs": [str(r.path) for r in runs]}

@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
       }
     }
 
-    // ALiBi: - slope * (row position - key), in raw-score units (the scale is applied after).
+    // ALiBi: - slope * |row position - key|, in raw-score units (the scale is applied after).
     if (alibi_raw != 0.f) {
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
