@@ -4,11 +4,13 @@ with a slower, a wrong or an unsupported one, as ATTNBENCH_AB_FAKE (read at impo
 from __future__ import annotations
 
 import os
+import time
 
 from attnbench.backends.base import Prepared, Unsupported, registry
 from attnbench.backends.naive import Naive
 
 MODE = os.environ.get("ATTNBENCH_AB_FAKE", "slow")
+SLOW_EXTRA_S = 0.003
 
 
 class FakeNaive(Naive):
@@ -16,10 +18,17 @@ class FakeNaive(Naive):
 
     def prepare(self, case, inputs):
         inner = super().prepare(case, inputs)
-        if MODE == "slow":  # the same work twice: a 2x slowdown
-            return Prepared(
-                run=lambda: (inner.run(), inner.run())[1], to_packed=inner.to_packed, info=inner.info
-            )
+        if MODE == "slow":
+            # the work, then 3 ms idle: a slowdown far beyond the test's 20% threshold even where a
+            # busy 2-core CI machine makes the work itself 10x slower (CI measured 0.85 ms for A, so
+            # doubling the work there read as only 1.19x); sleeping needs no CPU, so contention
+            # cannot hide it
+            def slow():
+                out = inner.run()
+                time.sleep(SLOW_EXTRA_S)
+                return out
+
+            return Prepared(run=slow, to_packed=inner.to_packed, info=inner.info)
         if MODE == "wrong":  # the last sequence's output off by a little: per-sequence error catches it
             last = inputs.seq_slices()[-1][0]
 
