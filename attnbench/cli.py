@@ -48,7 +48,7 @@ RESULTS_DIR = Path("results")
 
 
 def _device(requested: str) -> str:
-    from attnbench.sweep_cli import resolve_or_fail
+    from attnbench.runner.command import resolve_or_fail
 
     return resolve_or_fail(requested)
 
@@ -92,11 +92,11 @@ def sweep(
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory.
     Exit 1 when a point failed or was incorrect (unless --allow-failures)."""
-    from attnbench.sweep_cli import sweep_command
+    from attnbench.runner.command import sweep_command
 
     chosen = ",".join([*([backends] if backends else []), *backend]) or None
     if repeat != 1:
-        from attnbench.gate_repeat import repeat_sweep
+        from attnbench.gate.repeat import repeat_sweep
 
         if dry_run or resume or shard or sets or workload:
             from attnbench.console import fail
@@ -158,9 +158,9 @@ def run_case(
     from attnbench.config import ConfigError
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
-    from attnbench.plan import ask
     from attnbench.point import base_row, skipped
-    from attnbench.worker import Task, executor_for
+    from attnbench.runner.plan import ask
+    from attnbench.runner.worker import Task, executor_for
 
     dev = _device(device)
     if dev == "cpu":
@@ -181,7 +181,7 @@ def run_case(
     except (FlagError, ConfigError) as err:
         fail(str(err))
     if isolate:
-        from attnbench.child import prestart
+        from attnbench.runner.child import prestart
 
         prestart(1)  # the worker's imports overlap this process's checks below
     executor = executor_for(dev, policy, isolate, timeout)
@@ -256,7 +256,7 @@ def backends(device: str = typer.Option("auto", "--device", help="auto | cpu | c
                      "speed); a sweep does when TRITON_INTERPRET=1 is set")
     for col in ("backend", "family", "impl", "KV input", "available", "why not / purpose"):
         t.add_column(col, overflow="fold")
-    from attnbench.plan import ask
+    from attnbench.runner.plan import ask
 
     for name, b in all_backends().items():
         ok, why = ask("available()", lambda b=b: b.available(dev))
@@ -370,7 +370,7 @@ def merge(
     ),
 ) -> None:
     """One run from shards: refuses mismatched runs; a point measured twice keeps one row by a stated rule."""
-    from attnbench.merge import run_command
+    from attnbench.runner.merge import run_command
 
     raise typer.Exit(run_command(list(runs), out, force, require_complete))
 
@@ -398,7 +398,7 @@ def report(
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
     import attnbench.report as rep
     from attnbench.console import err, fail
-    from attnbench.results import latest_run
+    from attnbench.runner.results import latest_run
 
     paths = list(runs or [])
     if not paths:
@@ -435,7 +435,7 @@ def fragmentation(
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path
 
-    from attnbench.fragmentation import run_command
+    from attnbench.memory.study import run_command
 
     code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu,
                        Path(timing_from) if timing_from else None)
@@ -478,7 +478,7 @@ def compare_studies(
                   highlight=False, soft_wrap=True, markup=False)
 
 
-from attnbench.gate_cli import gate_app  # noqa: E402 - the gate's commands live with the gate
+from attnbench.gate.command import gate_app  # noqa: E402 - the gate's commands live with the gate
 
 app.add_typer(gate_app, name="gate")
 
@@ -547,8 +547,8 @@ def baseline_save(
     """Save K runs (a run, a folder of runs from `sweep --repeat K`, plus --add) as results/baselines/NAME."""
     from pathlib import Path
 
-    from attnbench.baselines import cli_save
     from attnbench.console import err, out
+    from attnbench.gate.baselines import cli_save
 
     raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), out, err, add))
 
@@ -560,8 +560,8 @@ def baseline_list(
     """List the saved baselines with their GPU, config and size."""
     from pathlib import Path
 
-    from attnbench.baselines import cli_list
     from attnbench.console import out
+    from attnbench.gate.baselines import cli_list
 
     raise typer.Exit(cli_list(Path(baselines_dir), out))
 
@@ -572,8 +572,8 @@ def baseline_slug(
     gpu_name: str | None = typer.Option(None, help="Slug of this GPU name instead."),
 ) -> None:
     """Print the GPU slug that names CI baselines (ci-gate-<slug>), e.g. h100."""
-    from attnbench.baselines import cli_slug
     from attnbench.console import err, out
+    from attnbench.gate.baselines import cli_slug
 
     raise typer.Exit(cli_slug(run, gpu_name, out, err))
 

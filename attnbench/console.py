@@ -17,10 +17,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from attnbench.progress import Progress as RunnerProgress
+from attnbench.runner.progress import Progress as RunnerProgress
 
 if TYPE_CHECKING:  # the plan pulls in the backends and torch; the read-only commands need neither
-    from attnbench.plan import Plan
+    from attnbench.runner.plan import Plan
 
 # Piped output (CI logs, files) gets a wide console instead of rich's 80-column default.
 out = Console() if sys.stdout.isatty() else Console(width=180)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attnbench.results import IDENTITY_FIELDS, load_run, run_identity
+from attnbench.runner.results import IDENTITY_FIELDS, load_run, run_identity
 
 FORMATS = ("csv", "parquet", "github-action-benchmark", "bencher", "pytest-benchmark")
 BINARY = ("parquet",)

@@ -132,7 +132,7 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
 
 def identity(device: str) -> dict[str, Any]:
     """run_id, gpu_name, git_commit for rows of a `run` (no run directory: a timestamped id)."""
-    from attnbench.results import new_run_id
+    from attnbench.runner.results import new_run_id
     from attnbench.sysinfo import git_commit
 
     gpu = None

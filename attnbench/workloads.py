@@ -88,7 +88,7 @@ class LengthMix:
             is_long = rng.random(batch) < p["p_long"]
             lens = np.where(is_long, p["long"], p["short"])
         else:  # dataset presets
-            from attnbench import length_dists
+            from attnbench.memory import length_dists
 
             sampler = (
                 length_dists.sharegpt_lengths if self.dist == "sharegpt" else length_dists.alpaca_lengths

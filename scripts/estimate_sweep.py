@@ -1,5 +1,5 @@
 """Estimate a sweep config's points, wall time and largest case memory from a reference run's rows,
-without a GPU (attnbench/plan_estimate.py says how). Exit 1 when it exceeds --budget-s or --memory-gb.
+without a GPU (attnbench/runner/estimate.py says how). Exit 1 when it exceeds --budget-s or --memory-gb.
 
     PYTHONPATH=. python scripts/estimate_sweep.py configs/h200.yaml results/baselines/h200 \
         --budget-s 360 --memory-gb 141
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from attnbench.backends import all_backends, backend_names
     from attnbench.overrides import load_sweep_config
-    from attnbench.plan import build_plan
-    from attnbench.plan_estimate import estimate, read_reference
+    from attnbench.runner.estimate import estimate, read_reference
+    from attnbench.runner.plan import build_plan
 
     cfg = load_sweep_config(args.config, None, None, backend_names())
     plan = build_plan(cfg, "cuda")

@@ -7,7 +7,7 @@ torch._inductor, flex_attention), CUDA start, inputs, the first compiled call (B
 bf16 causal), a second shape's (N4096). On an H200 host with warm caches the compile-stack import
 took 7.0-7.6 s and the first call 1.0-1.3 s, later shapes 0.2-0.3 s
 (results/baselines/multi-gpu-h200x2/earlier/flex-first-compile.log): the per-process warm-up that
-Backend.warmup_s states for the FlexAttention backends and attnbench.device_queue schedules around.
+Backend.warmup_s states for the FlexAttention backends and attnbench.runner.device_queue schedules around.
 """
 
 from __future__ import annotations

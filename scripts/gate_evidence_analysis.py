@@ -3,7 +3,7 @@
   PYTHONPATH=. python3 scripts/gate_evidence_analysis.py OUT [--evidence-dir DIR]
 
 Reads the runs scripts/gate_evidence_runs.py wrote (OUT/baseline/run-NN, OUT/fresh/run-NN) and
-checks, with the gate's own code (attnbench.gate.compare_sides, default rules):
+checks, with the gate's own code (attnbench.gate.runs.compare_sides, default rules):
   1. every fresh run passes against the K-run baseline;
   2. every leave-out A/A combination passes: any K of all the runs as the baseline, any other run
      as the current one (C(13, 5) x 8 = 10,296 gates for 5 + 8 runs);
@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from attnbench import gate_output, gate_stats
-from attnbench.baselines import run_dirs
-from attnbench.gate import BaselineSet, GateError, RunSide, combine_runs, compare_sides, read_run
+from attnbench.gate import output as gate_output
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.baselines import run_dirs
+from attnbench.gate.runs import BaselineSet, GateError, RunSide, combine_runs, compare_sides, read_run
 
 STABLE_WORKLOADS = ("decode-gqa/", "decode-long/")
 PLANTS = (0.05, 0.03)

@@ -2,7 +2,7 @@
 
 For each Orca policy (per-request contiguous KV tensors) and for one paged pool, report reserved vs
 allocated memory, inactive split bytes, allocator retries and OOMs under the KV budget of the study's
-setup (attnbench/fragmentation_gpu.py explains the method). Without a CUDA GPU it says so and exits 0.
+setup (attnbench/memory/gpu_churn.py explains the method). Without a CUDA GPU it says so and exits 0.
 
 usage: PYTHONPATH=. python3 scripts/gpu_allocator_churn.py [--config configs/fragmentation.yaml]
            [--dataset sharegpt|alpaca] [--out DIR]
@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench.fragmentation import ConfigError, load_config  # noqa: E402
-from attnbench.fragmentation_gpu import allocator_churn, no_gpu_reason  # noqa: E402
-from attnbench.fragmentation_render import gpu_lines  # noqa: E402
+from attnbench.memory.gpu_churn import allocator_churn, no_gpu_reason  # noqa: E402
+from attnbench.memory.render import gpu_lines  # noqa: E402
+from attnbench.memory.study import ConfigError, load_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

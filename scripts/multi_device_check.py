@@ -66,7 +66,7 @@ def busy_by_worker(rows: Rows) -> dict[str, tuple[float, int]]:
 
 def start_detail(phases: dict[str, float] | None) -> str:
     """' (spawn 0.1 imports 4.6 idle 1.2 cuda_init 0.4 calibration 0.8)': where a worker's start
-    went (attnbench.child.start_phases); the runner waits only for what follows the idle time."""
+    went (attnbench.runner.child.start_phases); the runner waits only for what follows the idle time."""
     if not phases:
         return ""
     return " (" + " ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in phases.items()) + ")"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from attnbench.baselines import BaselineError, gpu_slug, list_baselines, save
 from attnbench.cli import app
+from attnbench.gate.baselines import BaselineError, gpu_slug, list_baselines, save
 from tests.synthetic_runs import noisy_pair, write_run
 
 runner = CliRunner()

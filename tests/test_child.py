@@ -1,4 +1,4 @@
-"""Worker children spawned ahead of time (attnbench.child) and the sweep's guess of how many."""
+"""Worker children spawned ahead of time (attnbench.runner.child) and the sweep's guess of how many."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from attnbench import child as children
 from attnbench.config import TimingPolicy
-from attnbench.sweep_cli import workers_expected
-from attnbench.worker import ProcessExecutor
+from attnbench.runner import child as children
+from attnbench.runner.command import workers_expected
+from attnbench.runner.worker import ProcessExecutor
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from attnbench.cli import app
 from attnbench.config import ConfigError, parse_config
-from attnbench.fragmentation_run import resolve_study
+from attnbench.memory.in_sweep import resolve_study
 from attnbench.paths import configs_dir
 from attnbench.report.build import run_tables
 from attnbench.report.load import load_one

@@ -1,4 +1,4 @@
-"""The --devices work queue: case parts, input reuse and warm-up affinity (attnbench.device_queue)."""
+"""The --devices work queue: case parts, input reuse and warm-up affinity (attnbench.runner.device_queue)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from attnbench.backends import all_backends
 from attnbench.backends.naive import Naive
 from attnbench.config import parse_config
-from attnbench.device_queue import DONE, Item, WorkQueue, queue_for
-from attnbench.plan import build_plan
+from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
+from attnbench.runner.plan import build_plan
 
 
 def _item(case_id: str, names: list[str], key: str | None = None, est: float = 1.0) -> Item:

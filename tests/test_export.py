@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from attnbench.cli import app
 from attnbench.export import identified_rows
-from attnbench.results import RunDir
+from attnbench.runner.results import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = ROOT / "results" / "baselines" / "ci-gate-h100"

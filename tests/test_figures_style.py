@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.fragmentation_colors import CATEGORY_COLORS
+from attnbench.memory.colors import CATEGORY_COLORS
 from attnbench.report.load import load_one
 from attnbench.report.styles import FAMILY_COLORS, IMPL_STYLE, spread, styles_for
 
@@ -66,7 +66,7 @@ def test_roofline_puts_decode_in_its_own_panel(h100):
 
 
 def test_both_fragmentation_figures_use_one_palette(h100):
-    from attnbench import fragmentation_render
+    from attnbench.memory import render as fragmentation_render
     from attnbench.report.plots_memory import fragmentation
 
     for key, color in CATEGORY_COLORS.items():

@@ -344,7 +344,7 @@ def _h100_plan():
     from attnbench.backends import backend_names
     from attnbench.config import load_config
     from attnbench.paths import configs_dir
-    from attnbench.plan import build_plan
+    from attnbench.runner.plan import build_plan
 
     cfg = load_config(configs_dir() / "h100.yaml", backend_names())
     return build_plan(cfg, "cuda")

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.fragmentation import load_config, run_study
-from attnbench.fragmentation_alloc import BuddyAllocator, next_pow2, requested_slots
-from attnbench.fragmentation_sim import ServingSetup, simulate
-from attnbench.length_dists import alpaca_lengths, expected_means, sharegpt_lengths
+from attnbench.memory.contiguous import BuddyAllocator, next_pow2, requested_slots
+from attnbench.memory.length_dists import alpaca_lengths, expected_means, sharegpt_lengths
+from attnbench.memory.serving_sim import ServingSetup, simulate
+from attnbench.memory.study import load_config, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -268,7 +268,7 @@ def test_gpu_script_skips_without_cuda():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_churn_replays_on_the_caching_allocator(tmp_path):
-    from attnbench.fragmentation_gpu import allocator_churn
+    from attnbench.memory.gpu_churn import allocator_churn
 
     result = allocator_churn(load_config(small_config(tmp_path)), dataset="alpaca")
     rows = {r["policy"]: r for r in result["rows"]}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnbench import fragmentation as frag
-from attnbench import fragmentation_timing as ft
+from attnbench.memory import iteration_time as ft
+from attnbench.memory import study as frag
 
 SETUP = {"num_layers": 40, "hidden_size": 5120, "dtype_bytes": 2, "weights_gb": 26, "hbm_gbps": 1555,
          "peak_tflops": 312, "kv_memory_gib": 12, "max_seq_len": 2048}
@@ -162,7 +162,7 @@ def test_cpu_run_falls_back_to_roofline_and_says_why(tmp_path):
 
 
 def test_sweep_study_times_from_its_own_run(tmp_path):
-    from attnbench.fragmentation_run import write_into_run
+    from attnbench.memory.in_sweep import write_into_run
 
     run = write_gpu_run(tmp_path / "run")
     study = tmp_path / "study.yaml"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnbench import gate_stats
 from attnbench.cli import app
-from attnbench.gate import GateError, compare
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.runs import GateError, compare
 from tests.synthetic_runs import keys, lognormal, noisy_pair, row, write_run
 
 runner = CliRunner()
@@ -301,9 +301,9 @@ def test_gate_reads_a_run_the_sweep_wrote(tmp_path):
     """The row and manifest format the runner writes is what the gate reads: a run against itself is
     SAME on every measured point and UNKNOWN (with the skip reason) on the skipped ones."""
     from attnbench.config import parse_config
-    from attnbench.plan import build_plan
-    from attnbench.results import RunDir
-    from attnbench.sweep import run_sweep
+    from attnbench.runner.plan import build_plan
+    from attnbench.runner.results import RunDir
+    from attnbench.runner.sweep import run_sweep
     from attnbench.sysinfo import environment
 
     cfg = parse_config(REAL_CONFIG, "gate-e2e.yaml")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnbench import gate_stats
 from attnbench.cli import app
-from attnbench.gate_versions import VersionError, load_version
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.versions import VersionError, load_version
 
 runner = CliRunner()
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnbench import gate_stats
 from attnbench.cli import app
-from attnbench.gate import compare, read_baseline
-from attnbench.gate_judge import Rules, judge_point
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.judge import Rules, judge_point
+from attnbench.gate.runs import compare, read_baseline
 from tests.synthetic_runs import keys, lognormal, row, run_medians, runs_rows, write_run, write_runs
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from attnbench import gate_stats
+from attnbench.gate import stats as gate_stats
 from tests.synthetic_runs import lognormal
 
 

@@ -12,8 +12,8 @@ import pytest
 from attnbench.backends import all_backends, backend_names
 from attnbench.gpu_default import pick_gpu_config
 from attnbench.overrides import load_sweep_config
-from attnbench.plan import build_plan
-from attnbench.plan_estimate import case_bytes_bound, estimate, read_reference
+from attnbench.runner.estimate import case_bytes_bound, estimate, read_reference
+from attnbench.runner.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 H200_RUN = ROOT / "results" / "baselines" / "h200"
@@ -38,7 +38,7 @@ def test_default_config_by_name_and_memory(name, memory, cap, expected):
 def test_sweep_says_which_default_it_picked(monkeypatch):
     import torch
 
-    from attnbench import sweep_cli
+    from attnbench.runner import command as sweep_cli
 
     class Props:
         name, total_memory, major, minor = "NVIDIA H200", 150_109_880_320, 9, 0
@@ -118,7 +118,7 @@ def test_fits_h200_memory_and_seven_and_a_half_minutes(h200_plan):
 def test_estimate_prices_measured_cold_and_warm_points(tmp_path):
     """A measured point costs its wall; a new shape the cold median; a known shape the warm one."""
     from attnbench.case import Case
-    from attnbench.plan import Plan, PlannedCase
+    from attnbench.runner.plan import Plan, PlannedCase
 
     def case(n: int, d: int = 128) -> Case:
         return Case("w", "decode", (1,), (n,), 8, 8, d, "bf16", False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.fragmentation_window import replay, window_study
 from attnbench.kvcache import DROPPED_BLOCK, KVCacheManager
+from attnbench.memory.window import replay, window_study
 
 
 def test_free_out_of_window_releases_only_dead_blocks():
@@ -52,9 +52,9 @@ def test_window_larger_than_every_context_frees_nothing():
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from attnbench import fragmentation as frag  # noqa: E402
-from attnbench.fragmentation_window import study_section  # noqa: E402
-from attnbench.fragmentation_window_render import markdown_lines, plot_window  # noqa: E402
+from attnbench.memory import study as frag  # noqa: E402
+from attnbench.memory.window import study_section  # noqa: E402
+from attnbench.memory.window_render import markdown_lines, plot_window  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "fragmentation-demo.yaml"
 
@@ -120,7 +120,7 @@ def test_markdown_and_report_notes_with_and_without_window(tmp_path):
 
 
 def test_run_study_writes_the_window_section_only_when_asked(tmp_path):
-    from attnbench import fragmentation_render as render
+    from attnbench.memory import render
 
     base = "\n".join(x for x in DEMO.read_text().splitlines() if not x.startswith(("window:", "block_sizes")))
     text = "\n".join(x for x in base.splitlines() if not x.startswith("policies:")) + "\npolicies: [paged]"
@@ -137,7 +137,7 @@ def test_run_study_writes_the_window_section_only_when_asked(tmp_path):
 
 def test_sweep_fragmentation_key_rejects_a_bad_window_before_any_point(tmp_path):
     from attnbench.config import ConfigError, parse_config
-    from attnbench.fragmentation_run import resolve_study
+    from attnbench.memory.in_sweep import resolve_study
 
     _with(tmp_path, "window: 0")  # tmp_path/study.yaml
     workload = ("workloads:\n  - name: w\n    phase: prefill\n    lengths: ['fixed:8']\n    q_heads: [2]\n"

@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 from attnbench.backends import get_backend
 from attnbench.cli import app
 from attnbench.config import parse_config
-from attnbench.merge import MergeError, load_sources, merge
-from attnbench.plan import build_plan
 from attnbench.point import base_row, skipped
-from attnbench.results import RunDir
-from attnbench.shard import shard_plan
-from attnbench.sweep import manifest_for
+from attnbench.runner.merge import MergeError, load_sources, merge
+from attnbench.runner.plan import build_plan
+from attnbench.runner.results import RunDir
+from attnbench.runner.shard import shard_plan
+from attnbench.runner.sweep import manifest_for
 from attnbench.sysinfo import environment
 
 ROOT = Path(__file__).resolve().parent.parent

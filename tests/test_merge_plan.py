@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from attnbench.config import parse_config
-from attnbench.merge_plan import rebuilt_keys
-from attnbench.plan import build_plan
-from attnbench.results import load_run
+from attnbench.runner.merge_plan import rebuilt_keys
+from attnbench.runner.plan import build_plan
+from attnbench.runner.results import load_run
 
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines"
 

@@ -17,10 +17,10 @@ from attnbench.backends.base import Prepared, register, registry
 from attnbench.backends.naive import Naive
 from attnbench.cli import app
 from attnbench.config import parse_config
-from attnbench.multi_gpu import DevicesError, Worker, parse_devices, run_multi_device
-from attnbench.plan import build_plan
-from attnbench.results import RunDir
-from attnbench.sweep import Progress
+from attnbench.runner.multi_gpu import DevicesError, Worker, parse_devices, run_multi_device
+from attnbench.runner.plan import build_plan
+from attnbench.runner.results import RunDir
+from attnbench.runner.sweep import Progress
 from attnbench.sysinfo import environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,8 +186,8 @@ def test_a_device_that_cannot_start_leaves_its_work_to_the_others(tmp_path):
 
 
 def test_a_worker_that_fails_mid_run_hands_its_case_back(tmp_path, monkeypatch):
-    import attnbench.multi_gpu as multi_gpu
-    from attnbench.worker import ProcessExecutor
+    import attnbench.runner.multi_gpu as multi_gpu
+    from attnbench.runner.worker import ProcessExecutor
 
     attempted = threading.Event()
 

@@ -21,7 +21,7 @@ from attnbench.cli import app
 from attnbench.metrics import min_hbm_bytes
 from attnbench.profile import ncu, rows, torchprof
 from attnbench.profile.runner import Point, Runner, Setup, point_name
-from attnbench.results import RunDir, load_run
+from attnbench.runner.results import RunDir, load_run
 
 FIX = Path(__file__).parent / "fixtures" / "ncu"
 FLASH_RAW = FIX / "h100_decode_b8_sdpa-flash_raw.csv"

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.results import RunDir, read_rows
+from attnbench.runner.results import RunDir, read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -219,7 +219,7 @@ def test_resume_with_other_backends_is_refused(tmp_path):
 def test_a_locked_run_directory_is_refused_naming_the_holder(tmp_path):
     import socket
 
-    from attnbench.runlock import _proc_start_ticks, acquire
+    from attnbench.runner.runlock import _proc_start_ticks, acquire
 
     cfg = config(tmp_path)
     run = tmp_path / "run"
@@ -345,8 +345,8 @@ def test_a_crash_is_one_line_the_manifest_says_failed_and_resume_finishes(tmp_pa
 
 def test_a_second_ctrl_c_while_stopping_still_records_the_ending(tmp_path):
     from attnbench.config import parse_config
-    from attnbench.plan import build_plan
-    from attnbench.sweep import Progress, run_sweep
+    from attnbench.runner.plan import build_plan
+    from attnbench.runner.sweep import Progress, run_sweep
     from attnbench.sysinfo import environment
 
     class DoubleCtrlC(Progress):
@@ -511,7 +511,7 @@ def test_fragmentation_out_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypat
     afile.write_text("x")
     study = str(ROOT / "configs" / "fragmentation.yaml")
     one_line_error(invoke("fragmentation", study, "--out", str(afile)), 2, "is a file")
-    import attnbench.fragmentation as frag
+    import attnbench.memory.study as frag
 
     def full(result, out_dir):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

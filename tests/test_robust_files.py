@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from attnbench.results import RunDir, RunError, read_rows
-from attnbench.runlock import LockError, acquire
+from attnbench.runner.results import RunDir, RunError, read_rows
+from attnbench.runner.runlock import LockError, acquire
 
 
 def _row(i: int) -> dict:
@@ -99,7 +99,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path):
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_holder(tmp_path):
-    from attnbench.runlock import _proc_start_ticks
+    from attnbench.runner.runlock import _proc_start_ticks
 
     ticks = _proc_start_ticks(os.getpid())
     if ticks is None:
@@ -137,7 +137,7 @@ workloads:
 
 
 def test_planning_12000_points_is_linear_and_fast():
-    from attnbench.plan import build_plan
+    from attnbench.runner.plan import build_plan
 
     # 50 lengths x 20 batches x 3 kv heads x 2 dtypes = 6000 cases, x 2 backends = 12000 points
     cfg = _big_config(50, 20, ["naive", "sdpa-math"])
@@ -149,7 +149,7 @@ def test_planning_12000_points_is_linear_and_fast():
 
 
 def test_an_absurd_plan_is_refused_at_once_and_allowed_by_max_points():
-    from attnbench.plan import PlanSizeError, build_plan, check_size
+    from attnbench.runner.plan import PlanSizeError, build_plan, check_size
 
     cfg = _big_config(400, 56, ["naive", "sdpa-math"])  # 134,400 cases, 268,800 points
     began = time.perf_counter()
@@ -162,7 +162,7 @@ def test_an_absurd_plan_is_refused_at_once_and_allowed_by_max_points():
 def test_a_backend_whose_supports_or_available_raises_is_skipped_alone(monkeypatch):
     monkeypatch.setenv("ATTNBENCH_PLUGINS", "tests.fake_backends")
     import attnbench.backends as b
-    from attnbench.plan import build_plan
+    from attnbench.runner.plan import build_plan
 
     monkeypatch.setattr(b, "_loaded", False)
     cfg = _big_config(1, 1, ["naive", "test-supports-raises", "test-available-raises"])
@@ -188,7 +188,7 @@ def test_a_failed_reason_in_brackets_prints_as_written():
 
 
 def test_a_worker_killed_by_a_signal_is_named_in_words():
-    from attnbench.worker import died_reason
+    from attnbench.runner.worker import died_reason
 
     assert "out-of-memory" in died_reason(-9) and "-9" not in died_reason(-9)
     assert "segmentation fault" in died_reason(-11)

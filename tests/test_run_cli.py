@@ -8,7 +8,7 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-import attnbench.worker
+import attnbench.runner.worker
 from attnbench.cli import app
 from attnbench.config import TimingPolicy
 
@@ -53,13 +53,13 @@ def test_batch_with_a_list_of_lengths_is_one_line_exit_2():
 
 def test_every_timing_policy_field_has_a_flag_and_reaches_the_executor(monkeypatch):
     seen = {}
-    real = attnbench.worker.executor_for
+    real = attnbench.runner.worker.executor_for
 
     def spy(device, policy, *args, **kwargs):
         seen["policy"] = policy
         return real(device, policy, *args, **kwargs)
 
-    monkeypatch.setattr(attnbench.worker, "executor_for", spy)
+    monkeypatch.setattr(attnbench.runner.worker, "executor_for", spy)
     help_text = runner.invoke(app, ["run", "--help"], terminal_width=200).stdout
     for name in TimingPolicy.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in help_text, name

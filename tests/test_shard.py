@@ -11,8 +11,8 @@ from attnbench.backends import all_backends
 from attnbench.cli import app
 from attnbench.config import load_config, parse_config
 from attnbench.paths import configs_dir
-from attnbench.plan import Plan, build_plan
-from attnbench.shard import ShardError, assign, groups_of, parse_spec, shard_plan
+from attnbench.runner.plan import Plan, build_plan
+from attnbench.runner.shard import ShardError, assign, groups_of, parse_spec, shard_plan
 
 SYNTHETIC = [
     # many small prefill cases of different sizes, two dtypes
@@ -163,7 +163,7 @@ def test_cost_model_ranks_big_cases_above_small_ones():
 
 
 def test_ties_are_broken_by_case_id_not_by_input_order():
-    from attnbench.shard import Group
+    from attnbench.runner.shard import Group
 
     groups = [Group(f"g{i}", [i], 1.0) for i in range(7)]
     owners = dict(zip([g.key for g in groups], assign(groups, 3), strict=True))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from attnbench.config import parse_config
-from attnbench.plan import build_plan
-from attnbench.results import RunDir
-from attnbench.sweep import Progress, run_sweep
+from attnbench.runner.plan import build_plan
+from attnbench.runner.results import RunDir
+from attnbench.runner.sweep import Progress, run_sweep
 from attnbench.sysinfo import environment
 
 CONFIG = """
@@ -139,7 +139,7 @@ def test_torn_last_line_is_ignored(tmp_path):
 def test_paged_variants_reuse_their_groups_inputs_and_reference(monkeypatch):
     import attnbench.inputs as inputs_module
     from attnbench.config import TimingPolicy, expand_workload
-    from attnbench.worker import CaseRunner, Task
+    from attnbench.runner.worker import CaseRunner, Task
 
     cfg = parse_config(CONFIG, "t.yaml")
     cases = expand_workload(cfg.workloads[1], cfg.seed)  # one contiguous case + its paged variant

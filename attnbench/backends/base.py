@@ -58,7 +58,7 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
     # A costly first use in every process, shared by the backends naming the same key (the
     # torch.compile stack behind FlexAttention), and its rough seconds. Scheduling only: with
-    # --devices the worker that has paid it takes these backends' points (attnbench.device_queue).
+    # --devices the worker that has paid it takes these backends' points (attnbench.runner.device_queue).
     warmup_key: ClassVar[str | None] = None
     warmup_s: ClassVar[float] = 0.0
     # The pattern features (PATTERN_FEATURES) the backend implements. A case asking for one that is

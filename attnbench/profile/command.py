@@ -82,8 +82,8 @@ def one_case_points(a: dict[str, Any], names: list[str], device: str) -> tuple[l
 def config_points(a: dict[str, Any], names: list[str], device: str):
     from attnbench.backends import backend_names, get_backend
     from attnbench.config import load_config
-    from attnbench.plan import build_plan
     from attnbench.point import base_row, skipped
+    from attnbench.runner.plan import build_plan
 
     cfg = load_config(a["config"], backend_names())
     wanted, phases = a.get("workload") or [], _csv(a.get("phase"))
@@ -114,7 +114,7 @@ def run_command(a: dict[str, Any]) -> int:
     from attnbench.console import fail
     from attnbench.console import out as console
     from attnbench.profile import ncu as ncu_mod
-    from attnbench.results import RunDir, load_run, new_run_id
+    from attnbench.runner.results import RunDir, load_run, new_run_id
     from attnbench.sysinfo import device_tag, environment
 
     names = list(a.get("backend") or []) + _csv(a.get("backends"))
@@ -178,8 +178,8 @@ def run_command(a: dict[str, Any]) -> int:
 def _manifest(a, env, setup: Setup, run_id: str, cfg, plan, points, skips, case) -> dict[str, Any]:
     from attnbench.config import TimingPolicy
     from attnbench.profile import ncu as ncu_mod
-    from attnbench.results import now_iso
-    from attnbench.sweep import manifest_for
+    from attnbench.runner.results import now_iso
+    from attnbench.runner.sweep import manifest_for
 
     if cfg is not None:
         m = manifest_for(cfg, env, TimingPolicy.for_device(setup.device), run_id, str(a["config"]), plan)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attnbench.results import RunDir, load_run, now_iso, point_key
+from attnbench.runner.results import RunDir, load_run, now_iso, point_key
 
 PROFILE_PREFIXES = ("ncu_", "torch_")
 PROFILE_KEYS = ("dram_read_bytes", "dram_write_bytes", "min_read_bytes", "dram_read_ratio",

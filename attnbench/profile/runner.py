@@ -28,7 +28,7 @@ from attnbench.point import base_row
 from attnbench.profile import ncu as ncu_mod
 from attnbench.profile import target
 from attnbench.profile.proc import run_group
-from attnbench.results import RunDir, now_iso
+from attnbench.runner.results import RunDir, now_iso
 
 Row = dict[str, Any]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.results import ROWS, RunDir, bad_lines_note, load_run, read_rows
-from attnbench.run_end import abandoned
+from attnbench.runner.results import ROWS, RunDir, bad_lines_note, load_run, read_rows
+from attnbench.runner.run_end import abandoned
 
 # Columns the report reads; a run that lacks one (older or partial) gets it as all-missing.
 EXPECTED = (

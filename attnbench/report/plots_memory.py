@@ -185,7 +185,7 @@ def fragmentation(runs, _colors: dict[str, str], title: str) -> Figure:
              for r in recs]
     y = np.arange(len(recs))[::-1]
     left = np.zeros(len(recs))
-    from attnbench.fragmentation_colors import CATEGORY_COLORS
+    from attnbench.memory.colors import CATEGORY_COLORS
 
     for key, name in SEGMENTS:
         color = CATEGORY_COLORS[key]  # the study's own figures use the same colours

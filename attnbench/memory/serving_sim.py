@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.fragmentation_alloc import CONTIGUOUS_POLICIES, BuddyAllocator, requested_slots
 from attnbench.kvcache import KVCacheManager, NoFreeBlocks
+from attnbench.memory.contiguous import CONTIGUOUS_POLICIES, BuddyAllocator, requested_slots
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """One host, several GPUs: `attnbench sweep CONFIG --devices 0,1,...` (or `all`).
 
-One worker process per device (attnbench.worker.ProcessExecutor, so a crash or hang costs one point
+One worker process per device (attnbench.runner.worker.ProcessExecutor, so a crash or hang costs one point
 and a fresh child, as in a one-GPU sweep), each pinned to its GPU by CUDA_VISIBLE_DEVICES in the
 child's environment, so inside it the GPU is cuda:0. The workers take parts of cases from one
-shared queue (attnbench.device_queue): a fast device simply takes more. The queue holds input
-groups (a contiguous case, then its paged variants) longest estimated first (attnbench.shard's
+shared queue (attnbench.runner.device_queue): a fast device simply takes more. The queue holds input
+groups (a contiguous case, then its paged variants) longest estimated first (attnbench.runner.shard's
 cost model), so a worker usually takes a paged variant right after the contiguous case whose
 inputs it reuses; when another worker takes it, the inputs are built again, which is cheap next to
 timing. Cases, not whole groups, are the unit so that a small sweep of a few large groups still
@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.backends import all_backends, get_backend
-from attnbench.child import CPUS_ENV
 from attnbench.config import SweepConfig
-from attnbench.device_queue import DONE, Item, WorkQueue, queue_for
-from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
-from attnbench.results import RunDir, now_iso
-from attnbench.run_end import Terminated, end_run, signals_held
-from attnbench.sweep import Progress, SweepOutcome, manifest_for
-from attnbench.worker import ProcessExecutor, Task
+from attnbench.runner.child import CPUS_ENV
+from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
+from attnbench.runner.plan import Plan
+from attnbench.runner.results import RunDir, now_iso
+from attnbench.runner.run_end import Terminated, end_run, signals_held
+from attnbench.runner.sweep import Progress, SweepOutcome, manifest_for
+from attnbench.runner.worker import ProcessExecutor, Task
 
 
 class DevicesError(ValueError):

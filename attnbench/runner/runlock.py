@@ -92,7 +92,7 @@ class RunLock:
 def acquire(run_dir: Path, command: str = "") -> RunLock:
     """Take the run directory's lock (the directory must exist); LockError when a live process
     holds it. A stale lock is replaced and the RunLock's note says whose it was."""
-    from attnbench.results import now_iso
+    from attnbench.runner.results import now_iso
 
     path = run_dir / LOCK
     holder = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attnbench import fragmentation_paper as paper
-from attnbench.fragmentation_colors import CATEGORY_COLORS
+from attnbench.memory import paper
+from attnbench.memory.colors import CATEGORY_COLORS
 
 LABELS = {
     "orca-max": "Orca (Max)",
@@ -141,7 +141,7 @@ def render_markdown(result: dict[str, Any], figures: list[str] | None = None) ->
         f"| max sequence length | {s['max_seq_len']} |",
     ]
     if s.get("iteration_time"):
-        from attnbench.fragmentation_timing import describe
+        from attnbench.memory.iteration_time import describe
 
         out.append(f"| iteration time | {describe(s['iteration_time'])} |")
     for ds, d in s["datasets"].items():
@@ -186,7 +186,7 @@ def render_markdown(result: dict[str, Any], figures: list[str] | None = None) ->
             out += [f"{ds}:", ""] + _breakdown_table(figure_rows(other_rows, ds, bs), with_paper=True) + [""]
         out += [f"Mean batched requests at {other_load} against the paper's Fig. 13:", ""]
         out += _batch_table(other_rows, datasets, bs) + [""]
-    from attnbench.fragmentation_window_render import markdown_lines
+    from attnbench.memory.window_render import markdown_lines
 
     out += markdown_lines(result.get("window"))
     if result.get("gpu"):

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import gate_stats
-from attnbench.gate import COMPARED, FAILING, GateError
-from attnbench.gate_judge import PointResult
-from attnbench.gate_versions import Version, VersionError, load_version
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.judge import PointResult
+from attnbench.gate.runs import COMPARED, FAILING, GateError
+from attnbench.gate.versions import Version, VersionError, load_version
 
 DEFAULT_THRESHOLD = 0.01
 DEFAULT_CAP = 0.05

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from attnbench.fragmentation_alloc import CONTIGUOUS_POLICIES
+from attnbench.memory.contiguous import CONTIGUOUS_POLICIES
 
 GIB = 2**30
 HEADROOM_BYTES = 256 * 2**20  # for the allocator's 2 MiB rounding of each request
@@ -121,8 +121,8 @@ def allocator_churn(cfg, dataset: str = "sharegpt", progress: Any = None) -> dic
         return {"skipped": reason}
     import torch
 
-    from attnbench.fragmentation import dataset_requests
-    from attnbench.fragmentation_sim import simulate
+    from attnbench.memory.serving_sim import simulate
+    from attnbench.memory.study import dataset_requests
 
     if dataset not in cfg.datasets:
         dataset = next(iter(cfg.datasets))

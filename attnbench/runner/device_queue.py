@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from attnbench.backends.base import Backend
 from attnbench.config import TimingPolicy
-from attnbench.plan import Plan, PlannedCase
-from attnbench.shard import NOMINAL, groups_of, point_s
+from attnbench.runner.plan import Plan, PlannedCase
+from attnbench.runner.shard import NOMINAL, groups_of, point_s
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Item:
     pc: PlannedCase
     names: list[str]  # backends still to measure; the worker removes each once its row is sent
     warmup_key: str | None = None
-    est_s: float = 0.0  # estimated seconds (attnbench.shard.point_s), for the joining rule
+    est_s: float = 0.0  # estimated seconds (attnbench.runner.shard.point_s), for the joining rule
 
 
 DONE = object()  # take(): nothing is left for anybody

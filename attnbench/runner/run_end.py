@@ -18,8 +18,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from attnbench.plan import Plan
-from attnbench.results import RunDir, now_iso, point_key, read_rows
+from attnbench.runner.plan import Plan
+from attnbench.runner.results import RunDir, now_iso, point_key, read_rows
 
 
 class Terminated(KeyboardInterrupt):
@@ -110,7 +110,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def abandoned(run: RunDir) -> bool:
     """Whether a run whose manifest says `running` has nobody running it: no lock, or a lock
     whose holder is gone on this host (the sweep was SIGKILLed or the machine went down)."""
-    from attnbench.runlock import LOCK, _read, holder_alive
+    from attnbench.runner.runlock import LOCK, _read, holder_alive
 
     holder = _read(run.path / LOCK)
     return holder is None or holder_alive(holder) is False

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from attnbench.gate import FAILING, VERDICTS, GateResult, Key, PointResult
+from attnbench.gate.runs import FAILING, VERDICTS, GateResult, Key, PointResult
 
 COLOURS = {
     "SLOW": "bold red", "BROKEN": "bold red", "VANISHED": "bold red", "FAST": "green", "SAME": "dim",
@@ -221,7 +221,7 @@ def junit_xml(result: Any) -> str:
     for name, value in _properties(result):
         ET.SubElement(props, "property", name=name, value=value)
     for p in sorted(result.points, key=lambda q: q.key):
-        case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.{p.backend}", name=p.case_id)
+        case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.runs.{p.backend}", name=p.case_id)
         message = f"{p.verdict}: {_numbers(p)}"
         if p.verdict in FAILING:
             ET.SubElement(case, "failure", message=message, type=p.verdict).text = message
@@ -230,11 +230,11 @@ def junit_xml(result: Any) -> str:
         else:
             ET.SubElement(case, "system-out").text = message
     if result.problem:
-        case = ET.SubElement(suite, "testcase", classname="attnbench.gate", name="the run as a whole")
+        case = ET.SubElement(suite, "testcase", classname="attnbench.gate.runs", name="the run as a whole")
         ET.SubElement(case, "error", message=result.problem, type="RUN").text = result.problem
     for keys, why in ((result.new, "new point: not in the baseline"),):
         for c, b in keys:
-            case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.{b}", name=c)
+            case = ET.SubElement(suite, "testcase", classname=f"attnbench.gate.runs.{b}", name=c)
             ET.SubElement(case, "skipped", message=why)
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
@@ -243,7 +243,7 @@ def junit_xml(result: Any) -> str:
 def error_junit(message: str) -> str:
     suites = ET.Element("testsuites", name="attnbench gate")
     suite = ET.SubElement(suites, "testsuite", name="attnbench-gate", tests="1", failures="0", errors="1")
-    case = ET.SubElement(suite, "testcase", classname="attnbench.gate", name="runs comparable")
+    case = ET.SubElement(suite, "testcase", classname="attnbench.gate.runs", name="runs comparable")
     ET.SubElement(case, "error", message=message, type="NOT_COMPARED").text = message
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

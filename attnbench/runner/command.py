@@ -43,7 +43,7 @@ def default_config(device: str) -> tuple[Path, str]:
 
 def workers_expected(devices: str | None, isolate: bool) -> int:
     """How many worker processes the sweep will start, guessed before torch is imported so that
-    they can be spawned ahead (attnbench.child.prestart): none without isolation, one per entry of
+    they can be spawned ahead (attnbench.runner.child.prestart): none without isolation, one per entry of
     --devices, the GPUs NVML sees (within CUDA_VISIBLE_DEVICES) for `all`, else one. A wrong guess
     costs nothing: spare children are stopped, missing ones spawned when needed."""
     if not isolate:
@@ -84,7 +84,7 @@ def sweep_command(
     on (a full disk, a crash: the manifest says `failed`); 2 bad input; 130 Ctrl-C, 143 SIGTERM
     (both resumable)."""
     if not dry_run:
-        from attnbench.child import prestart
+        from attnbench.runner.child import prestart
 
         # the workers import torch (seconds) while this process imports it and plans
         prestart(workers_expected(devices, isolate))
@@ -92,10 +92,10 @@ def sweep_command(
     from attnbench.config import ConfigError
     from attnbench.console import fail, note, plain, plan_table, warn
     from attnbench.console import out as console
-    from attnbench.fragmentation_run import resolve_study, write_study
+    from attnbench.memory.in_sweep import resolve_study, write_study
     from attnbench.overrides import load_sweep_config
     from attnbench.paths import find_config, shipped_configs
-    from attnbench.plan import PlanSizeError, build_plan
+    from attnbench.runner.plan import PlanSizeError, build_plan
     from attnbench.sysinfo import environment
 
     try:
@@ -170,12 +170,12 @@ def parse_backends(text: str | None) -> list[str] | None:
 
 def open_run_dir(cfg, plan, env, out: Path | None, resume: bool, sharding):
     """The run directory, checked and locked: (RunDir, RunLock). A second sweep or resume on a
-    directory in use is refused, naming the holder (attnbench.runlock)."""
+    directory in use is refused, naming the holder (attnbench.runner.runlock)."""
     from attnbench.console import fail
-    from attnbench.results import RunDir, RunError, latest_run, new_run_id
     from attnbench.runio import check_out_dir
-    from attnbench.runlock import LockError, acquire
-    from attnbench.sweep import ResumeError, check_resume
+    from attnbench.runner.results import RunDir, RunError, latest_run, new_run_id
+    from attnbench.runner.runlock import LockError, acquire
+    from attnbench.runner.sweep import ResumeError, check_resume
     from attnbench.sysinfo import device_tag
 
     if resume:
@@ -202,7 +202,7 @@ def open_run_dir(cfg, plan, env, out: Path | None, resume: bool, sharding):
     try:
         if resume:
             check_resume(run, cfg, plan)
-            from attnbench.shard import check_resume as check_resume_shard
+            from attnbench.runner.shard import check_resume as check_resume_shard
 
             wrong_shard = check_resume_shard(run.read_manifest(), sharding.spec if sharding else None)
             if wrong_shard:
@@ -220,16 +220,16 @@ def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, co
     """Run the sweep; SIGTERM stops it as Ctrl-C does. A full disk or a crash is one line (exit 1),
     after the manifest has recorded it (status `failed`)."""
     from attnbench.console import SweepProgress, fail, note
-    from attnbench.run_end import sigterm_as_interrupt
     from attnbench.runio import describe_os_error
-    from attnbench.sweep import run_sweep
+    from attnbench.runner.run_end import sigterm_as_interrupt
+    from attnbench.runner.sweep import run_sweep
 
     note(f"run directory: {run.path}  ({env.get('gpu_name') or 'CPU'}, {plan.n_points} points)")
     extra = {**(sharding.manifest_fields() if sharding else {}), "planned_keys": whole_plan}
     try:
         with sigterm_as_interrupt():
             if workers:
-                from attnbench.multi_gpu import DevicesError, run_multi_device
+                from attnbench.runner.multi_gpu import DevicesError, run_multi_device
 
                 note(f"devices: {', '.join(w.label for w in workers)} (one worker process each)")
                 try:
@@ -259,7 +259,7 @@ def _run(cfg, plan, run, dev: str, env, workers, isolate: bool, resume: bool, co
 
 
 def _status(run) -> str:
-    from attnbench.results import RunError
+    from attnbench.runner.results import RunError
 
     try:
         return str(run.read_manifest().get("status"))
@@ -282,7 +282,7 @@ def finish(outcome, run, plan, hint: str, allow_failures: bool) -> None:
     """Summary, notes and the exit code (see sweep_command)."""
     from attnbench.console import out as console
     from attnbench.console import summary_table, warn
-    from attnbench.sweep import summarize
+    from attnbench.runner.sweep import summarize
 
     for line in outcome.notes:
         warn(line)
@@ -312,7 +312,7 @@ def scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isola
 
     sharding = workers = None
     if shard is not None:
-        from attnbench.shard import ShardError, parse_spec, shard_plan
+        from attnbench.runner.shard import ShardError, parse_spec, shard_plan
 
         try:
             k, n = parse_spec(shard)
@@ -320,7 +320,7 @@ def scale_out(plan, cfg, dev: str, shard: str | None, devices: str | None, isola
             fail(str(err))
         sharding = shard_plan(plan, cfg.timing_policy(dev), dev, k, n)
     if devices is not None:
-        from attnbench.multi_gpu import DevicesError, parse_devices
+        from attnbench.runner.multi_gpu import DevicesError, parse_devices
 
         if not isolate:
             fail("--devices runs one worker process per device; drop --no-isolate")

@@ -29,7 +29,7 @@ from attnbench import metrics
 from attnbench.backends.base import Backend
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
-from attnbench.plan import Plan, PlannedCase
+from attnbench.runner.plan import Plan, PlannedCase
 
 
 class ShardError(ValueError):

@@ -2,7 +2,7 @@
 
 Refused unless --force: runs of another config (config_hash), another GPU model (gpu_name),
 another attnbench version (attnbench_version), and shards cut differently (shard count or
-partition digest, see attnbench.shard). With --force the merge goes on and the manifest lists what
+partition digest, see attnbench.runner.shard). With --force the merge goes on and the manifest lists what
 differed under `merge_forced`.
 
 A point, (case_id, backend), measured more than once keeps one row, by this rule (RULE):
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnbench.results import MANIFEST, RunDir, bad_lines_note, load_run, now_iso, point_key, read_rows
+from attnbench.runner.results import MANIFEST, RunDir, bad_lines_note, load_run, now_iso, point_key, read_rows
 
 RULE = ("status ok beats any other status; then more samples (n_samples); then the later run "
         "(ended_at, else started_at; ties: later on the command line; in one run: the later line)")
@@ -167,7 +167,7 @@ def planned_keys(manifest: dict[str, Any], rows: list[dict[str, Any]] = (),
     recorded = manifest.get("planned_keys")
     if isinstance(recorded, list) and all(isinstance(k, list) and len(k) == 2 for k in recorded):
         return {(str(c), str(b)) for c, b in recorded}
-    from attnbench.merge_plan import rebuilt_keys
+    from attnbench.runner.merge_plan import rebuilt_keys
 
     return rebuilt_keys(manifest, list(rows), plan_points)
 

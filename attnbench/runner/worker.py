@@ -1,6 +1,6 @@
 """Where points run: in a child process (the sweep's default, for fault isolation) or in-process.
 
-The child (attnbench.child) builds each case's inputs, runs its backends one by one and sends a row
+The child (attnbench.runner.child) builds each case's inputs, runs its backends one by one and sends a row
 per point. The parent waits with a per-point time limit: a point that hangs, kills the process or
 poisons the CUDA context becomes a `failed` row with its reason, and a fresh child takes over the
 remaining points.
@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from attnbench import child as children
 from attnbench.case import Case
-from attnbench.child import CPUS_ENV
 from attnbench.config import TimingPolicy
-from attnbench.results import now_iso
+from attnbench.runner import child as children
+from attnbench.runner.child import CPUS_ENV
+from attnbench.runner.results import now_iso
 
 Row = dict[str, Any]
 
@@ -39,7 +39,7 @@ class CaseRunner:
 
         self.device = torch.device(device if device == "cpu" else f"cuda:{torch.cuda.current_device()}")
         if os.environ.get(CPUS_ENV) and hasattr(os, "sched_getaffinity"):
-            # a pinned worker (attnbench.child): one torch thread per CPU it may use
+            # a pinned worker (attnbench.runner.child): one torch thread per CPU it may use
             torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.policy = policy
         self.calibration = calibration if calibration is not None else calibrate(self.device)
@@ -149,7 +149,7 @@ class ProcessExecutor:
     def start(self) -> dict[str, Any]:
         """Configure a child (one spawned ahead of time when there is one) and wait until it has
         its device and calibration; start_s is how long this waited, start_phases where the
-        child's own start went (attnbench.child.start_phases)."""
+        child's own start went (attnbench.runner.child.start_phases)."""
         began = time.monotonic()
         c = children.take() or children.spawn()
         self._proc, self._conn = c.proc, c.conn

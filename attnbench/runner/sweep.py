@@ -16,12 +16,12 @@ from typing import Any
 
 from attnbench.backends import get_backend
 from attnbench.config import SweepConfig, TimingPolicy
-from attnbench.plan import Plan
 from attnbench.point import base_row, failed, skipped
-from attnbench.progress import Progress  # noqa: F401 - re-exported: the runner's hooks
-from attnbench.results import RunDir, now_iso, point_key
-from attnbench.run_end import Terminated, end_run, signals_held
-from attnbench.worker import LocalExecutor, ProcessExecutor, Task
+from attnbench.runner.plan import Plan
+from attnbench.runner.progress import Progress  # noqa: F401 - re-exported: the runner's hooks
+from attnbench.runner.results import RunDir, now_iso, point_key
+from attnbench.runner.run_end import Terminated, end_run, signals_held
+from attnbench.runner.worker import LocalExecutor, ProcessExecutor, Task
 
 
 class ResumeError(ValueError):

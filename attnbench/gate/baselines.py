@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from attnbench.results import MANIFEST, ROWS, latest_run, load_rows, now_iso
+from attnbench.runner.results import MANIFEST, ROWS, latest_run, load_rows, now_iso
 
 DEFAULT_BASELINES_DIR = Path("results") / "baselines"
 DEFAULT_RESULTS_DIR = Path("results")

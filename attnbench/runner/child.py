@@ -138,7 +138,7 @@ def child_main(conn) -> None:
         import attnbench.calibrate
         import attnbench.inputs
         import attnbench.point  # noqa: F401
-        from attnbench.worker import CaseRunner, Task
+        from attnbench.runner.worker import CaseRunner, Task
     except Exception as err:  # noqa: BLE001
         conn.send(("fatal", f"worker start: imports: {type(err).__name__}: {err}"))
         return

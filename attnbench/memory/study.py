@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from attnbench import fragmentation_paper as paper
-from attnbench.fragmentation_alloc import CONTIGUOUS_POLICIES, POLICIES
-from attnbench.fragmentation_sim import ServingSetup, simulate
-from attnbench.length_dists import DATASETS, dataset_lengths, expected_means
+from attnbench.memory import paper
+from attnbench.memory.contiguous import CONTIGUOUS_POLICIES, POLICIES
+from attnbench.memory.length_dists import DATASETS, dataset_lengths, expected_means
+from attnbench.memory.serving_sim import ServingSetup, simulate
 
 LOADS = ("saturated", "paper-rate")
 SETUP_NUMBERS = (
@@ -229,7 +229,7 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
     """Every planned point; `progress(description)` is called before each (for a progress bar).
     timing_run: a run directory whose GPU decode rows time the iterations (fragmentation_timing);
     without one, or when it has none, the roofline of the setup, and the JSON says which and why."""
-    from attnbench import fragmentation_timing as ft
+    from attnbench.memory import iteration_time as ft
 
     reason = ft.no_measured_timing(timing_run)
     timing = ft.measured_iteration(timing_run, cfg.setup) if reason is None else None
@@ -273,7 +273,7 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
     primary = cfg.loads[0]
     window = None
     if cfg.window is not None:
-        from attnbench.fragmentation_window import study_section
+        from attnbench.memory.window import study_section
 
         window = study_section(lengths, cfg.paged_block_size, cfg.window, serving.kv_capacity_tokens,
                                serving.bytes_per_token)
@@ -299,7 +299,7 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
 
 def study_notes(cfg: StudyConfig, by_load: dict[str, list[dict[str, Any]]],
                 iteration_time: dict[str, Any] | None = None) -> list[str]:
-    from attnbench.fragmentation_timing import describe
+    from attnbench.memory.iteration_time import describe
 
     iteration_time = iteration_time or {"kind": "roofline", "reason": "no run directory given",
                                         "hbm_gbps": cfg.setup["hbm_gbps"],
@@ -365,15 +365,15 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from attnbench import fragmentation_render as render
     from attnbench.console import err, plain
+    from attnbench.memory import render
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
         return 2
     if gpu:
-        from attnbench.fragmentation_gpu import no_gpu_reason
+        from attnbench.memory.gpu_churn import no_gpu_reason
 
         reason = no_gpu_reason()
         if reason:  # asked for and impossible: say so before the study runs, not exit 0 after
@@ -413,7 +413,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             err.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             return 2
         if gpu:
-            from attnbench.fragmentation_gpu import allocator_churn
+            from attnbench.memory.gpu_churn import allocator_churn
 
             result["gpu"] = allocator_churn(cfg, progress=step)
     figures: list[str] = []
@@ -423,7 +423,7 @@ def run_command(config: Path, plot: bool, out: Path | None, json_out: bool, gpu:
             render.plot_block_size(result, out_dir / "figures" / "fragmentation_block_size.png")
             figures = ["figures/fragmentation_breakdown.png", "figures/fragmentation_block_size.png"]
             if result.get("window"):
-                from attnbench.fragmentation_window_render import plot_window
+                from attnbench.memory.window_render import plot_window
 
                 plot_window(result, out_dir / "figures" / "fragmentation_window.png")
                 figures.append("figures/fragmentation_window.png")

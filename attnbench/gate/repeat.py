@@ -28,7 +28,7 @@ def repeat_sweep(
     """Run the K sweeps one after another; the exit code of the first that fails, else 0."""
     from attnbench.console import fail
     from attnbench.console import out as console
-    from attnbench.results import now_iso
+    from attnbench.runner.results import now_iso
 
     if not 2 <= repeat <= MAX_REPEAT:
         fail(f"--repeat {repeat}: allowed 2..{MAX_REPEAT} (1 is a plain sweep)")

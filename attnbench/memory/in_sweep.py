@@ -18,7 +18,7 @@ def resolve_study(cfg: SweepConfig) -> Path | None:
     when it names one that is nowhere or cannot be used."""
     if not cfg.fragmentation:
         return None
-    from attnbench import fragmentation as frag
+    from attnbench.memory import study as frag
     from attnbench.paths import configs_dir
 
     named = Path(cfg.fragmentation)
@@ -37,8 +37,8 @@ def resolve_study(cfg: SweepConfig) -> Path | None:
 
 def write_into_run(study: Path, run_dir: Path) -> Path:
     """Run the study and write fragmentation.json and fragmentation.md into run_dir; the JSON's path."""
-    from attnbench import fragmentation as frag
-    from attnbench import fragmentation_render as render
+    from attnbench.memory import render
+    from attnbench.memory import study as frag
 
     # the run's own GPU decode rows time the serving iterations (else the roofline, said in the JSON)
     result = frag.run_study(frag.load_config(study), timing_run=run_dir)
@@ -50,9 +50,9 @@ def write_into_run(study: Path, run_dir: Path) -> Path:
 def write_study(study: Path, run_dir: Path) -> None:
     """write_into_run for the sweep command: a line on success; one line and exit 2 for a study that
     cannot run (its requests never fill the KV memory)."""
-    from attnbench import fragmentation as frag
     from attnbench.console import fail
     from attnbench.console import out as console
+    from attnbench.memory import study as frag
 
     started = time.perf_counter()
     try:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.case import Case
-from attnbench.plan import Plan
+from attnbench.runner.plan import Plan
 
 FP32_BYTES = 4
 NAIVE_SCORE_COPIES = 3  # scores, softmax, and the copy a matmul makes of it

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import gate_stats
+from attnbench.gate import stats as gate_stats
 
 BAD_STATUSES = ("incorrect", "failed")
 

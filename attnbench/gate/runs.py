@@ -61,9 +61,9 @@ from typing import Any
 
 import numpy as np
 
-from attnbench import gate_stats
-from attnbench.gate_judge import BAD_STATUSES, PointResult, Rules, judge_point, samples_of
-from attnbench.results import MANIFEST, ROWS, load_run, point_key
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.judge import BAD_STATUSES, PointResult, Rules, judge_point, samples_of
+from attnbench.runner.results import MANIFEST, ROWS, load_run, point_key
 
 VERDICTS = ("SLOW", "BROKEN", "VANISHED", "FAST", "SAME", "NOISY", "UNKNOWN")
 FAILING = ("SLOW", "BROKEN", "VANISHED")
@@ -214,7 +214,7 @@ def read_side(spec: str, role: str, baselines_dir: Path = DEFAULT_BASELINES_DIR)
 def read_current(spec: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> RunSide:
     """The current side: one run directory, or the M runs of a `sweep --repeat M` folder combined
     point by point into its median run (combine_runs)."""
-    from attnbench.baselines import run_dirs
+    from attnbench.gate.baselines import run_dirs
 
     path = resolve_run(spec, baselines_dir)
     dirs = run_dirs(path)
@@ -251,7 +251,7 @@ def _median_ms(row: dict[str, Any]) -> float:
 
 def read_baseline(spec: str, baselines_dir: Path = DEFAULT_BASELINES_DIR) -> BaselineSet:
     """A baseline's K runs: a folder's runs/*, a folder of run directories, or one run directory."""
-    from attnbench.baselines import run_dirs
+    from attnbench.gate.baselines import run_dirs
 
     path = resolve_run(spec, baselines_dir)
     dirs = run_dirs(path)
@@ -410,8 +410,8 @@ def report_error(message: str, junit: Path | None, summary: Path | None, err_con
     """One line on stderr, the CI outputs saying NOT COMPARED; exit 2."""
     from rich.markup import escape
 
-    from attnbench import gate_output
     from attnbench.console import err
+    from attnbench.gate import output as gate_output
 
     err_console = err_console or err
     err_console.print(f"[red]gate:[/red] {escape(message)}", highlight=False, soft_wrap=True)
@@ -430,8 +430,8 @@ def report_result(
     """Print the table, write the outputs, say what failed the run as a whole; the exit code."""
     from rich.markup import escape
 
-    from attnbench import gate_output
     from attnbench.console import err, out
+    from attnbench.gate import output as gate_output
 
     console, err_console = console or out, err_console or err
     gate_output.print_result(result, console)

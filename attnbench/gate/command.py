@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from attnbench import gate_stats
+from attnbench.gate import stats as gate_stats
 
 gate_app = typer.Typer(
     help="Regression gate: exit 1 on SLOW, BROKEN or VANISHED points, 2 when the runs cannot be compared.",
@@ -45,7 +45,7 @@ def gate(
     """Gate a run against a baseline of K runs (see `attnbench gate ab` for the A/B mode)."""
     if ctx.invoked_subcommand is not None:
         return
-    from attnbench.gate import report_error, run_gate
+    from attnbench.gate.runs import report_error, run_gate
 
     if baseline is None or current is None:
         missing = "--baseline" if baseline is None else "--current"
@@ -56,7 +56,7 @@ def gate(
         multiplier=multiplier, floor=floor, cap=cap,
     )  # fmt: skip
     if samples_plot is not None and code in (0, 1):
-        from attnbench.gate import resolve_run
+        from attnbench.gate.runs import resolve_run
         from attnbench.report.figures import NoData
         from attnbench.report.plots_samples import gate_figure
 
@@ -92,8 +92,8 @@ def gate_ab(
 ) -> None:
     """A/B: two versions of the backends measured alternately in one process, judged on paired ratios."""
     from attnbench.console import err
-    from attnbench.gate import GateError, report_error, report_result
-    from attnbench.gate_ab import run_ab
+    from attnbench.gate.ab import run_ab
+    from attnbench.gate.runs import GateError, report_error, report_result
 
     try:
         result = run_ab(

@@ -1,0 +1,13 @@
+"""Running a sweep: config -> plan -> points in worker processes -> rows in a run directory.
+
+- plan.py, estimate.py   which (case, backend) points run or are skipped, and how long they take
+- sweep.py               the runner and the sweep contract (one row per planned point, resumable)
+- worker.py, child.py    where points run: a child process per device (fault isolation)
+- shard.py               --shard K/N: any scheduler runs a slice of the plan
+- multi_gpu.py, device_queue.py   --devices: one worker per GPU sharing one queue
+- results.py             run directories: manifest.json + results.jsonl
+- run_end.py, runlock.py how a run ended, and one writer per run directory
+- merge.py, merge_plan.py  one run from shards or repeats
+- progress.py            the hooks the runner calls and the CLI draws
+- command.py             the `attnbench sweep` command
+"""
