@@ -4,13 +4,12 @@ with a slower, a wrong or an unsupported one, as ATTNBENCH_AB_FAKE (read at impo
 from __future__ import annotations
 
 import os
-import time
 
 from attnbench.backends.base import Prepared, Unsupported, registry
 from attnbench.backends.naive import Naive
 
 MODE = os.environ.get("ATTNBENCH_AB_FAKE", "slow")
-SLOW_EXTRA_S = 0.003
+SLOW_REPEATS = 8
 
 
 class FakeNaive(Naive):
@@ -19,14 +18,13 @@ class FakeNaive(Naive):
     def prepare(self, case, inputs):
         inner = super().prepare(case, inputs)
         if MODE == "slow":
-            # the work, then 3 ms idle: a slowdown far beyond the test's 20% threshold even where a
-            # busy 2-core CI machine makes the work itself 10x slower (CI measured 0.85 ms for A, so
-            # doubling the work there read as only 1.19x); sleeping needs no CPU, so contention
-            # cannot hide it
+            # the same work eight times: a slowdown that scales with the work, so it stays far beyond
+            # the test's 20% threshold when a busy CI machine stretches or preempts calls (doubled
+            # work on a 0.1 ms point read as 1.19x there; a fixed sleep made the ratios too scattered)
             def slow():
-                out = inner.run()
-                time.sleep(SLOW_EXTRA_S)
-                return out
+                for _ in range(SLOW_REPEATS - 1):
+                    inner.run()
+                return inner.run()
 
             return Prepared(run=slow, to_packed=inner.to_packed, info=inner.info)
         if MODE == "wrong":  # the last sequence's output off by a little: per-sequence error catches it
