@@ -40,6 +40,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check attnbench kernels tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -146,7 +147,7 @@ class BarProgress(RunnerProgress):
             console=console,
             transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None  # the bar's one task, from start()
 
     def start(self, total: int, done: int) -> None:
         self.bar.start()
@@ -154,6 +155,7 @@ class BarProgress(RunnerProgress):
         self.done, self.total = done, total
 
     def point_started(self, case_id: str, backend: str) -> None:
+        assert self.task is not None, "start() first"
         self.bar.update(self.task, current=plain(f"{backend} {case_id}"))
 
     def point_finished(self, row: dict[str, Any]) -> None:
@@ -166,6 +168,7 @@ class BarProgress(RunnerProgress):
                 f"{plain(row.get('reason', ''))}",
                 highlight=False,
             )
+        assert self.task is not None, "start() first"
         self.bar.advance(self.task)
 
     def stop(self) -> None:

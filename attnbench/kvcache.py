@@ -92,12 +92,13 @@ class FreeBlockQueue:
         """The n blocks at the head, in queue order (NoFreeBlocks, queue unchanged, if fewer)."""
         if n > self._len:
             raise NoFreeBlocks(f"{n} KV-cache blocks wanted, {self._len} free")
-        taken = [None] * n
+        taken: list[Block] = []
         node = self._head.next
-        for i in range(n):
-            taken[i] = node
-            nxt = node.next  # type: ignore[union-attr]
-            node.prev = node.next = None  # type: ignore[union-attr]
+        for _ in range(n):
+            assert node is not None  # n <= len: n blocks follow the head before the tail
+            taken.append(node)
+            nxt = node.next
+            node.prev = node.next = None
             node = nxt
         assert node is not None
         self._head.next, node.prev = node, self._head

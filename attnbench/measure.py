@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,7 @@ def rel_ci_halfwidth(samples: list[float]) -> float:
 
 
 def time_callable(
-    fn: Callable[[], Any] | Sequence[Callable[[], Any]],
+    fn: Callable[[], Any] | list[Callable[[], Any]] | tuple[Callable[[], Any], ...],
     device: torch.device,
     policy: TimingPolicy,
     compute_bound: bool = False,
@@ -185,8 +185,8 @@ def _graph_of(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
 
 
 def _time_cuda(
-    fn: Callable[[], Any] | Sequence[Callable[[], Any]], device: torch.device, policy: TimingPolicy,
-    compute_bound: bool, nvml_index: int | None,
+    fn: Callable[[], Any] | list[Callable[[], Any]] | tuple[Callable[[], Any], ...], device: torch.device,
+    policy: TimingPolicy, compute_bound: bool, nvml_index: int | None,
 ) -> Timing:
     sync = torch.cuda.synchronize
     fns = list(fn) if isinstance(fn, (list, tuple)) else [fn]

@@ -107,8 +107,8 @@ def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list
 
     width = max(len(t) for t in tables)
     table_t = torch.zeros((case.batch, width), dtype=torch.int32)
-    for i, t in enumerate(tables):
-        table_t[i, : len(t)] = torch.tensor(t, dtype=torch.int32)
+    for i, row in enumerate(tables):
+        table_t[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
     token_bytes = 2 * hkv * d * case.elem_bytes  # K and V, every KV head, per token
     unique_tokens = int(torch.unique(slot_index).numel())
     stats = {

@@ -15,6 +15,7 @@ def _package_dir(installed_name: str, tree_folder: str) -> Path:
     if (tree / "__init__.py").exists():
         return tree
     module = importlib.import_module(installed_name)
+    assert module.__file__ is not None, f"{installed_name} is a namespace package, not the shipped one"
     return Path(module.__file__).resolve().parent
 
 

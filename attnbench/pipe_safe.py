@@ -51,4 +51,4 @@ class PipeSafeStdout:
 
 def install() -> None:
     if not isinstance(sys.stdout, PipeSafeStdout) and sys.stdout is not None:
-        sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = PipeSafeStdout(sys.stdout)

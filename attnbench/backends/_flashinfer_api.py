@@ -166,7 +166,7 @@ def gpu_arch() -> int | None:
 def slopes_reason(num_q_heads: int, lib: FlashInferLib | None) -> str:
     """ALiBi runs only where FlashInfer's slopes equal attnbench's (attnbench.patterns)."""
     try:
-        from attnbench.patterns import alibi_slopes  # type: ignore[import-not-found]
+        from attnbench.patterns import alibi_slopes
     except ImportError:
         return "no alibi here: attnbench.patterns (the reference's slopes) is missing"
     ours = torch.as_tensor(alibi_slopes(num_q_heads), dtype=torch.float64).flatten()

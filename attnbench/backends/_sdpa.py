@@ -11,6 +11,7 @@ GQA uses enable_gqa; if the pinned kernel refuses it, K/V heads are repeated in 
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ class SdpaBackend(Backend):
     family = "flash"
     impl = "torch"
     kv_inputs = ("contiguous",)
-    devices = ("cuda",)
+    devices: ClassVar[tuple[str, ...]] = ("cuda",)
     sdpa_backend: str  # name in torch.nn.attention.SDPBackend
     takes_mask: bool = True
     dtypes: tuple[str, ...] = ("bf16", "fp16")

@@ -77,7 +77,7 @@ def compile_info(kernel: object, before: int | None) -> dict[str, object]:
     switches are constexprs (one variant per combination).
     """
     after = kernel_cache_size(kernel)
-    how = {"pattern_args": "window, softcap runtime; feature switches constexpr"}
+    how: dict[str, object] = {"pattern_args": "window, softcap runtime; feature switches constexpr"}
     if before is None or after is None:
         return how
     return {"new_kernel": after > before, **how}

@@ -11,7 +11,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 if TYPE_CHECKING:
     import torch
@@ -97,9 +97,11 @@ def case_features(case: Case) -> tuple[str, ...]:
     return tuple(f for f in PATTERN_FEATURES if used[f])
 
 
-def _with_pattern_check(
-    supports: Callable[[Backend, Case], tuple[bool, str]],
-) -> Callable[[Backend, Case], tuple[bool, str]]:
+# A backend's own supports(self, case); the wrapper below has its signature (functools.wraps).
+_Supports = TypeVar("_Supports", bound="Callable[[Any, Case], tuple[bool, str]]")
+
+
+def _with_pattern_check(supports: _Supports) -> _Supports:
     @functools.wraps(supports)
     def checked(self: Backend, case: Case) -> tuple[bool, str]:
         missing = [f for f in case_features(case) if f not in type(self).patterns]
@@ -108,7 +110,7 @@ def _with_pattern_check(
         return supports(self, case)
 
     checked._checks_patterns = True  # type: ignore[attr-defined]
-    return checked
+    return cast(_Supports, checked)
 
 
 _REGISTRY: dict[str, type[Backend]] = {}

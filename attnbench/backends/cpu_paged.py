@@ -13,6 +13,8 @@ ALiBi, all run-time kernel arguments (a new window size or cap reuses the same l
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from attnbench import cpu_build, metrics
@@ -88,7 +90,9 @@ class CpuPaged(Backend):
         threads = thread_count(case, torch.get_num_threads())
         per_thread = lib.paged_scratch_floats(case.num_q_heads, case.num_kv_heads, case.head_dim,
                                               paged.block_size, tile)
-        args = dict(
+        slopes = torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32) if case.alibi else None
+        attention = functools.partial(  # the call's arguments, bound once outside the timed call
+            lib.paged_attention,
             out=out.data_ptr(), q=q.data_ptr(), k_cache=k_cache.data_ptr(), v_cache=v_cache.data_ptr(),
             block_tables=tables.data_ptr(), kv_lens=kv_lens.data_ptr(), cu_seqlens_q=cu_q.data_ptr(),
             batch=case.batch, num_q_heads=case.num_q_heads, num_kv_heads=case.num_kv_heads,
@@ -96,16 +100,14 @@ class CpuPaged(Backend):
             table_stride=tables.shape[1], dtype=cpu_build.DTYPE_CODES[case.dtype], causal=case.causal,
             scale=case.softmax_scale, query_tile=tile, num_threads=threads,
             window=case.window, softcap=case.softcap,
+            alibi_slopes=slopes.data_ptr() if slopes is not None else 0,  # 0: none, the default
         )
-        slopes = torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32) if case.alibi else None
-        if slopes is not None:
-            args["alibi_slopes"] = slopes.data_ptr()
         keep = (q, k_cache, v_cache, tables, kv_lens, cu_q, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep
             scratch = torch.empty(threads * per_thread, dtype=torch.float32)
-            lib.paged_attention(**args, scratch=scratch.data_ptr(), scratch_floats=scratch.numel())
+            attention(scratch=scratch.data_ptr(), scratch_floats=scratch.numel())
             return out
 
         info = {"query_tile": tile, "threads": threads, "pattern": case.pattern,

@@ -14,6 +14,7 @@ return at once, the merge skipping them.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -108,6 +109,7 @@ class CudaPaged(Backend):
             raise Unsupported(reason)
         paged = inputs.paged
         assert paged is not None
+        assert case.block_size is not None, "supports() admits only block sizes in BLOCK_SIZES"
         lib = cuda_build.load()
         code = dtype_code(case.dtype)
         q = inputs.q.contiguous()
@@ -146,7 +148,10 @@ class CudaPaged(Backend):
             )
             info.update(partition_tokens=part_tokens, partitions=max_parts)
 
-        args = dict(
+        slopes = (torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32, device=q.device)
+                  if case.alibi else None)
+        decode = functools.partial(  # the launch's arguments, bound once outside the timed call
+            lib.paged_decode,
             out=out.data_ptr(),
             q=q.data_ptr(),
             k_cache=k_cache.data_ptr(),
@@ -167,15 +172,13 @@ class CudaPaged(Backend):
             part_acc=part_acc.data_ptr() if part_acc is not None else 0,
             part_ml=part_ml.data_ptr() if part_ml is not None else 0,
             max_partitions=max_parts,
+            alibi_slopes=slopes.data_ptr() if slopes is not None else 0,
         )
-        slopes = (torch.tensor(alibi_slopes(case.num_q_heads), dtype=torch.float32, device=q.device)
-                  if case.alibi else None)
-        args["alibi_slopes"] = slopes.data_ptr() if slopes is not None else 0
         keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes)  # alive as long as run()
 
         def run() -> torch.Tensor:
             _ = keep
-            lib.paged_decode(**args, stream=current_stream())
+            decode(stream=current_stream())
             return out
 
         return Prepared(run=run, to_packed=lambda o: o, info=info)

@@ -167,6 +167,7 @@ class FlexPaged(FlexBase):
         if not ok:
             return ok, why
         bs = case.block_size
+        assert bs is not None  # case.paged: the case has a block size
         if bs < MIN_PAGE or bs % MIN_PAGE:
             return False, (f"block_size {bs}: a FlexAttention KV tile must fit in one page and hold at least "
                            f"{MIN_PAGE} keys (Triton dot); allowed: multiples of {MIN_PAGE}")
@@ -181,6 +182,7 @@ class FlexPaged(FlexBase):
         paged = inputs.paged
         assert paged is not None
         dev, bs = inputs.device, case.block_size
+        assert bs is not None  # supports() took a paged case only
         num_pages = paged.k_cache.shape[0]
         hkv, d = case.num_kv_heads, case.head_dim
         # The pool as one shared KV row: (1, Hkv, num_pages * bs, D), a strided view (no copy).

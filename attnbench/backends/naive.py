@@ -35,7 +35,10 @@ class Naive(Backend):
         # Masks are built untimed; the additive -inf bias is applied inside the timed call.
         needs_mask = case.causal or not uniform(case) or case.paged or needs_bias(case)
         # Gathered paged K/V span whole blocks: the bias masks the tail of the last block too.
-        nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size if case.paged else None
+        nk_padded = None
+        if case.paged:
+            assert inputs.paged is not None, "a paged case's inputs hold its paged pool"
+            nk_padded = inputs.paged.block_tables.shape[1] * inputs.paged.block_size
         bias = pattern_bias(case, q.device, nk_padded)
         group = case.gqa_ratio
         scale = case.softmax_scale

@@ -100,11 +100,11 @@ def _notes(brows: list[dict[str, Any]], crow: dict[str, Any]) -> list[str]:
         notes.append("baseline throttled")
     if crow.get("throttled"):
         notes.append("current throttled")
-    variants = {r.get("variant") for r in brows if r.get("variant") is not None}
+    variants = {str(r["variant"]) for r in brows if r.get("variant") is not None}
     cv = crow.get("variant")
     if cv is not None and variants and cv not in variants:
         # a backend that picks its kernel variant picked another one this time
-        notes.append(f"variant {'/'.join(sorted(map(str, variants)))} -> {cv}")
+        notes.append(f"variant {'/'.join(sorted(variants))} -> {cv}")
     if crow.get("launch_bound") is True:
         call = _number(crow, "call_ms_p50")
         host = f"host {call:.4g} ms per call, " if call is not None else ""
@@ -113,7 +113,7 @@ def _notes(brows: list[dict[str, Any]], crow: dict[str, Any]) -> list[str]:
 
 
 def _timing_mismatch(brows: list[dict[str, Any]], crow: dict[str, Any]) -> str:
-    methods = {r.get("timing_method") for r in brows if r.get("timing_method")}
+    methods = {str(r["timing_method"]) for r in brows if r.get("timing_method")}
     cm = crow.get("timing_method")
     if cm and methods and methods != {cm}:
         return f"timing method differs (baseline {'/'.join(sorted(methods))}, current {cm})"
@@ -137,11 +137,11 @@ def judge_point(
         n_baseline=int(first_b[1].size),
         n_current=int(cs.size),
     )
-    none = dict(ratio=None, low=None, high=None)
+    none: dict[str, Any] = dict(ratio=None, low=None, high=None)
     if ok_runs and (crow is None or crow.get("status") == "skipped"):
         why = "not in the current run" if crow is None else f"skipped now: {crow.get('reason') or '?'}"
         return PointResult(verdict="VANISHED", note=f"ok in the baseline; {why}", **none, **base)
-    if ok_runs and crow.get("status") in BAD_STATUSES:
+    if ok_runs and crow is not None and crow.get("status") in BAD_STATUSES:
         reason = crow.get("reason") or ""
         note = f"ok in the baseline; {crow['status']} now" + (f": {reason}" if reason else "")
         return PointResult(verdict="BROKEN", note=note, **none, **base)
@@ -205,7 +205,7 @@ def _single_run_rule(
     verdicts = []
     intervals = [gate_stats.ratio_interval(s, cs, rules.point_alpha) for _, s in ok_runs]
     for iv in intervals:
-        if not iv.bounded:
+        if iv.low is None or iv.high is None:  # not bounded at this confidence
             verdicts.append("UNKNOWN")
         elif iv.low > 1.0 + rules.threshold:
             verdicts.append("SLOW")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnbench.gate.runs import FAILING, VERDICTS, GateResult, Key, PointResult
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 COLOURS = {
     "SLOW": "bold red", "BROKEN": "bold red", "VANISHED": "bold red", "FAST": "green", "SAME": "dim",
@@ -103,11 +106,12 @@ def print_result(result: GateResult, console) -> None:
     from rich.table import Table
 
     table = Table(title=headline(result), title_justify="left")
-    for name, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("point", "left"), ("backend", "left"), ("baseline ms", "right"), ("current ms", "right"),
         ("ratio", "right"), ("tolerance", "right"), ("spread", "right"), ("runs", "right"),
         ("run interval", "right"), ("verdict", "left"),
-    ):  # fmt: skip
+    )  # fmt: skip
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold")
     for p in sorted_points(result):
         style = COLOURS[p.verdict]

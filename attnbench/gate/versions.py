@@ -110,7 +110,9 @@ def _git_export(rev: str, repo: Path) -> tuple[tempfile.TemporaryDirectory, str]
 def load_version(spec: str) -> Version:
     """Import the backends a spec names (see the module docstring)."""
     here = checkout_root()
-    tmp, plugins, describe = None, (), ""
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    plugins: tuple[str, ...] = ()
+    describe = ""
     if spec in ("worktree", "."):
         root, describe = here, f"this checkout ({here})"
     elif spec.startswith("git:") and spec[4:]:

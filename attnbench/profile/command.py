@@ -144,6 +144,7 @@ def run_command(a: dict[str, Any]) -> int:
     env = environment(device)
     setup = Setup(tool, device, max(1, int(a.get("calls") or 5)), float(a.get("timeout") or 600), ncu_path)
     if tool == "ncu":
+        assert ncu_path is not None  # --tool ncu without an ncu failed above
         setup.metrics = ncu_mod.choose_metrics(ncu_mod.query_metric_names(ncu_path))
     label = cfg.name if cfg else "cli"
     run_id = new_run_id(f"{label}-profile-{tool}", device_tag(env))

@@ -70,7 +70,8 @@ def version(ncu: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"Version\s+(\S+)", out)
-    return m.group(1) if m else (out.strip().splitlines() or [None])[-1]
+    lines = out.strip().splitlines()
+    return m.group(1) if m else (lines[-1] if lines else None)
 
 
 def parse_metric_names(text: str) -> set[str]:
@@ -243,7 +244,8 @@ def _weighted(kernels: list[dict[str, Any]], f: str) -> float | None:
 
 def _sum(kernels: list[dict[str, Any]], f: str) -> float | None:
     vals = [k.get(f) for k in kernels]
-    return None if not vals or any(v is None for v in vals) else sum(vals)
+    known = [v for v in vals if v is not None]
+    return sum(known) if known and len(known) == len(vals) else None  # None: a kernel lacks it
 
 
 def summarize(kernels: list[dict[str, Any]], case: Case) -> dict[str, Any]:
@@ -262,7 +264,8 @@ def summarize(kernels: list[dict[str, Any]], case: Case) -> dict[str, Any]:
         "dram_write_bytes": int(write) if write is not None else None,
         "min_read_bytes": min_read,
         "dram_read_ratio": read / min_read if read is not None and min_read else None,
-        "dram_total_ratio": (read + write) / min_total if None not in (read, write) and min_total else None,
+        "dram_total_ratio": ((read + write) / min_total
+                             if read is not None and write is not None and min_total else None),
         "ncu_main_kernel": main["name"] if main else None,
         "ncu_main_kernel_share": (main["duration_ns"] / duration) if main and duration else None,
     }

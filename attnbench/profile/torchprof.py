@@ -114,9 +114,8 @@ def _call_stats(window: dict[str, Any], work: list[dict[str, Any]], device_type:
 
 def summarize_trace(trace: dict[str, Any] | str | Path, device_type: str) -> dict[str, Any]:
     """Row fields (torch_*) of one point's trace."""
-    if not isinstance(trace, dict):
-        trace = json.loads(Path(trace).read_text())
-    events = _complete(trace.get("traceEvents", []))
+    data: dict[str, Any] = trace if isinstance(trace, dict) else json.loads(Path(trace).read_text())
+    events = _complete(data.get("traceEvents", []))
     windows, work = _calls_and_work(events, device_type)
     if not windows:
         raise ValueError(f"the trace has no {CALL_PREFIX}* call windows")

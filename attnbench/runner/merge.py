@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def merge_rows(sources: list[Source]) -> tuple[list[dict[str, Any]], list[Droppe
     return rows, dropped
 
 
-def planned_keys(manifest: dict[str, Any], rows: list[dict[str, Any]] = (),
+def planned_keys(manifest: dict[str, Any], rows: Sequence[dict[str, Any]] = (),
                  plan_points: int | None = None) -> set[tuple[str, str]] | None:
     """Every point the run's plan holds; None where it cannot be known here.
 
@@ -179,7 +180,7 @@ def coverage(sources: list[Source], rows: list[dict[str, Any]]) -> dict[str, Any
     shard_plans = [s.manifest.get("shard_plan") or {} for s in sources if s.shard]
     whole = any(not s.shard for s in sources)
     count = shard_plans[0].get("count") if shard_plans else None
-    present = sorted({p.get("index") for p in shard_plans if p.get("index") is not None})
+    present = sorted({p["index"] for p in shard_plans if p.get("index") is not None})
     missing_shards = [] if whole or count is None else [k for k in range(1, count + 1) if k not in present]
     plan_points = shard_plans[0].get("plan_points") if shard_plans else first.get("planned_points")
     keys = planned_keys(first, rows, plan_points)

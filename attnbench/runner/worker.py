@@ -12,13 +12,19 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
 from attnbench.runner import child as children
 from attnbench.runner.child import CPUS_ENV
 from attnbench.runner.results import now_iso
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from attnbench.inputs import Inputs
 
 Row = dict[str, Any]
 
@@ -43,8 +49,8 @@ class CaseRunner:
             torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.policy = policy
         self.calibration = calibration if calibration is not None else calibrate(self.device)
-        self._base = None  # the last contiguous case's inputs: its paged variants reuse them
-        self._last = None  # the last case's inputs, whatever its kind
+        self._base: Inputs | None = None  # the last contiguous case's inputs: its paged variants reuse them
+        self._last: Inputs | None = None  # the last case's inputs, whatever its kind
 
     def run(self, task: Task, on_start: Callable[[str], None]) -> Iterator[Row]:
         from attnbench.backends import get_backend
@@ -143,8 +149,8 @@ class ProcessExecutor:
         self.calibration: dict[str, Any] | None = None
         self.start_s: float | None = None  # the last start: imports, CUDA context, calibration
         self.start_phases: dict[str, float] = {}
-        self._proc = None
-        self._conn = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
 
     def start(self) -> dict[str, Any]:
         """Configure a child (one spawned ahead of time when there is one) and wait until it has
@@ -153,7 +159,7 @@ class ProcessExecutor:
         began = time.monotonic()
         c = children.take() or children.spawn()
         self._proc, self._conn = c.proc, c.conn
-        self._conn.send(("configure", self.device, self.policy, self.calibration, self.env))
+        c.conn.send(("configure", self.device, self.policy, self.calibration, self.env))
         msg = self._recv(timeout=600)
         if msg is None or msg[0] != "ready":
             detail = msg[1] if msg else "no answer"
@@ -165,20 +171,23 @@ class ProcessExecutor:
         return self.calibration
 
     def _recv(self, timeout: float):
+        conn, proc = self._conn, self._proc
+        assert conn is not None and proc is not None, "start() connects a child before anything is read"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
                 try:
-                    return self._conn.recv()
+                    return conn.recv()
                 except (EOFError, OSError):
                     return ("died", died_reason(self._exitcode()))
-            if not self._proc.is_alive():
-                if self._conn.poll(0):
+            if not proc.is_alive():
+                if conn.poll(0):
                     continue
                 return ("died", died_reason(self._exitcode()))
         return None
 
     def _exitcode(self):
+        assert self._proc is not None, "only a started child has an exit code"
         self._proc.join(timeout=1)
         return self._proc.exitcode
 
@@ -189,6 +198,7 @@ class ProcessExecutor:
         while remaining:
             if self._proc is None or not self._proc.is_alive():
                 self.start()
+            assert self._conn is not None  # start() connected the child
             self._conn.send(("task", task.case.to_json(), remaining))
             current: str | None = None
             while True:
@@ -231,6 +241,7 @@ class ProcessExecutor:
 
     def close(self) -> None:
         if self._proc is not None and self._proc.is_alive():
+            assert self._conn is not None  # start() set it with _proc
             try:
                 self._conn.send(("stop",))
                 self._proc.join(timeout=5)
@@ -262,6 +273,7 @@ class LocalExecutor:
     ) -> Iterator[Row]:
         if self._runner is None:
             self.start()
+        assert self._runner is not None  # start() made it
         yield from self._runner.run(task, on_start)
 
     def close(self) -> None:
