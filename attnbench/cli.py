@@ -396,8 +396,9 @@ def report(
     ),
 ) -> None:
     """Turn runs into report.md, report.html and figures: the comparison's tables, measured."""
-    import attnbench.report as rep
     from attnbench.console import err, fail
+    from attnbench.report.build import write_report
+    from attnbench.report.load import ReportError
     from attnbench.runner.results import latest_run
 
     paths = list(runs or [])
@@ -410,8 +411,8 @@ def report(
 
     out = out or default_out(paths[0], in_place)
     try:
-        _, written = rep.write_report(paths, out, plot, formats, fragmentation, profile)
-    except rep.ReportError as exc:
+        _, written = write_report(paths, out, plot, formats, fragmentation, profile)
+    except ReportError as exc:
         fail(str(exc))
     except OSError as exc:  # --out a file, under a file, read-only, a full disk
         from attnbench.runio import describe_os_error
@@ -435,7 +436,7 @@ def fragmentation(
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path
 
-    from attnbench.memory.study import run_command
+    from attnbench.memory.command import run_command
 
     code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu,
                        Path(timing_from) if timing_from else None)

@@ -17,26 +17,15 @@ Layouts (the one convention every backend adapts from):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from attnbench.case import Case
+from attnbench.paged_pool import PagedKV, paged_pool_for_case
 from attnbench.reference import ErrorBaseline, error_baseline, reference_attention
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-@dataclass
-class PagedKV:
-    k_cache: torch.Tensor
-    v_cache: torch.Tensor
-    block_tables: torch.Tensor
-    kv_lens: torch.Tensor
-    block_size: int
-    # KV-cache accounting for the row: bytes of the blocks allocated vs bytes holding tokens.
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,8 +96,6 @@ def random_qkv(case: Case, device: torch.device | str) -> tuple[torch.Tensor, to
 
 def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
     """Scatter the packed K/V into a block pool through the KV-cache manager."""
-    from attnbench.paged_pool import paged_pool_for_case
-
     return paged_pool_for_case(case, k, v, cu_k)
 
 

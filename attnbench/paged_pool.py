@@ -9,12 +9,26 @@ server leaves them; "contiguous" places the sequences in a fresh pool in ascendi
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from attnbench.case import Case
-from attnbench.inputs import PagedKV
 from attnbench.kvcache import KVCacheManager
+
+
+@dataclass
+class PagedKV:
+    """A case's paged KV inputs (layouts: attnbench.inputs); attnbench.inputs.Inputs.paged holds one."""
+
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    block_tables: torch.Tensor
+    kv_lens: torch.Tensor
+    block_size: int
+    # KV-cache accounting for the row: bytes of the blocks allocated vs bytes holding tokens.
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def _case_token_ids(case: Case) -> list[list[int]]:

@@ -25,7 +25,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-heavy = sorted(m for m in ("torch", "triton", "matplotlib") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "triton", "matplotlib", "pandas") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 print("CODE=" + str(code))
 """
@@ -38,6 +38,9 @@ def _modules_after(args: list[str]) -> tuple[str, str]:
     heavy = next(line for line in lines if line.startswith("HEAVY="))[6:]
     code = next(line for line in lines if line.startswith("CODE="))[5:]
     return heavy, code
+
+
+PANDAS_COMMANDS = ("report", "compare-studies", "export")  # the ones that build tables from rows
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,8 @@ def test_read_only_commands_do_not_import_torch(args, tmp_path):
     heavy, code = _modules_after(args)
     assert "torch" not in heavy and "triton" not in heavy, (args, heavy)
     assert "matplotlib" not in heavy  # no --plot: no figures, no matplotlib
+    if args[0] not in PANDAS_COMMANDS:  # pandas alone is ~0.35 s of CPU to import: only tables need it
+        assert "pandas" not in heavy, (args, heavy)
     assert code in ("0", "None"), (args, code)
 
 

@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import make_fixture_run as fx  # noqa: E402
 
 from attnbench.cli import app  # noqa: E402
-from attnbench.report import ReportError, write_report  # noqa: E402
+from attnbench.report.build import write_report  # noqa: E402
 from attnbench.report.fit import loglog_fit  # noqa: E402
+from attnbench.report.load import ReportError  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

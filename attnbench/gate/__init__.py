@@ -9,6 +9,6 @@ Two modes, one verdict vocabulary (SLOW, FAST, SAME, NOISY, BROKEN, VANISHED, UN
 - versions.py   loading two versions of the backends side by side
 - baselines.py  named baselines committed under results/baselines/NAME/
 - repeat.py     `sweep --repeat K`: K fresh sweep processes
-- output.py     the terminal table, the CI page's Markdown summary, JUnit XML
+- output.py     the terminal table, the CI page's Markdown summary, JUnit XML; run_gate: compare, show
 - command.py    the `attnbench gate` commands
 """

@@ -45,7 +45,7 @@ def gate(
     """Gate a run against a baseline of K runs (see `attnbench gate ab` for the A/B mode)."""
     if ctx.invoked_subcommand is not None:
         return
-    from attnbench.gate.runs import report_error, run_gate
+    from attnbench.gate.output import report_error, run_gate
 
     if baseline is None or current is None:
         missing = "--baseline" if baseline is None else "--current"
@@ -93,7 +93,8 @@ def gate_ab(
     """A/B: two versions of the backends measured alternately in one process, judged on paired ratios."""
     from attnbench.console import err
     from attnbench.gate.ab import run_ab
-    from attnbench.gate.runs import GateError, report_error, report_result
+    from attnbench.gate.output import report_error, report_result
+    from attnbench.gate.runs import GateError
 
     try:
         result = run_ab(

@@ -1,12 +1,25 @@
-"""What the gate shows: a rich table on the terminal, a Markdown summary for the CI page, JUnit XML."""
+"""What the gate shows: a rich table on the terminal, a Markdown summary for the CI page, JUnit XML;
+and run_gate, the `attnbench gate` command's work: compare, then show."""
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnbench.gate.runs import FAILING, VERDICTS, GateResult, Key, PointResult
+from attnbench.gate import stats as gate_stats
+from attnbench.gate.runs import (
+    DEFAULT_BASELINES_DIR,
+    EXIT_INCOMPARABLE,
+    FAILING,
+    VERDICTS,
+    GateError,
+    GateResult,
+    Key,
+    PointResult,
+    compare,
+)
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -284,3 +297,63 @@ def write_error_outputs(
         _append(step_summary, md)
     if junit is not None:
         _write(junit, error_junit(message))
+
+
+def run_gate(
+    baseline: str,
+    current: str,
+    threshold: float = 0.05,
+    alpha: float = 0.05,
+    junit: Path | None = None,
+    summary: Path | None = None,
+    force: bool = False,
+    baselines_dir: Path = DEFAULT_BASELINES_DIR,
+    console: Any = None,
+    err_console: Any = None,
+    multiplier: float = gate_stats.DEFAULT_MULTIPLIER,
+    floor: float = gate_stats.DEFAULT_FLOOR,
+    cap: float = gate_stats.DEFAULT_CAP,
+) -> int:
+    """The `attnbench gate` command: compare, print, write the outputs; returns the exit code."""
+    try:
+        result = compare(baseline, current, threshold, alpha, force, baselines_dir, multiplier, floor, cap)
+    except GateError as e:
+        return report_error(str(e), junit, summary, err_console)
+    return report_result(result, junit, summary, console, err_console)
+
+
+def report_error(message: str, junit: Path | None, summary: Path | None, err_console: Any = None) -> int:
+    """One line on stderr, the CI outputs saying NOT COMPARED; exit 2."""
+    from rich.markup import escape
+
+    from attnbench.console import err
+
+    err_console = err_console or err
+    err_console.print(f"[red]gate:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    try:
+        write_error_outputs(
+            message, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None
+        )
+    except OSError as w:
+        err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(w))}", highlight=False)
+    return EXIT_INCOMPARABLE
+
+
+def report_result(
+    result: Any, junit: Path | None, summary: Path | None, console: Any, err_console: Any
+) -> int:
+    """Print the table, write the outputs, say what failed the run as a whole; the exit code."""
+    from rich.markup import escape
+
+    from attnbench.console import err, out
+
+    console, err_console = console or out, err_console or err
+    print_result(result, console)
+    try:
+        write_outputs(result, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None)
+    except OSError as e:
+        err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(e))}", highlight=False)
+        return EXIT_INCOMPARABLE
+    if result.problem:
+        err_console.print(f"[red]gate:[/red] {escape(result.problem)}", highlight=False, soft_wrap=True)
+    return result.exit_code

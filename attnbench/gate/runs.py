@@ -54,7 +54,6 @@ nothing was compared, or a run cannot be read (--force cannot help there).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ DEFAULT_BASELINES_DIR = Path("results") / "baselines"
 
 Key = tuple[str, str]
 
-__all__ = ["PointResult", "GateResult", "GateError", "compare", "run_gate", "VERDICTS"]
+__all__ = ["PointResult", "GateResult", "GateError", "compare", "VERDICTS"]
 
 
 class GateError(Exception):
@@ -381,65 +380,3 @@ def compare_sides(
         forced=bool(problems) and force,
         warnings=warnings,
     )
-
-
-def run_gate(
-    baseline: str,
-    current: str,
-    threshold: float = 0.05,
-    alpha: float = 0.05,
-    junit: Path | None = None,
-    summary: Path | None = None,
-    force: bool = False,
-    baselines_dir: Path = DEFAULT_BASELINES_DIR,
-    console: Any = None,
-    err_console: Any = None,
-    multiplier: float = gate_stats.DEFAULT_MULTIPLIER,
-    floor: float = gate_stats.DEFAULT_FLOOR,
-    cap: float = gate_stats.DEFAULT_CAP,
-) -> int:
-    """The `attnbench gate` command: compare, print, write the outputs; returns the exit code."""
-    try:
-        result = compare(baseline, current, threshold, alpha, force, baselines_dir, multiplier, floor, cap)
-    except GateError as e:
-        return report_error(str(e), junit, summary, err_console)
-    return report_result(result, junit, summary, console, err_console)
-
-
-def report_error(message: str, junit: Path | None, summary: Path | None, err_console: Any = None) -> int:
-    """One line on stderr, the CI outputs saying NOT COMPARED; exit 2."""
-    from rich.markup import escape
-
-    from attnbench.console import err
-    from attnbench.gate import output as gate_output
-
-    err_console = err_console or err
-    err_console.print(f"[red]gate:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    try:
-        gate_output.write_error_outputs(
-            message, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None
-        )
-    except OSError as w:
-        err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(w))}", highlight=False)
-    return EXIT_INCOMPARABLE
-
-
-def report_result(
-    result: Any, junit: Path | None, summary: Path | None, console: Any, err_console: Any
-) -> int:
-    """Print the table, write the outputs, say what failed the run as a whole; the exit code."""
-    from rich.markup import escape
-
-    from attnbench.console import err, out
-    from attnbench.gate import output as gate_output
-
-    console, err_console = console or out, err_console or err
-    gate_output.print_result(result, console)
-    try:
-        gate_output.write_outputs(result, junit, summary, os.environ.get("GITHUB_STEP_SUMMARY") or None)
-    except OSError as e:
-        err_console.print(f"[red]gate:[/red] cannot write an output: {escape(str(e))}", highlight=False)
-        return EXIT_INCOMPARABLE
-    if result.problem:
-        err_console.print(f"[red]gate:[/red] {escape(result.problem)}", highlight=False, soft_wrap=True)
-    return result.exit_code

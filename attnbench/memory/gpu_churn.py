@@ -16,6 +16,8 @@ import os
 from typing import Any
 
 from attnbench.memory.contiguous import CONTIGUOUS_POLICIES
+from attnbench.memory.serving_sim import simulate
+from attnbench.memory.study import dataset_requests
 
 GIB = 2**30
 HEADROOM_BYTES = 256 * 2**20  # for the allocator's 2 MiB rounding of each request
@@ -119,10 +121,7 @@ def allocator_churn(cfg, dataset: str = "sharegpt", progress: Any = None) -> dic
     reason = no_gpu_reason()
     if reason:
         return {"skipped": reason}
-    import torch
-
-    from attnbench.memory.serving_sim import simulate
-    from attnbench.memory.study import dataset_requests
+    import torch  # deferred: the simulated study (no --gpu) never pays for torch
 
     if dataset not in cfg.datasets:
         dataset = next(iter(cfg.datasets))

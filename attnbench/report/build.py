@@ -4,7 +4,6 @@ render Markdown and HTML into the output directory."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,27 +15,17 @@ from attnbench.report import (
     fragmentation,
     overview,
     quick_summary,
+    render_html,
+    render_md,
     summary,
     support,
     when_to_use,
 )
-from attnbench.report.figures import FigureResult
+from attnbench.report.document import Report
 from attnbench.report.load import ReportError, RunData, load_runs
 from attnbench.report.table import Table
 
 FORMATS = ("md", "html")
-
-
-@dataclass
-class Report:
-    runs: list[RunData]
-    tables: list[Table]
-    figures: list[FigureResult] = field(default_factory=list)
-    plotted: bool = False
-    generated_at: str = ""
-
-    def table(self, key: str) -> Table:
-        return next(t for t in self.tables if t.key == key)
 
 
 def run_tables(run: RunData) -> dict[str, Table]:
@@ -102,8 +91,6 @@ def write_report(
     fragmentation_path: Path | None = None, profile_paths: list[Path] = (),
 ) -> tuple[Report, list[Path]]:
     """Load the runs, build the report and write it; returns the report and the files written."""
-    from attnbench.report import render_html, render_md
-
     kinds = parse_formats(formats)
     if not run_paths:
         raise ReportError("no run directories given")
@@ -113,7 +100,7 @@ def write_report(
     report = build(runs)
     written: list[Path] = []
     if plot:
-        from attnbench.report.figures import draw_all
+        from attnbench.report.draw import draw_all  # deferred: matplotlib, ~0.7 s of CPU, only for --plot
 
         report.figures = draw_all(runs, out / "figures")
         report.plotted = True
@@ -127,27 +114,3 @@ def write_report(
         path.write_text(render_html.render(report), encoding="utf-8")
         written.append(path)
     return report, written
-
-
-# Which figures follow which table in the rendered report (figure kinds, FigureResult.base).
-FIGURES_AFTER = {
-    "compare": ("samples",),
-    "complexity": ("latency_vs_seqlen", "roofline"),
-    "bandwidth": ("decode_bandwidth",),
-    "when_to_use": ("speedup_heatmap", "block_size_tradeoff"),
-    "fragmentation": ("fragmentation",),
-}
-
-
-def figures_after(report: Report, table_key: str) -> list[FigureResult]:
-    kinds = FIGURES_AFTER.get(table_key, ())
-    return [f for kind in kinds for f in report.figures if f.base == kind]
-
-
-def title_line(report: Report) -> str:
-    names = ", ".join(r.label for r in report.runs)
-    return f"Generated {report.generated_at} from {len(report.runs)} run(s): {names}."
-
-
-def is_synthetic(report: Report) -> bool:
-    return any(r.manifest.get("synthetic") for r in report.runs)

@@ -62,17 +62,19 @@ def _run_legend(ax, runs: list[RunData]) -> None:
 
 
 def latency_vs_length(runs: list[RunData], colors: dict[str, str], title: str) -> Figure:
-    phases = [p for p in ("prefill", "decode") if any(length_series(r.ok, p) for r in runs)]
+    # each run's sweep of each phase, found once: the search costs more than drawing its lines
+    sweeps = {(ri, p): length_series(r.ok, p) for ri, r in enumerate(runs) for p in ("prefill", "decode")}
+    phases = [p for p in ("prefill", "decode") if any(sweeps[ri, p] for ri in range(len(runs)))]
     if not phases:
         raise NoData("no sweep with ok rows at 2 or more equal lengths in any run")
-    n_labels = max(len(length_series(r.ok, p)) for r in runs for p in phases)
+    n_labels = max(len(sweeps[ri, p]) for ri in range(len(runs)) for p in phases)
     fig = new_figure(7.6 * len(phases) + 0.6, 6.8 + 0.2 * -(-(n_labels + len(runs)) // 2))
     axes = [fig.add_subplot(1, len(phases), i + 1) for i in range(len(phases))]
     styles = styles_for(runs)
     for ax, phase in zip(axes, phases, strict=True):
         fitted, seen, ends = False, set(), []
-        for ri, run in enumerate(runs):
-            for label, rows in length_series(run.ok, phase).items():
+        for ri in range(len(runs)):
+            for label, rows in sweeps[ri, phase].items():
                 n, y = rows["n_len"].to_numpy(), rows["latency_ms_p50"].to_numpy()
                 fit = upper_fit(list(n), list(y)) or loglog_fit(list(n), list(y))
                 # Several runs: colour = backend (named once), line style = run (see _run_legend).
@@ -91,7 +93,7 @@ def latency_vs_length(runs: list[RunData], colors: dict[str, str], title: str) -
                     ends.append((float(n[-1]), float(y[-1]), label, st.color))
         _log_axes(ax, PHASE_AXIS[phase], "median latency (ms)")
         label_ends(ax, ends, log_y=True)
-        first = next(iter(length_series(runs[0].ok, phase).values()), None)
+        first = next(iter(sweeps[0, phase].values()), None)
         sub = phase
         if first is not None:
             r = first.iloc[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 
-from attnbench.report.build import Report, figures_after, is_synthetic, title_line
+from attnbench.report.document import Report, figures_after, is_synthetic, title_line
 from attnbench.report.figures import FigureResult
 from attnbench.report.table import NOT_MEASURED, Table
 

@@ -138,20 +138,42 @@ def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
     if score["lengths"].iloc[0] < 2:
         return {}  # one length is a point, not a sweep
     main = rows[series == score.index[0]]
+    # per label, the sub-series in plain Python over the columns' arrays (positions into main): a
+    # groupby, sort and drop_duplicates per label on frames of a few rows cost more than the search
+    block = main["block_size"]
+    bs, layout = block.fillna(-1).to_numpy(), main["kv_layout"].to_numpy()
+    n_len, lat = main["n_len"].to_numpy(), main["latency_ms_p50"].to_numpy()
+    pref = ((layout != "shuffled").astype(int) + (block.fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK).to_numpy())
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(main["label"].to_numpy()):
+        if not pd.isna(label):  # as groupby: a missing label is no series
+            by_label.setdefault(label, []).append(i)
     out: dict[str, pd.DataFrame] = {}
-    for label, g in main.groupby("label"):
-        keys = pd.DataFrame({
-            "_bs": g["block_size"].fillna(-1), "kv_layout": g["kv_layout"], "n_len": g["n_len"],
-            "_pref": (g["kv_layout"] != "shuffled").astype(int)
-            + (g["block_size"].fillna(DEFAULT_BLOCK) != DEFAULT_BLOCK),
-        })
-        subs = sorted(
-            keys.groupby(["_bs", "kv_layout"]),
-            key=lambda kv: (-kv[1]["n_len"].nunique(), int(kv[1]["_pref"].min())),
-        )
-        chosen = g.loc[subs[0][1].index]
-        out[str(label)] = chosen.sort_values(["n_len", "latency_ms_p50"]).drop_duplicates("n_len")
+    for label in sorted(by_label):
+        subs: dict[tuple, list[int]] = {}  # (block size, layout) -> positions; a missing layout is no group
+        for i in by_label[label]:
+            if not pd.isna(layout[i]):
+                subs.setdefault((bs[i], layout[i]), []).append(i)
+        # the most distinct lengths, then the preferred form; ties: the first in (block size, layout) order
+        chosen = min((subs[key] for key in sorted(subs)),
+                     key=lambda pos: (-len({n_len[i] for i in pos if not pd.isna(n_len[i])}),
+                                      int(min(pref[i] for i in pos))))
+        # by (N, latency), missing values last, then the first row of each N
+        chosen = sorted(chosen, key=lambda i: (_missing(n_len[i]), _missing(lat[i])))
+        seen: set = set()
+        keep = [i for i in chosen if not (_n_key(n_len[i]) in seen or seen.add(_n_key(n_len[i])))]
+        out[str(label)] = main.iloc[keep]
     return out
+
+
+def _missing(value) -> tuple[bool, float]:
+    """A sort key that puts missing values last, as pandas' sort_values does."""
+    return (True, 0.0) if pd.isna(value) else (False, value)
+
+
+def _n_key(value):
+    """drop_duplicates treats every missing value as one."""
+    return None if pd.isna(value) else value
 
 
 def describe_case(row: pd.Series) -> str:

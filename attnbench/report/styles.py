@@ -98,7 +98,7 @@ def label_ends(ax, ends: list[tuple[float, float, str, str]], log_y: bool, fonts
     ax.set_xlim(left, x_right * room)  # a log x axis: room for the labels right of the data
     ax.set_xticks([t for t in ax.get_xticks() if left <= t <= x_right * 1.01])  # no ticks past the data
     ax.set_xlim(left, x_right * room)
-    ax.figure.canvas.draw()  # final limits: the gap is a share of the axis range
+    ax.figure.draw_without_rendering()  # final limits: the gap is a share of the axis range
     low, high = ax.get_ylim()
     to = (lambda v: math.log10(v)) if log_y else (lambda v: v)
     back = (lambda v: 10 ** v) if log_y else (lambda v: v)

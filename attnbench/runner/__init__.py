@@ -3,6 +3,8 @@
 - plan.py, estimate.py   which (case, backend) points run or are skipped, and how long they take
 - sweep.py               the runner and the sweep contract (one row per planned point, resumable)
 - worker.py, child.py    where points run: a child process per device (fault isolation)
+- case_runner.py         a case's points run in this process (in the child, or --no-isolate)
+- cpus.py                the CPU share of a worker process
 - shard.py               --shard K/N: any scheduler runs a slice of the plan
 - multi_gpu.py, device_queue.py   --devices: one worker per GPU sharing one queue
 - results.py             run directories: manifest.json + results.jsonl

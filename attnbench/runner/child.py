@@ -24,19 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# The CPUs a worker process may run on, "0,1,2,...": --devices gives each worker its own share, so
-# one worker's CPU-heavy work (a torch.compile, a reference, a pool built in Python) cannot slow
-# the kernel launches another worker is timing, nor OpenMP threads of two workers fight for cores.
-CPUS_ENV = "ATTNBENCH_CPUS"
+from attnbench.runner.cpus import CPUS_ENV, pin_to_cpus
 
 _CTX = mp.get_context("spawn")
-
-
-def pin_to_cpus(value: str | None) -> None:
-    """Restrict this process (and what it starts later) to the CPUs listed in value, if any."""
-    cpus = {int(c) for c in (value or "").split(",") if c.strip().isdigit()}
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cpus)
 
 
 @dataclass
@@ -138,7 +128,7 @@ def child_main(conn) -> None:
         import attnbench.calibrate
         import attnbench.inputs
         import attnbench.point  # noqa: F401
-        from attnbench.runner.worker import CaseRunner, Task
+        from attnbench.runner.case_runner import CaseRunner, Task
     except Exception as err:  # noqa: BLE001
         conn.send(("fatal", f"worker start: imports: {type(err).__name__}: {err}"))
         return

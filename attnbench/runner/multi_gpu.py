@@ -34,7 +34,7 @@ from typing import Any
 from attnbench.backends import all_backends, get_backend
 from attnbench.config import SweepConfig
 from attnbench.point import base_row, failed, skipped
-from attnbench.runner.child import CPUS_ENV
+from attnbench.runner.cpus import CPUS_ENV
 from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
 from attnbench.runner.plan import Plan
 from attnbench.runner.results import RunDir, now_iso
