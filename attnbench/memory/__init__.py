@@ -6,6 +6,7 @@ used, reserved and wasted, and the batch each policy sustains, against the vLLM 
 
 - study.py          the study: policies x length mixes -> fragmentation.json
 - serving_sim.py    the serving simulation (iteration-level batching over a fixed KV capacity)
+- allocation.py     its allocation policies, one strategy each: paged blocks, contiguous reservations
 - contiguous.py     per-request reservations on a buddy allocator, as the paper models Orca
 - length_dists.py   ShareGPT-like and Alpaca-like request lengths
 - window.py         the sliding-window variant: blocks a windowed cache holds
