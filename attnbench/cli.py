@@ -435,7 +435,7 @@ def fragmentation(
     """KV-cache memory study (vLLM paper Fig. 2 and block sizes); runs on a CPU."""
     from pathlib import Path
 
-    from attnbench.memory.study import run_command
+    from attnbench.memory.command import run_command
 
     code = run_command(Path(config), plot, Path(out) if out else None, json_out, gpu,
                        Path(timing_from) if timing_from else None)
