@@ -198,55 +198,62 @@ def measure_all(
             columns = {**case.describe(), "backend": name, "family": owner.family, "impl": owner.impl}
             if excluded(cfg.exclude, columns):
                 continue
-            m = Measured(case.case_id, name)
             if name not in a.backends:
                 if b.backends[name].available(device.type)[0]:
                     new.append((case.case_id, name))
                 continue
-            ok_a, why_a = a.backends[name].available(device.type)
-            if not ok_a:  # a row with its reason: nothing the config names is silently dropped
-                m.fixed_verdict, m.note = "UNKNOWN", f"unavailable in A: {why_a}"
-                measured.append(m)
-                continue
-            if name not in b.backends:
-                m.fixed_verdict, m.note = "VANISHED", "in A, not in B"
-                measured.append(m)
-                continue
-            ok, why = b.backends[name].available(device.type)
-            if not ok:
-                m.fixed_verdict, m.note = "VANISHED", f"unavailable in B: {why}"
-                measured.append(m)
-                continue
-            if inputs is None or inputs.case != case:
-                base = inputs if inputs is not None and inputs.case == case.without_paging() else None
-                inputs = build_inputs(case, device, base)
-            progress(f"{case.case_id} [{name}]")
-            pa, m.a_err, why_a = _prepare(a, name, case, inputs)
-            if pa is None:
-                m.fixed_verdict, m.note = "UNKNOWN", f"A: {why_a}"
-                measured.append(m)
-                continue
-            if not math.isfinite(m.a_err) or m.a_err > 1.0:
-                why = "output has NaN or Inf" if not math.isfinite(m.a_err) else \
-                    f"incorrect ({m.a_err:.3g}x the allowed error)"
-                m.fixed_verdict, m.note, m.a_err = "UNKNOWN", f"A: {why}", None
-                measured.append(m)
-                continue
-            pb, m.b_err, why_b = _prepare(b, name, case, inputs)
-            if m.b_err is not None and not math.isfinite(m.b_err):
-                pb, m.b_err, why_b = None, None, "output has NaN or Inf"
-            m.a_info, m.b_info = dict(pa.info), dict(pb.info) if pb is not None else {}
-            if pb is None:
-                verdict = "VANISHED" if why_b.startswith("unsupported") else "BROKEN"
-                m.fixed_verdict, m.note = verdict, f"B: {why_b}"
-            elif m.b_err > 1.0:
-                m.fixed_verdict = "BROKEN"
-                m.note = f"B incorrect: its worst cell's error is {m.b_err:.3g}x what the check allows"
-            else:
-                m.a_ms, m.b_ms = alternate(pa.run, pb.run, a, b, device, pairs, max_time_s)
+            m = Measured(case.case_id, name)
+            # a row with its reason: nothing the config names is silently dropped
+            m.fixed_verdict, m.note = _unavailable(a, b, name, device.type)
+            if not m.fixed_verdict:
+                if inputs is None or inputs.case != case:
+                    base = inputs if inputs is not None and inputs.case == case.without_paging() else None
+                    inputs = build_inputs(case, device, base)
+                progress(f"{case.case_id} [{name}]")
+                _check_and_time(m, a, b, case, inputs, device, pairs, max_time_s)
             measured.append(m)
-            del pa, pb
     return measured, new
+
+
+def _unavailable(a: Version, b: Version, name: str, device_type: str) -> tuple[str, str]:
+    """(verdict, why) when the backend cannot run here in A (UNKNOWN) or in B (VANISHED); ('', '') else."""
+    ok_a, why_a = a.backends[name].available(device_type)
+    if not ok_a:
+        return "UNKNOWN", f"unavailable in A: {why_a}"
+    if name not in b.backends:
+        return "VANISHED", "in A, not in B"
+    ok, why = b.backends[name].available(device_type)
+    if not ok:
+        return "VANISHED", f"unavailable in B: {why}"
+    return "", ""
+
+
+def _check_and_time(m: Measured, a: Version, b: Version, case: Any, inputs: Any, device: Any, pairs: int,
+                    max_time_s: float) -> None:
+    """Correctness before timing: A's output must be correct (else UNKNOWN), B's too (else BROKEN, or
+    VANISHED when B no longer supports the case); then the pairs, into m."""
+    name = m.backend
+    pa, m.a_err, why_a = _prepare(a, name, case, inputs)
+    if pa is None:
+        m.fixed_verdict, m.note = "UNKNOWN", f"A: {why_a}"
+        return
+    if not math.isfinite(m.a_err) or m.a_err > 1.0:
+        why = "output has NaN or Inf" if not math.isfinite(m.a_err) else \
+            f"incorrect ({m.a_err:.3g}x the allowed error)"
+        m.fixed_verdict, m.note, m.a_err = "UNKNOWN", f"A: {why}", None
+        return
+    pb, m.b_err, why_b = _prepare(b, name, case, inputs)
+    if m.b_err is not None and not math.isfinite(m.b_err):
+        pb, m.b_err, why_b = None, None, "output has NaN or Inf"
+    m.a_info, m.b_info = dict(pa.info), dict(pb.info) if pb is not None else {}
+    if pb is None:
+        verdict = "VANISHED" if why_b.startswith("unsupported") else "BROKEN"
+        m.fixed_verdict, m.note = verdict, f"B: {why_b}"
+    elif m.b_err > 1.0:
+        m.fixed_verdict = "BROKEN"
+        m.note = f"B incorrect: its worst cell's error is {m.b_err:.3g}x what the check allows"
+    else:
+        m.a_ms, m.b_ms = alternate(pa.run, pb.run, a, b, device, pairs, max_time_s)
 
 
 def judge(
