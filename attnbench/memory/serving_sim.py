@@ -25,8 +25,11 @@ The five sum to 1. The paper reports external fragmentation and "others" as one 
 Time: arrivals are a Poisson process (`request_rate` per second), or all requests are waiting from
 the start (`saturated`: the memory-bound regime). Iterations last a roofline time (weights and the
 running requests' KV read once from HBM, plus the prompt FLOPs of admitted requests), or, given a
-`timing` model (fragmentation_timing.MeasuredIteration), its time from measured attention kernels and
+`timing` model (iteration_time.MeasuredIteration), its time from measured attention kernels and
 modelled linear layers.
+
+The loop below is the same for every policy; what a policy does with memory in each phase is its
+strategy's (allocation.py: PagedBlocks, ContiguousReservation).
 """
 
 from __future__ import annotations
