@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import typer
 
-from attnbench.run_cli import timing_options
+from attnbench.run_cli import run_command, timing_options
 
 HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -152,88 +151,7 @@ def run_case(
 ) -> None:
     """Measure one case given by flags (quick checks and scripts). A backend that crashes or hangs
     becomes a failed row (the points run in a child process with a time limit)."""
-    from attnbench import run_cli
-    from attnbench.backends import all_backends
-    from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
-    from attnbench.config import ConfigError
-    from attnbench.console import fail, rows_table
-    from attnbench.console import out as console
-    from attnbench.point import base_row, skipped
-    from attnbench.runner.plan import ask
-    from attnbench.runner.worker import Task, executor_for
-
-    dev = _device(device)
-    if dev == "cpu":
-        # Triton backends run on CPU tensors through Triton's interpreter (correctness only; the
-        # rows say so). It must be chosen before triton is first imported.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    every = all_backends()
-    if baseline_backend is not None and baseline_backend not in backend:
-        backend = [baseline_backend, *backend]
-    try:
-        seqlen, kv_len, mix = run_cli.lengths_for(phase, batch, lengths, seqlen, kv_len, seed, chunk)
-        case = case_from_flags(
-            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, block_order, seed,
-            seqlen_mix=mix, window=window, softcap=softcap, alibi=alibi,
-        )
-        check_backend_names(backend, every)
-        policy = run_cli.policy_for(dev, timing or {})
-    except (FlagError, ConfigError) as err:
-        fail(str(err))
-    if isolate:
-        from attnbench.runner.child import prestart
-
-        prestart(1)  # the worker's imports overlap this process's checks below
-    executor = executor_for(dev, policy, isolate, timeout)
-    rows = []
-    runnable = []
-    for name in backend:
-        b = every[name]
-        ok, why = ask("available()", lambda b=b: b.available(dev))
-        if ok:
-            ok, why = ask("supports()", lambda b=b: b.supports(case))
-        if ok and not b.wants(case):
-            ok, why = (
-                False,
-                (
-                    "needs --block-size (a paged backend)"
-                    if "paged" in b.kv_inputs
-                    else "takes contiguous KV: drop --block-size"
-                ),
-            )
-        if ok:
-            runnable.append(name)
-        else:
-            rows.append(skipped(base_row(case, b, dev), why))
-    if runnable:
-        from attnbench.point import failed
-
-        make_failed = lambda name, reason: failed(base_row(case, every[name], dev), reason)  # noqa: E731
-        try:
-            rows += list(executor.run(Task(case, runnable), lambda name: None, make_failed))
-        except RuntimeError as err:  # the worker process could not start
-            fail(str(err), code=1)
-        finally:
-            executor.close()
-    order = {name: i for i, name in enumerate(backend)}
-    rows.sort(key=lambda r: order.get(r["backend"], 0))
-    ident = run_cli.identity(dev)
-    rows = [{**ident, **r} for r in rows]
-    if baseline_backend is not None:
-        run_cli.add_speedup(rows, baseline_backend)
-    if out is not None:
-        run_cli.write_rows(rows, out)
-    if as_json:
-        for r in rows:
-            typer.echo(json.dumps(r, default=str))
-    elif as_csv:
-        typer.echo(run_cli.rows_csv(rows), nl=False)
-    else:
-        console.print(rows_table(rows, f"{case.case_id} on {dev}", baseline_backend))
-        if out is not None:
-            console.print(f"rows: {out}")
-    if any(r["status"] in ("failed", "incorrect") for r in rows):
-        raise typer.Exit(1)
+    run_command(**locals())
 
 
 @app.command()
@@ -279,44 +197,9 @@ def doctor(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Device, driver, CUDA/torch/triton versions, clocks, NVML telemetry and calibrated ceilings."""
-    from rich.table import Table
+    from attnbench.doctor import doctor_command
 
-    from attnbench.calibrate import calibrate
-    from attnbench.console import out as console
-    from attnbench.console import plain
-    from attnbench.sysinfo import environment, resolve_device
-    from attnbench.telemetry import nvml_status
-
-    dev = resolve_device("auto")
-    info = environment(dev)
-    ok, why = nvml_status()
-    info["nvml"] = "working: " + why if ok else why
-    if calibrate_now:
-        import torch
-
-        info["calibration"] = calibrate(torch.device("cuda:0" if dev == "cuda" else "cpu"))
-    if as_json:
-        typer.echo(json.dumps(info, indent=2, default=str))
-        return
-    t = Table(title="attnbench doctor", show_header=False)
-    t.add_column("what")
-    t.add_column("value", overflow="fold")
-    for key, value in info.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-        t.add_row(plain(key), plain(_fmt(value)))
-    console.print(t)
-    if dev == "cpu":
-        console.print(
-            "[yellow]no CUDA GPU visible: GPU backends will be listed as skipped; "
-            "CPU backends, reports, the gate and the fragmentation study work.[/]"
-        )
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
+    doctor_command(calibrate_now, as_json)
 
 
 # --- commands added by feature modules (each imports its module lazily inside the function) ---
@@ -501,82 +384,11 @@ def export(
     raise typer.Exit(run_command(run, fmt, out))
 
 
-config_app = typer.Typer(
-    help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True, context_settings=HELP
-)
+from attnbench.config_command import config_app  # noqa: E402 - `config schema`, `config list`
+from attnbench.gate.baseline_command import baseline_app  # noqa: E402 - beside gate/baselines.py
+
 app.add_typer(config_app, name="config")
-
-
-@config_app.command("schema")
-def config_schema(
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
-) -> None:
-    """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
-    from attnbench.config_schema import schema_text
-
-    if out is None:
-        typer.echo(schema_text(), nl=False)
-    else:
-        out.write_text(schema_text(), encoding="utf-8")
-
-
-@config_app.command("list")
-def config_list() -> None:
-    """The shipped configs, usable by name: `attnbench sweep h100`."""
-    from attnbench.paths import configs_dir, shipped_configs
-
-    for name in shipped_configs():
-        typer.echo(f"{name}\t{configs_dir() / (name + '.yaml')}")
-
-
-baseline_app = typer.Typer(
-    help="Named reference runs for the gate (results/baselines/NAME).",
-    no_args_is_help=True,
-    context_settings=HELP,
-)
 app.add_typer(baseline_app, name="baseline")
-
-
-@baseline_app.command("save")
-def baseline_save(
-    run: str = typer.Argument(..., help="Run directory to promote ('latest': the newest under results/)."),
-    name: str = typer.Argument(..., help="Baseline name, e.g. ci-gate-h100."),
-    force: bool = typer.Option(False, "--force", help="Replace a baseline; save an unfinished run."),
-    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
-    add: list[str] = typer.Option([], "--add", help="Another run (or folder of runs); repeatable."),
-) -> None:
-    """Save K runs (a run, a folder of runs from `sweep --repeat K`, plus --add) as results/baselines/NAME."""
-    from pathlib import Path
-
-    from attnbench.console import err, out
-    from attnbench.gate.baselines import cli_save
-
-    raise typer.Exit(cli_save(run, name, force, Path(baselines_dir), out, err, add))
-
-
-@baseline_app.command("list")
-def baseline_list(
-    baselines_dir: str = typer.Option("results/baselines", help="Where named baselines live."),
-) -> None:
-    """List the saved baselines with their GPU, config and size."""
-    from pathlib import Path
-
-    from attnbench.console import out
-    from attnbench.gate.baselines import cli_list
-
-    raise typer.Exit(cli_list(Path(baselines_dir), out))
-
-
-@baseline_app.command("slug")
-def baseline_slug(
-    run: str | None = typer.Argument(None, help="Run whose manifest names the GPU (default: nvidia-smi)."),
-    gpu_name: str | None = typer.Option(None, help="Slug of this GPU name instead."),
-) -> None:
-    """Print the GPU slug that names CI baselines (ci-gate-<slug>), e.g. h100."""
-    from attnbench.console import err, out
-    from attnbench.gate.baselines import cli_slug
-
-    raise typer.Exit(cli_slug(run, gpu_name, out, err))
 
 
 def main() -> None:

@@ -141,3 +141,123 @@ def identity(device: str) -> dict[str, Any]:
 
         gpu = torch.cuda.get_device_name(0)
     return {"run_id": new_run_id("run", device), "gpu_name": gpu, "git_commit": git_commit()}
+
+
+def run_command(
+    backend: list[str], phase: str, seqlen: str, kv_len: str | None, batch: int | None, lengths: str | None,
+    chunk: int, q_heads: int, kv_heads: int | None, head_dim: int, dtype: str, causal: bool,
+    block_size: int | None, block_order: str, seed: int, window: int | None, softcap: float | None,
+    alibi: bool, device: str, as_json: bool, isolate: bool, timeout: float | None, as_csv: bool,
+    out: Path | None, baseline_backend: str | None, timing: dict[str, Any] | None,
+) -> None:
+    """The `attnbench run` command (its flags are documented there): the case, each backend's row
+    (skipped, or measured in a worker), then the rows printed and written. Exit 1 when a point failed
+    or was incorrect, 2 on bad flags."""
+    import os
+
+    from attnbench.backends import all_backends
+    from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
+    from attnbench.config import ConfigError
+    from attnbench.console import fail
+    from attnbench.runner.command import resolve_or_fail
+
+    dev = resolve_or_fail(device)
+    if dev == "cpu":
+        # Triton backends run on CPU tensors through Triton's interpreter (correctness only; the
+        # rows say so). It must be chosen before triton is first imported.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    every = all_backends()
+    if baseline_backend is not None and baseline_backend not in backend:
+        backend = [baseline_backend, *backend]
+    try:
+        seqlen, kv_len, mix = lengths_for(phase, batch, lengths, seqlen, kv_len, seed, chunk)
+        case = case_from_flags(
+            phase, seqlen, kv_len, q_heads, kv_heads, head_dim, dtype, causal, block_size, block_order, seed,
+            seqlen_mix=mix, window=window, softcap=softcap, alibi=alibi,
+        )
+        check_backend_names(backend, every)
+        policy = policy_for(dev, timing or {})
+    except (FlagError, ConfigError) as err:
+        fail(str(err))
+    if isolate:
+        from attnbench.runner.child import prestart
+
+        prestart(1)  # the worker's imports overlap this process's checks below
+    from attnbench.runner.worker import executor_for
+
+    executor = executor_for(dev, policy, isolate, timeout)
+    rows, runnable = _skipped_rows(case, backend, every, dev)
+    if runnable:
+        rows += _measured_rows(case, runnable, every, dev, executor)
+    order = {name: i for i, name in enumerate(backend)}
+    rows.sort(key=lambda r: order.get(r["backend"], 0))
+    ident = identity(dev)
+    rows = [{**ident, **r} for r in rows]
+    if baseline_backend is not None:
+        add_speedup(rows, baseline_backend)
+    _show_rows(rows, out, as_json, as_csv, f"{case.case_id} on {dev}", baseline_backend)
+    if any(r["status"] in ("failed", "incorrect") for r in rows):
+        raise typer.Exit(1)
+
+
+def _skipped_rows(case: Any, names: list[str], every: dict[str, Any],
+                  device: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(a skipped row for each backend that cannot take the case here, the backends that can)."""
+    from attnbench.point import base_row, skipped
+    from attnbench.runner.plan import ask
+
+    rows, runnable = [], []
+    for name in names:
+        b = every[name]
+        ok, why = ask("available()", lambda b=b: b.available(device))
+        if ok:
+            ok, why = ask("supports()", lambda b=b: b.supports(case))
+        if ok and not b.wants(case):
+            ok, why = (
+                False,
+                (
+                    "needs --block-size (a paged backend)"
+                    if "paged" in b.kv_inputs
+                    else "takes contiguous KV: drop --block-size"
+                ),
+            )
+        if ok:
+            runnable.append(name)
+        else:
+            rows.append(skipped(base_row(case, b, device), why))
+    return rows, runnable
+
+
+def _measured_rows(case: Any, runnable: list[str], every: dict[str, Any], device: str,
+                   executor: Any) -> list[dict[str, Any]]:
+    """The runnable backends' rows from the executor (a child process with a time limit when isolated)."""
+    from attnbench.console import fail
+    from attnbench.point import base_row, failed
+    from attnbench.runner.worker import Task
+
+    make_failed = lambda name, reason: failed(base_row(case, every[name], device), reason)  # noqa: E731
+    try:
+        return list(executor.run(Task(case, runnable), lambda name: None, make_failed))
+    except RuntimeError as err:  # the worker process could not start
+        fail(str(err), code=1)
+    finally:
+        executor.close()
+
+
+def _show_rows(rows: list[dict[str, Any]], out: Path | None, as_json: bool, as_csv: bool, title: str,
+               baseline_backend: str | None) -> None:
+    """--out, then stdout: JSON lines (--json), CSV (--csv) or the table."""
+    from attnbench.console import out as console
+    from attnbench.console import rows_table
+
+    if out is not None:
+        write_rows(rows, out)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, default=str))
+    elif as_csv:
+        typer.echo(rows_csv(rows), nl=False)
+    else:
+        console.print(rows_table(rows, title, baseline_backend))
+        if out is not None:
+            console.print(f"rows: {out}")

@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 
 from attnbench.gate import stats as gate_stats
+from attnbench.gate.ab_timing import alternate
 from attnbench.gate.judge import PointResult
 from attnbench.gate.runs import COMPARED, FAILING, GateError
 from attnbench.gate.versions import Version, VersionError, load_version
 
 DEFAULT_THRESHOLD = 0.01
 DEFAULT_CAP = 0.05
-ROUND = 10  # pairs between synchronisations
 
 
 @dataclass
@@ -119,94 +119,6 @@ class ABResult:
             ("threshold", f"{self.threshold:g}"), ("cap", f"{self.cap:g}"),
             ("family_alpha", f"{self.family_alpha:g}"), ("point_confidence", f"{1 - self.point_alpha:.6f}"),
         ]  # fmt: skip
-
-
-# ---- timing --------------------------------------------------------------------------------
-def _timer(device: Any, flush_l2: bool, host_ms: float) -> Callable[[Callable[[], Any]], Any]:
-    """A function timing one call: on a GPU the sample the harness takes (read-only L2 flush outside
-    the window, the stream held until the events and launches are queued: attnbench.stream_hold),
-    returned as a pending (start, end, exposed) triple; on a CPU a float (ms)."""
-    if device.type != "cuda":
-
-        def host(fn: Callable[[], Any]) -> float:
-            t0 = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t0) * 1e3
-
-        return host
-    import torch
-
-    from attnbench.stream_hold import L2Flusher, StreamHold
-
-    flush = L2Flusher(device) if flush_l2 else None
-    hold = StreamHold(device, host_ms)
-
-    def cuda(fn: Callable[[], Any]) -> Any:
-        if flush is not None:
-            flush()
-        hold.hold()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        return start, end, hold.was_exposed()
-
-    return cuda
-
-
-def alternate(
-    run_a: Callable[[], Any],
-    run_b: Callable[[], Any],
-    a: Version,
-    b: Version,
-    device: Any,
-    pairs: int,
-    max_time_s: float,
-    warmup_calls: int = 3,
-    flush_l2: bool = True,
-) -> tuple[list[float], list[float]]:
-    """n pairs of (A, B) times in ms, ABBA order, until `pairs` or `max_time_s` (at least one round)."""
-    import torch
-
-    cuda = device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(warmup_calls):
-        for version, fn in ((a, run_a), (b, run_b)):
-            with version.active():
-                fn()
-    sync()
-    host_ms = 0.0
-    if cuda:
-        from attnbench.measure import host_call_ms, quantile
-
-        for version, fn in ((a, run_a), (b, run_b)):
-            with version.active():
-                host_ms = max(host_ms, quantile(sorted(host_call_ms(fn, sync)), 0.9))
-    timer = _timer(device, flush_l2, host_ms)
-    a_ms: list[float] = []
-    b_ms: list[float] = []
-    started = time.perf_counter()
-    rounds = 0
-    while len(a_ms) < pairs and (not a_ms or time.perf_counter() - started < max_time_s):
-        rounds += 1
-        pending = []
-        for i in range(len(a_ms), min(pairs, len(a_ms) + ROUND)):
-            order = ((a, run_a, "a"), (b, run_b, "b")) if i % 2 == 0 else ((b, run_b, "b"), (a, run_a, "a"))
-            got = {}
-            for version, fn, name in order:
-                with version.active():
-                    got[name] = timer(fn)
-            pending.append(got)
-        sync()
-        for got in pending:
-            if cuda and (got["a"][2] or got["b"][2]):
-                continue  # a sample whose hold ran out may hold host time: the pair is dropped
-            for name, sink in (("a", a_ms), ("b", b_ms)):
-                value = got[name]
-                sink.append(value[0].elapsed_time(value[1]) if cuda else value)
-        if rounds > 10 * max(1, pairs // ROUND) and not a_ms:
-            raise RuntimeError("every A/B sample was exposed: a call waits for the device inside it")
-    return a_ms, b_ms
 
 
 # ---- correctness ---------------------------------------------------------------------------
@@ -286,55 +198,62 @@ def measure_all(
             columns = {**case.describe(), "backend": name, "family": owner.family, "impl": owner.impl}
             if excluded(cfg.exclude, columns):
                 continue
-            m = Measured(case.case_id, name)
             if name not in a.backends:
                 if b.backends[name].available(device.type)[0]:
                     new.append((case.case_id, name))
                 continue
-            ok_a, why_a = a.backends[name].available(device.type)
-            if not ok_a:  # a row with its reason: nothing the config names is silently dropped
-                m.fixed_verdict, m.note = "UNKNOWN", f"unavailable in A: {why_a}"
-                measured.append(m)
-                continue
-            if name not in b.backends:
-                m.fixed_verdict, m.note = "VANISHED", "in A, not in B"
-                measured.append(m)
-                continue
-            ok, why = b.backends[name].available(device.type)
-            if not ok:
-                m.fixed_verdict, m.note = "VANISHED", f"unavailable in B: {why}"
-                measured.append(m)
-                continue
-            if inputs is None or inputs.case != case:
-                base = inputs if inputs is not None and inputs.case == case.without_paging() else None
-                inputs = build_inputs(case, device, base)
-            progress(f"{case.case_id} [{name}]")
-            pa, m.a_err, why_a = _prepare(a, name, case, inputs)
-            if pa is None:
-                m.fixed_verdict, m.note = "UNKNOWN", f"A: {why_a}"
-                measured.append(m)
-                continue
-            if not math.isfinite(m.a_err) or m.a_err > 1.0:
-                why = "output has NaN or Inf" if not math.isfinite(m.a_err) else \
-                    f"incorrect ({m.a_err:.3g}x the allowed error)"
-                m.fixed_verdict, m.note, m.a_err = "UNKNOWN", f"A: {why}", None
-                measured.append(m)
-                continue
-            pb, m.b_err, why_b = _prepare(b, name, case, inputs)
-            if m.b_err is not None and not math.isfinite(m.b_err):
-                pb, m.b_err, why_b = None, None, "output has NaN or Inf"
-            m.a_info, m.b_info = dict(pa.info), dict(pb.info) if pb is not None else {}
-            if pb is None:
-                verdict = "VANISHED" if why_b.startswith("unsupported") else "BROKEN"
-                m.fixed_verdict, m.note = verdict, f"B: {why_b}"
-            elif m.b_err > 1.0:
-                m.fixed_verdict = "BROKEN"
-                m.note = f"B incorrect: its worst cell's error is {m.b_err:.3g}x what the check allows"
-            else:
-                m.a_ms, m.b_ms = alternate(pa.run, pb.run, a, b, device, pairs, max_time_s)
+            m = Measured(case.case_id, name)
+            # a row with its reason: nothing the config names is silently dropped
+            m.fixed_verdict, m.note = _unavailable(a, b, name, device.type)
+            if not m.fixed_verdict:
+                if inputs is None or inputs.case != case:
+                    base = inputs if inputs is not None and inputs.case == case.without_paging() else None
+                    inputs = build_inputs(case, device, base)
+                progress(f"{case.case_id} [{name}]")
+                _check_and_time(m, a, b, case, inputs, device, pairs, max_time_s)
             measured.append(m)
-            del pa, pb
     return measured, new
+
+
+def _unavailable(a: Version, b: Version, name: str, device_type: str) -> tuple[str, str]:
+    """(verdict, why) when the backend cannot run here in A (UNKNOWN) or in B (VANISHED); ('', '') else."""
+    ok_a, why_a = a.backends[name].available(device_type)
+    if not ok_a:
+        return "UNKNOWN", f"unavailable in A: {why_a}"
+    if name not in b.backends:
+        return "VANISHED", "in A, not in B"
+    ok, why = b.backends[name].available(device_type)
+    if not ok:
+        return "VANISHED", f"unavailable in B: {why}"
+    return "", ""
+
+
+def _check_and_time(m: Measured, a: Version, b: Version, case: Any, inputs: Any, device: Any, pairs: int,
+                    max_time_s: float) -> None:
+    """Correctness before timing: A's output must be correct (else UNKNOWN), B's too (else BROKEN, or
+    VANISHED when B no longer supports the case); then the pairs, into m."""
+    name = m.backend
+    pa, m.a_err, why_a = _prepare(a, name, case, inputs)
+    if pa is None:
+        m.fixed_verdict, m.note = "UNKNOWN", f"A: {why_a}"
+        return
+    if not math.isfinite(m.a_err) or m.a_err > 1.0:
+        why = "output has NaN or Inf" if not math.isfinite(m.a_err) else \
+            f"incorrect ({m.a_err:.3g}x the allowed error)"
+        m.fixed_verdict, m.note, m.a_err = "UNKNOWN", f"A: {why}", None
+        return
+    pb, m.b_err, why_b = _prepare(b, name, case, inputs)
+    if m.b_err is not None and not math.isfinite(m.b_err):
+        pb, m.b_err, why_b = None, None, "output has NaN or Inf"
+    m.a_info, m.b_info = dict(pa.info), dict(pb.info) if pb is not None else {}
+    if pb is None:
+        verdict = "VANISHED" if why_b.startswith("unsupported") else "BROKEN"
+        m.fixed_verdict, m.note = verdict, f"B: {why_b}"
+    elif m.b_err > 1.0:
+        m.fixed_verdict = "BROKEN"
+        m.note = f"B incorrect: its worst cell's error is {m.b_err:.3g}x what the check allows"
+    else:
+        m.a_ms, m.b_ms = alternate(pa.run, pb.run, a, b, device, pairs, max_time_s)
 
 
 def judge(

@@ -262,7 +262,7 @@ def slug_for(run: str | None, gpu_name: str | None) -> str:
     return gpu_slug(local_gpu_name())
 
 
-# ---- the `attnbench baseline` commands (cli.py calls these) ----------------------------------
+# ---- the `attnbench baseline` commands (gate/baseline_command.py calls these) ---------------------
 def cli_save(
     run: str,
     name: str,

@@ -5,8 +5,10 @@ same request-length mixes through an iteration-level batching simulation; the st
 used, reserved and wasted, and the batch each policy sustains, against the vLLM paper's figures.
 
 - study.py          the study: policies x length mixes -> fragmentation.json
-- command.py        the `attnbench fragmentation` command
+- study_config.py   its config (configs/fragmentation.yaml), read and checked
+- command.py        `attnbench fragmentation`: run, write, summarise
 - serving_sim.py    the serving simulation (iteration-level batching over a fixed KV capacity)
+- allocation.py     its allocation policies, one strategy each: paged blocks, contiguous reservations
 - contiguous.py     per-request reservations on a buddy allocator, as the paper models Orca
 - length_dists.py   ShareGPT-like and Alpaca-like request lengths
 - window.py         the sliding-window variant: blocks a windowed cache holds

@@ -25,8 +25,11 @@ The five sum to 1. The paper reports external fragmentation and "others" as one 
 Time: arrivals are a Poisson process (`request_rate` per second), or all requests are waiting from
 the start (`saturated`: the memory-bound regime). Iterations last a roofline time (weights and the
 running requests' KV read once from HBM, plus the prompt FLOPs of admitted requests), or, given a
-`timing` model (fragmentation_timing.MeasuredIteration), its time from measured attention kernels and
+`timing` model (iteration_time.MeasuredIteration), its time from measured attention kernels and
 modelled linear layers.
+
+The loop below is the same for every policy; what a policy does with memory in each phase is its
+strategy's (allocation.py: PagedBlocks, ContiguousReservation).
 """
 
 from __future__ import annotations
@@ -37,8 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.kvcache import KVCacheManager, NoFreeBlocks
-from attnbench.memory.contiguous import CONTIGUOUS_POLICIES, BuddyAllocator, requested_slots
+from attnbench.memory.allocation import Allocation, Request, allocation_for
 
 
 @dataclass(frozen=True)
@@ -57,22 +59,119 @@ class ServingSetup:
         return read / self.hbm_bytes_per_s + prompt_tokens * self.flops_per_prompt_token / self.flops_per_s
 
 
-@dataclass
-class _Req:
-    rid: int
-    inp: int  # prompt tokens at (re)admission (grows by the generated tokens when recomputed)
-    out: int  # output tokens still to generate
-    final: int  # I + O of the original request
-    arrival: float
-    admitted: int = -1  # iteration of admission
-    epoch: int = 0  # bumps on preemption; stale events are skipped
-    requested: int = 0  # contiguous: slots reserved
-    chunk: int = 0  # contiguous: slots handed out by the buddy allocator
-    addr: int = -1
-    blocks: int = 0  # paged: blocks held
-
-
 CATEGORIES = ("token_states", "reserved", "internal", "external", "other")
+
+
+class Serving:
+    """The requests' side of the simulation: the queue, the running batch and their token sums."""
+
+    def __init__(self, allocation: Allocation, waiting: list[Request],
+                 trace: list[tuple[str, int, int]] | None) -> None:
+        self.allocation = allocation
+        self.waiting = waiting  # a stack: the head of the queue is waiting[-1]
+        self.running: dict[int, Request] = {}
+        self.done_at: dict[int, list[tuple[int, int]]] = defaultdict(list)  # iteration -> (rid, epoch)
+        self.sum_inp_a = 0  # sum over running of (inp - admitted + 1): tokens = sum_inp_a + n_running * t
+        self.sum_final = 0  # sum over running of I + O
+        self.admitted_count = self.preemptions = self.completed = 0
+        self.trace = trace
+
+    def tokens(self, t: int) -> int:
+        """Slots holding the KV of the running requests' tokens processed so far at iteration t."""
+        return self.sum_inp_a + len(self.running) * t
+
+    def release(self, r: Request) -> None:
+        del self.running[r.rid]
+        self.sum_inp_a -= r.inp - r.admitted + 1
+        self.sum_final -= r.final
+        self.allocation.release(r)
+        if self.trace is not None:
+            self.trace.append(("free", r.rid, self.allocation.held_slots(r)))
+
+    def preempt_latest(self, t: int) -> Request:
+        """Free the most recently arrived running request and re-queue it at the front (recomputed later
+        with the tokens it generated as part of its prompt, as vLLM does)."""
+        victim = self.running[max(self.running)]  # ids follow arrival order: the latest arrival
+        gen = t - victim.admitted  # output tokens it produced before this iteration
+        self.release(victim)
+        victim.inp, victim.out = victim.inp + gen, victim.out - gen
+        victim.epoch += 1
+        self.waiting.append(victim)
+        self.preemptions += 1
+        return victim
+
+    def admit(self, t: int, now: float) -> tuple[int, Request | None]:
+        """Admit arrived requests first come first served while memory allows; the first that does not
+        fit stops admission (no overtaking). Returns (prompt tokens admitted, the refused request)."""
+        prompt_tokens = 0
+        while self.waiting and self.waiting[-1].arrival <= now:
+            r = self.waiting[-1]
+            if not self.allocation.reserve(r):
+                return prompt_tokens, r
+            self.waiting.pop()
+            if self.trace is not None:
+                self.trace.append(("alloc", r.rid, self.allocation.held_slots(r)))
+            r.admitted = t
+            self.running[r.rid] = r
+            self.sum_inp_a += r.inp - t + 1
+            self.sum_final += r.final
+            prompt_tokens += r.inp
+            self.admitted_count += 1
+            self.done_at[t + r.out - 1].append((r.rid, r.epoch))
+            self.allocation.admitted(r)
+        return prompt_tokens, None
+
+    def complete(self, t: int) -> None:
+        """Requests that produced their last output token at iteration t leave and free their memory."""
+        for rid, epoch in self.done_at.pop(t, ()):
+            r = self.running.get(rid)
+            if r is not None and r.epoch == epoch:
+                self.release(r)
+                self.completed += 1
+
+
+class _TimeAverages:
+    """The memory categories (fractions of the capacity), the batch and the blocked time, time-weighted."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.acc = dict.fromkeys(CATEGORIES, 0.0)  # seconds x fraction of the capacity
+        self.batch = self.time = self.blocked_time = 0.0
+
+    def idle(self, seconds: float) -> None:
+        """Nothing running: all memory is free ("other") until the next arrival."""
+        self.acc["other"] += seconds
+        self.time += seconds
+
+    def iteration(self, dt: float, slots: tuple[int, ...], running: int, blocked: bool) -> None:
+        for key, val in zip(CATEGORIES, slots, strict=True):
+            self.acc[key] += dt * val / self.capacity
+        self.batch += dt * running
+        self.time += dt
+        self.blocked_time += dt if blocked else 0.0
+
+    def result(self) -> dict[str, float]:
+        total = max(self.time, 1e-12)
+        result = {key: self.acc[key] / total for key in CATEGORIES}
+        result.update(mean_batched_requests=self.batch / total,
+                      queue_blocked_fraction=self.blocked_time / total)
+        return result
+
+
+def _queue(inputs: np.ndarray, outputs: np.ndarray, request_rate: float | None, seed: int) -> list[Request]:
+    """The requests in arrival order, as a stack (head last): Poisson arrivals, or all waiting at 0."""
+    n = len(inputs)
+    if request_rate:
+        gaps = np.random.default_rng(seed + 101).exponential(1.0 / request_rate, n)
+        arrivals = np.cumsum(gaps) - gaps[0]
+    else:
+        arrivals = np.zeros(n)
+    waiting = [
+        Request(i, int(inputs[i]), int(outputs[i]), int(inputs[i] + outputs[i]), float(arrivals[i]))
+        for i in range(n)
+    ]
+    waiting.reverse()
+    return waiting
 
 
 def simulate(
@@ -92,174 +191,40 @@ def simulate(
     trace, when given, receives the allocator calls in order: ("alloc", request id, slots asked for)
     and ("free", request id, slots), for replaying the same churn on a real allocator.
     """
-    paged = policy == "paged"
-    if not paged and policy not in CONTIGUOUS_POLICIES:
-        raise ValueError(f"policy {policy!r} is not one of {(*CONTIGUOUS_POLICIES, 'paged')}")
-    if paged and not block_size:
-        raise ValueError("paged allocation needs a block size")
-    n = len(inputs)
     cap = setup.kv_capacity_tokens
-    if request_rate:
-        gaps = np.random.default_rng(seed + 101).exponential(1.0 / request_rate, n)
-        arrivals = np.cumsum(gaps) - gaps[0]
-    else:
-        arrivals = np.zeros(n)
-    waiting = [
-        _Req(i, int(inputs[i]), int(outputs[i]), int(inputs[i] + outputs[i]), float(arrivals[i]))
-        for i in range(n)
-    ]
-    waiting.reverse()  # a stack: the head of the queue is waiting[-1]
-
-    bs = block_size or 1
-    mgr = KVCacheManager(cap // bs, bs, enable_prefix_caching=False) if paged else None
-    buddy = None if paged else BuddyAllocator(cap)
-    remainder = cap - (cap // bs) * bs if paged else 0
-
-    running: dict[int, _Req] = {}
-    grow_at: dict[int, list[tuple[int, int]]] = defaultdict(list)  # iteration -> (rid, epoch)
-    done_at: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    sum_inp_a = 0  # sum over running of (inp - admitted + 1): tokens = sum_inp_a + n_running * t
-    sum_final = sum_req = sum_chunk = sum_internal_paged = 0
-    admitted_count = preemptions = completed = 0
-    warm_admissions = int(warmup_fraction * n)
-
-    acc = dict.fromkeys(CATEGORIES, 0.0)
-    acc_batch = acc_time = busy_time = 0.0
+    allocation = allocation_for(policy, cap, setup.max_seq_len, block_size)
+    serving = Serving(allocation, _queue(inputs, outputs, request_rate, seed), trace)
+    warm_admissions = int(warmup_fraction * len(inputs))
+    averages = _TimeAverages(cap)
     now = 0.0
     t = 0
-
-    def paged_internal(r: _Req) -> int:
-        return max(0, r.blocks * bs - r.final)
-
-    def schedule_growth(r: _Req) -> None:
-        # tokens(t) = inp + t - admitted + 1 exceeds blocks * bs first at this iteration
-        when = r.admitted + r.blocks * bs - r.inp
-        if when <= r.admitted + r.out - 1:
-            grow_at[when].append((r.rid, r.epoch))
-
-    def release(r: _Req) -> None:
-        nonlocal sum_inp_a, sum_final, sum_req, sum_chunk, sum_internal_paged
-        del running[r.rid]
-        sum_inp_a -= r.inp - r.admitted + 1
-        sum_final -= r.final
-        if paged:
-            sum_internal_paged -= paged_internal(r)
-            mgr.free(r.rid)
-        else:
-            sum_req -= r.requested
-            sum_chunk -= r.chunk
-            buddy.free(r.addr)
-        if trace is not None:
-            trace.append(("free", r.rid, r.requested if not paged else r.blocks * bs))
-
-    while waiting or running:
-        if not running and waiting[-1].arrival > now:
-            idle = waiting[-1].arrival - now  # nothing to run: all memory free until the next arrival
-            if admitted_count >= warm_admissions:
-                acc["other"] += idle
-                acc_time += idle
-            now = waiting[-1].arrival
-        # 1. growth (paged): blocks for the token each running request adds this iteration
-        for rid, epoch in grow_at.pop(t, ()):
-            r = running.get(rid)
-            if r is None or r.epoch != epoch:
-                continue
-            while True:
-                try:
-                    mgr.append_tokens(rid, r.inp + t - r.admitted + 1 - mgr.num_tokens(rid))
-                    break
-                except NoFreeBlocks:
-                    victim = running[max(running)]  # ids follow arrival order: the latest arrival
-                    gen = t - victim.admitted  # output tokens it produced before this iteration
-                    release(victim)
-                    victim.inp, victim.out = victim.inp + gen, victim.out - gen
-                    victim.epoch += 1
-                    waiting.append(victim)
-                    preemptions += 1
-                    if victim is r:
-                        break
-            if rid in running:
-                sum_internal_paged -= paged_internal(r)
-                r.blocks = len(mgr.requests[rid].blocks)
-                sum_internal_paged += paged_internal(r)
-                schedule_growth(r)
-        # 2. admission, first come first served
-        prompt_tokens = 0
-        blocked: _Req | None = None
-        while waiting and waiting[-1].arrival <= now:
-            r = waiting[-1]
-            if paged:
-                try:
-                    mgr.add_request(r.rid, num_tokens=r.inp + 1)
-                except NoFreeBlocks:
-                    blocked = r
-                    break
-                r.blocks = len(mgr.requests[r.rid].blocks)
-            else:
-                r.requested = requested_slots(policy, r.inp, r.out, setup.max_seq_len)
-                addr = buddy.alloc(r.requested)
-                if addr is None:
-                    blocked = r
-                    break
-                r.addr, r.chunk = addr, buddy.chunk_size(r.requested)
-                sum_req += r.requested
-                sum_chunk += r.chunk
-            waiting.pop()
-            if trace is not None:
-                trace.append(("alloc", r.rid, r.requested if not paged else r.blocks * bs))
-            r.admitted = t
-            running[r.rid] = r
-            sum_inp_a += r.inp - t + 1
-            sum_final += r.final
-            prompt_tokens += r.inp
-            admitted_count += 1
-            done_at[t + r.out - 1].append((r.rid, r.epoch))
-            if paged:
-                sum_internal_paged += paged_internal(r)
-                schedule_growth(r)
+    while serving.waiting or serving.running:
+        if not serving.running and serving.waiting[-1].arrival > now:
+            if serving.admitted_count >= warm_admissions:
+                averages.idle(serving.waiting[-1].arrival - now)
+            now = serving.waiting[-1].arrival
+        allocation.grow(t, serving)  # 1. growth
+        prompt_tokens, blocked = serving.admit(t, now)  # 2. admission
         # 3. measure
-        nrun = len(running)
-        tokens = sum_inp_a + nrun * t
+        nrun = len(serving.running)
+        tokens = serving.tokens(t)
         if timing is None:
             dt = setup.iteration_seconds(tokens, prompt_tokens)
         else:
-            dt = timing.seconds(tokens, prompt_tokens, nrun, paged)
-        if admitted_count >= warm_admissions and waiting:
-            if paged:
-                alloc = (mgr.num_blocks - mgr.num_free_blocks) * bs
-                internal = sum_internal_paged
-                reserved = alloc - tokens - internal
-                external, free = remainder, mgr.num_free_blocks * bs
-            else:
-                reserved, internal = sum_final - tokens, sum_req - sum_final
-                external, free = sum_chunk - sum_req, cap - sum_chunk
-                if blocked is not None and buddy.free_slots >= buddy.chunk_size(
-                    requested_slots(policy, blocked.inp, blocked.out, setup.max_seq_len)
-                ):
-                    external, free = external + free, 0
-            for key, val in zip(CATEGORIES, (tokens, reserved, internal, external, free), strict=True):
-                acc[key] += dt * val / cap
-            acc_batch += dt * nrun
-            acc_time += dt
-            busy_time += dt if (blocked is not None) else 0.0
-        # 4. completions
-        for rid, epoch in done_at.pop(t, ()):
-            r = running.get(rid)
-            if r is not None and r.epoch == epoch:
-                release(r)
-                completed += 1
+            dt = timing.seconds(tokens, prompt_tokens, nrun, allocation.paged)
+        if serving.admitted_count >= warm_admissions and serving.waiting:
+            slots = (tokens, *allocation.breakdown(tokens, serving.sum_final, blocked))
+            averages.iteration(dt, slots, nrun, blocked is not None)
+        serving.complete(t)  # 4. completions
         now += dt
         t += 1
 
-    total = max(acc_time, 1e-12)
-    result = {key: acc[key] / total for key in CATEGORIES}
+    result: dict[str, Any] = averages.result()
     result.update(
-        mean_batched_requests=acc_batch / total,
-        queue_blocked_fraction=busy_time / total,
-        preemptions=preemptions,
-        completed_requests=completed,
+        preemptions=serving.preemptions,
+        completed_requests=serving.completed,
         iterations=t,
         simulated_seconds=now,
-        measured_seconds=acc_time,
+        measured_seconds=averages.time,
     )
     return result

@@ -1,161 +1,29 @@
 """The KV-cache memory study: allocation policies served over the vLLM paper's setup, against its figures.
 
-Pieces: length_dists (request lengths), fragmentation_alloc (Orca policies on a buddy allocator),
-fragmentation_sim (the serving loop and the memory categories), kvcache (the paged manager the paged
-policy runs on), fragmentation_paper (published numbers), fragmentation_render (Markdown, figures),
-fragmentation_gpu (the same churn on PyTorch's caching allocator, on a GPU).
-This module reads and checks the config, runs every (load, dataset, policy, block size) point and
-assembles fragmentation.json.
+Pieces: length_dists (request lengths), contiguous (Orca policies on a buddy allocator), serving_sim
+(the serving loop and the memory categories) and allocation (its policies), kvcache (the paged manager
+the paged policy runs on), paper (published numbers), render (Markdown, figures), gpu_churn (the same
+churn on PyTorch's caching allocator, on a GPU).
+This module runs every (load, dataset, policy, block size) point of a config (study_config.py reads
+and checks it) and assembles fragmentation.json; command.py is `attnbench fragmentation`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from attnbench.memory import paper
-from attnbench.memory.contiguous import CONTIGUOUS_POLICIES, POLICIES
+from attnbench.memory.contiguous import CONTIGUOUS_POLICIES
 from attnbench.memory.length_dists import DATASETS, dataset_lengths, expected_means
-from attnbench.memory.serving_sim import ServingSetup, simulate
+from attnbench.memory.serving_sim import simulate
+from attnbench.memory.study_config import SETUP_NUMBERS, ConfigError, StudyConfig, load_config
 
-LOADS = ("saturated", "paper-rate")
-SETUP_NUMBERS = (
-    "num_layers",
-    "hidden_size",
-    "dtype_bytes",
-    "kv_memory_gib",
-    "max_seq_len",
-    "weights_gb",
-    "hbm_gbps",
-    "peak_tflops",
-)
-TOP_KEYS = (
-    "name",
-    "setup",
-    "loads",
-    "datasets",
-    "policies",
-    "paged_block_size",
-    "block_sizes",
-    "warmup_fraction",
-    "seed",
-    "window",
-)
-
-
-class ConfigError(ValueError):
-    """A config problem, phrased as one line naming the file, the key and what is allowed."""
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    name: str
-    path: str
-    setup: dict[str, Any]
-    loads: tuple[str, ...]
-    datasets: dict[str, dict[str, float]]
-    policies: tuple[str, ...]
-    paged_block_size: int
-    block_sizes: tuple[int, ...]
-    warmup_fraction: float
-    seed: int
-    window: int | None = None  # sliding window in tokens: the windowed-cache variant; None = full only
-
-    def serving_setup(self) -> ServingSetup:
-        s = self.setup
-        bpt = 2 * s["num_layers"] * s["hidden_size"] * s["dtype_bytes"]  # K and V, every layer
-        return ServingSetup(
-            kv_capacity_tokens=int(s["kv_memory_gib"] * 2**30) // bpt,
-            bytes_per_token=bpt,
-            max_seq_len=int(s["max_seq_len"]),
-            weight_bytes=s["weights_gb"] * 1e9,
-            hbm_bytes_per_s=s["hbm_gbps"] * 1e9,
-            flops_per_s=s["peak_tflops"] * 1e12,
-            flops_per_prompt_token=2 * s["weights_gb"] * 1e9 / s["dtype_bytes"],  # 2 FLOPs per parameter
-        )
-
-
-def _fail(path: str, key: str, problem: str, allowed: str) -> ConfigError:
-    return ConfigError(f"{path}: {key}: {problem}; allowed: {allowed}")
-
-
-def load_config(path: str | Path) -> StudyConfig:
-    p = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise _fail(p, "(top level)", "not a mapping", "a mapping with keys " + ", ".join(TOP_KEYS))
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise _fail(p, str(key), "unknown key", ", ".join(TOP_KEYS))
-    setup = dict(raw.get("setup") or {})
-    for key in SETUP_NUMBERS:
-        val = setup.get(key)
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
-            raise _fail(p, f"setup.{key}", f"{val!r} is not a positive number", "a positive number")
-    setup.setdefault("model", "OPT-13B")
-    setup.setdefault("gpu", "A100-40GB")
-    loads = raw.get("loads", ["saturated"])
-    if not isinstance(loads, list) or not loads or any(x not in LOADS for x in loads):
-        raise _fail(p, "loads", f"{loads!r}", "a non-empty list of " + ", ".join(LOADS))
-    datasets = raw.get("datasets")
-    if not isinstance(datasets, dict) or not datasets:
-        raise _fail(p, "datasets", f"{datasets!r}", "a mapping of " + ", ".join(DATASETS) + " to settings")
-    for name, spec in datasets.items():
-        if name not in DATASETS:
-            raise _fail(p, f"datasets.{name}", "unknown dataset", ", ".join(DATASETS))
-        spec = spec or {}
-        n = spec.get("num_requests")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 20:
-            raise _fail(p, f"datasets.{name}.num_requests", f"{n!r}", "an integer >= 20")
-        rate = spec.get("request_rate")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-            raise _fail(p, f"datasets.{name}.request_rate", f"{rate!r}", "a positive number (req/s)")
-        datasets[name] = {"num_requests": n, "request_rate": float(rate)}
-    policies = raw.get("policies", list(POLICIES))
-    if not isinstance(policies, list) or not policies or any(x not in POLICIES for x in policies):
-        raise _fail(p, "policies", f"{policies!r}", "a non-empty list of " + ", ".join(POLICIES))
-    bs = raw.get("paged_block_size", paper.FIGURE2_BLOCK_SIZE)
-    if isinstance(bs, bool) or not isinstance(bs, int) or not 1 <= bs <= 1024:
-        raise _fail(p, "paged_block_size", f"{bs!r}", "an integer from 1 to 1024")
-    sizes = raw.get("block_sizes", [])
-    if not isinstance(sizes, list) or any(
-        isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 1024 for x in sizes
-    ):
-        raise _fail(p, "block_sizes", f"{sizes!r}", "a list of integers from 1 to 1024")
-    warm = raw.get("warmup_fraction", 0.1)
-    if isinstance(warm, bool) or not isinstance(warm, (int, float)) or not 0 <= warm < 0.9:
-        raise _fail(p, "warmup_fraction", f"{warm!r}", "a number in [0, 0.9)")
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _fail(p, "seed", f"{seed!r}", "an integer")
-    window = raw.get("window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-        raise _fail(p, "window", f"{window!r}", "an integer >= 1 (sliding window in tokens) or none")
-    return StudyConfig(
-        name=str(raw.get("name") or Path(path).stem),
-        path=p,
-        setup=setup,
-        loads=tuple(loads),
-        datasets=datasets,
-        policies=tuple(policies),
-        paged_block_size=bs,
-        block_sizes=tuple(sorted(set(sizes))),
-        warmup_fraction=float(warm),
-        seed=seed,
-        window=window,
-    )
-
+__all__ = ["ConfigError", "StudyConfig", "load_config", "plan", "run_point", "dataset_requests", "run_study",
+           "study_notes", "implied_iteration_note", "write_json"]
 
 def plan(cfg: StudyConfig) -> list[tuple[str, str, str, int | None]]:
     """(load, dataset, policy, block size) points; paged runs at paged_block_size and every block size."""
@@ -346,10 +214,6 @@ def implied_iteration_note(cfg: StudyConfig) -> str:
     return ("The paper's paged batches at its rates imply, by Little's law (iteration time = batch / (rate x "
             "mean output tokens)), an iteration time of about " + "; ".join(parts) + " on its server; a "
             "server with shorter iterations batches proportionally fewer requests at the same rate.")
-
-
-def default_out_dir() -> Path:
-    return Path("results") / f"fragmentation-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def write_json(result: dict[str, Any], out_dir: Path) -> Path:

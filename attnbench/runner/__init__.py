@@ -1,7 +1,9 @@
 """Running a sweep: config -> plan -> points in worker processes -> rows in a run directory.
 
 - plan.py, estimate.py   which (case, backend) points run or are skipped, and how long they take
-- sweep.py               the runner and the sweep contract (one row per planned point, resumable)
+- contract.py            the sweep contract (one row per planned point, resumable, the ending recorded),
+                         kept by SweepRecord for both runners
+- sweep.py               the runner: one worker
 - worker.py, child.py    where points run: a child process per device (fault isolation)
 - case_runner.py         a case's points run in this process (in the child, or --no-isolate)
 - cpus.py                the CPU share of a worker process

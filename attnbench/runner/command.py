@@ -88,15 +88,45 @@ def sweep_command(
 
         # the workers import torch (seconds) while this process imports it and plans
         prestart(workers_expected(devices, isolate))
+    config, cfg, dev, plan, study = plan_sweep(config, device, backends, max_points, sets, workloads)
+    # every point of the whole plan (before sharding), kept in the manifest so that `merge` can check
+    # coverage without re-planning (which loads the backends and torch)
+    whole_plan = sorted([pc.case.case_id, b] for pc in plan.cases for b in [*pc.run, *pc.skip])
+    sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
+    if sharding is not None:
+        plan = sharding.plan
+    if dry_run:
+        show_plan(plan, sharding)
+        return
+    from attnbench.memory.in_sweep import write_study
+    from attnbench.sysinfo import environment
+
+    env = environment(dev)
+    run, lock = open_run_dir(cfg, plan, env, out, resume, sharding)
+    try:
+        if lock.note:
+            from attnbench.console import warn
+
+            warn(lock.note)
+        outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding, whole_plan)
+        if study is not None and not outcome.interrupted:
+            write_study(study, run.path)
+    finally:
+        lock.release()
+    finish(outcome, run, plan, resume_hint(config, run.path, backends, shard, devices), allow_failures)
+
+
+def plan_sweep(config: Path | None, device: str, backends: str | None, max_points: int | None,
+               sets: list[str] | None, workloads: list[str] | None):
+    """(config path, SweepConfig, resolved device, Plan, the KV-cache study it names or None), or a
+    one-line error and exit 2. Without a config: the embedded default for the device."""
     from attnbench.backends import backend_names
     from attnbench.config import ConfigError
-    from attnbench.console import fail, note, plain, plan_table, warn
-    from attnbench.console import out as console
-    from attnbench.memory.in_sweep import resolve_study, write_study
+    from attnbench.console import fail, note
+    from attnbench.memory.in_sweep import resolve_study
     from attnbench.overrides import load_sweep_config
     from attnbench.paths import find_config, shipped_configs
     from attnbench.runner.plan import PlanSizeError, build_plan
-    from attnbench.sysinfo import environment
 
     try:
         cfg_device = "auto"
@@ -121,37 +151,26 @@ def sweep_command(
     if plan.n_points == 0:
         fail(f"{cfg.source}: the plan has no points ({plan.excluded_points} excluded by the config, "
              "no backend takes the cases); nothing to run")
-    # every point of the whole plan (before sharding), kept in the manifest so that `merge` can check
-    # coverage without re-planning (which loads the backends and torch)
-    whole_plan = sorted([pc.case.case_id, b] for pc in plan.cases for b in [*pc.run, *pc.skip])
-    sharding, workers = scale_out(plan, cfg, dev, shard, devices, isolate)
+    return config, cfg, dev, plan, study
+
+
+def show_plan(plan, sharding) -> None:
+    """--dry-run: the plan's table and counts (this shard's, with the estimated load of each)."""
+    from attnbench.console import note, plain, plan_table
+    from attnbench.console import out as console
+
     if sharding is not None:
-        plan = sharding.plan
-    if dry_run:
-        if sharding is not None:
-            note(
-                f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
-                "points; estimated seconds per shard: " + ", ".join(f"{x:.1f}" for x in sharding.loads_s)
-            )
-        console.print(plan_table(plan))
-        console.print(
-            f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
-            f"{plan.excluded_points} excluded by the config"
+        note(
+            f"shard {sharding.spec}: {plan.n_points} of the plan's {sharding.plan_points} "
+            "points; estimated seconds per shard: " + ", ".join(f"{x:.1f}" for x in sharding.loads_s)
         )
-        for name, why in plan.unavailable.items():
-            console.print(f"  [dim]{plain(name)}: {plain(why)}[/]", highlight=False)
-        return
-    env = environment(dev)
-    run, lock = open_run_dir(cfg, plan, env, out, resume, sharding)
-    try:
-        if lock.note:
-            warn(lock.note)
-        outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding, whole_plan)
-        if study is not None and not outcome.interrupted:
-            write_study(study, run.path)
-    finally:
-        lock.release()
-    finish(outcome, run, plan, resume_hint(config, run.path, backends, shard, devices), allow_failures)
+    console.print(plan_table(plan))
+    console.print(
+        f"{plan.n_points} points: {plan.n_run} to measure, {plan.n_skip} skipped, "
+        f"{plan.excluded_points} excluded by the config"
+    )
+    for name, why in plan.unavailable.items():
+        console.print(f"  [dim]{plain(name)}: {plain(why)}[/]", highlight=False)
 
 
 def parse_backends(text: str | None) -> list[str] | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,13 +32,13 @@ from typing import Any
 
 from attnbench.backends import all_backends, get_backend
 from attnbench.config import SweepConfig
-from attnbench.point import base_row, failed, skipped
+from attnbench.point import base_row, failed
+from attnbench.runner.contract import SweepOutcome, SweepRecord
 from attnbench.runner.cpus import CPUS_ENV
 from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
 from attnbench.runner.plan import Plan
-from attnbench.runner.results import RunDir, now_iso
-from attnbench.runner.run_end import Terminated, end_run, signals_held
-from attnbench.runner.sweep import Progress, SweepOutcome, manifest_for
+from attnbench.runner.progress import Progress
+from attnbench.runner.results import RunDir
 from attnbench.runner.worker import ProcessExecutor, Task
 
 
@@ -213,103 +212,91 @@ def run_multi_device(
     config_path: str | None = None,
     manifest_extra: dict[str, Any] | None = None,
 ) -> SweepOutcome:
-    """run_sweep's contract (rows, manifest, resume, Ctrl-C) with one worker process per device."""
+    """The sweep (attnbench.runner.contract's contract) with one worker process per device. Raises
+    DevicesError, after recording the run as failed, when no worker is left to measure the rest."""
     if not workers:
         raise DevicesError("no devices given")
-    progress = progress or Progress()
-    policy = cfg.timing_policy(device)
-    outcome = SweepOutcome(run)
-    if resume:
-        outcome.notes.extend(filter(None, [run.repair_tail()]))
-    done = run.done_keys() if resume else set()
     facts = {"devices": [w.label for w in workers], "worker_count": len(workers),
              "worker_cpus": {w.label: w.env.get(CPUS_ENV) for w in workers}, **_gpu_facts(workers)}
-    if resume:
-        run.update_manifest(status="running", resumed_at=now_iso(), **facts)
-    else:
-        run.create()
-        run.write_manifest({**manifest_for(cfg, env, policy, run.path.name, config_path, plan),
-                            **(manifest_extra or {}), **facts})
-    outcome.resumed_points = len(done)
+    record = SweepRecord(cfg, plan, run, device, env, progress, resume, config_path, manifest_extra, facts)
     # longest group first: the last items to finish are short ones, so devices end close together
-    work = queue_for(plan, policy, device, all_backends(), done)
-    progress.start(plan.n_points, len(done))
-    events: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    executors = {w.label: ProcessExecutor(w.device, policy, w.env) for w in workers}
-    calibrations: dict[str, Any] = {}
-    start_s: dict[str, float] = {}  # seconds the runner waited for each worker to start
-    start_phases: dict[str, dict[str, float]] = {}  # where each worker's start went
-    errors: dict[str, str] = {}
-    started = time.monotonic()
-
-    def emit(row: dict[str, Any]) -> None:
-        run.append_row(row)
-        outcome.rows.append(row)
-        progress.point_finished(row)
-
-    threads: list[threading.Thread] = []
-    error: BaseException | None = None
-    try:
-        for pc in plan.cases:
-            for name, reason in pc.skip.items():
-                if (pc.case.case_id, name) not in done:
-                    emit(skipped(base_row(pc.case, get_backend(name), device), reason))
+    work = queue_for(plan, record.policy, device, all_backends(), record.done)
+    pool = _WorkerPool(workers, record, work)
+    with record.recording(pool.stop):
+        record.write_skipped()
         if len(work):
-            threads = [threading.Thread(target=_work, name=f"attnbench-worker-{w.label}", daemon=True,
-                                        args=(w, executors[w.label], work, events, stop, device))
-                       for w in workers]
-            for t in threads:
-                t.start()
-        alive = len(threads)
+            pool.start()
+        pool.collect()
+    return record.outcome
+
+
+class _WorkerPool:
+    """The workers' threads and the main thread's side of their events (the one writer)."""
+
+    def __init__(self, workers: list[Worker], record: SweepRecord, work: WorkQueue) -> None:
+        self.workers, self.record, self.work = workers, record, work
+        self.events: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.executors = {w.label: ProcessExecutor(w.device, record.policy, w.env) for w in workers}
+        self.threads: list[threading.Thread] = []
+        self.calibrations: dict[str, Any] = {}
+        self.start_s: dict[str, float] = {}  # seconds the runner waited for each worker to start
+        self.start_phases: dict[str, dict[str, float]] = {}  # where each worker's start went
+        self.errors: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.threads = [
+            threading.Thread(target=_work, name=f"attnbench-worker-{w.label}", daemon=True,
+                             args=(w, self.executors[w.label], self.work, self.events, self.stopping,
+                                   self.record.device))
+            for w in self.workers
+        ]
+        for t in self.threads:
+            t.start()
+
+    def collect(self) -> None:
+        """Handle the workers' events until every worker has exited."""
+        alive = len(self.threads)
         while alive:
             try:
-                msg = events.get(timeout=0.5)  # wake up now and then so Ctrl-C lands here
+                msg = self.events.get(timeout=0.5)  # wake up now and then so Ctrl-C lands here
             except queue.Empty:
                 continue
-            kind, label = msg[0], msg[1]
-            if kind == "row":
-                emit({**msg[2], "worker_device": label})
-            elif kind == "start":
-                progress.point_started(msg[2], msg[3])
-            elif kind == "calibration":
-                calibrations[label] = msg[2]
-                start_s[label] = msg[3]
-                start_phases[label] = msg[4]
-                first = next(w.label for w in workers if w.label in calibrations)
-                run.update_manifest(calibration=calibrations[first], calibration_by_device=calibrations,
-                                    worker_start_s_by_device=start_s,
-                                    worker_start_phases_by_device=start_phases)
-            elif kind == "dead":
-                errors[label] = msg[2]
-                run.update_manifest(worker_errors=errors)
-            elif kind == "exit":
+            if msg[0] == "exit":
                 alive -= 1
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (run_end.Terminated)
-        outcome.interrupted = True
-        outcome.terminated = isinstance(sys.exc_info()[1], Terminated)
-    except BaseException as err:  # a crash or a full disk: recorded, then raised on
-        error = err
-        raise
-    finally:
-        with signals_held():  # a second Ctrl-C must not leave the manifest `running`
-            stop.set()
-            if outcome.interrupted or error is not None:
-                for ex in executors.values():
-                    ex.kill()
-            for t in threads:
-                t.join(timeout=10)
-            progress.stop()
-            left = len(work)
-            no_workers = None
-            if left and not outcome.interrupted and error is None:
-                no_workers = DevicesError(f"no worker left to measure {left} part(s) of cases; "
-                                          + "; ".join(f"device {k}: {v}" for k, v in errors.items())
-                                          + f" (the run in {run.path} is resumable with --resume)")
-            problem = end_run(run, plan, outcome.interrupted, error or no_workers,
-                              wall_s=round(time.monotonic() - started, 3))
-            if problem:
-                outcome.notes.append(problem)
-    if no_workers is not None:
-        raise no_workers
-    return outcome
+            else:
+                self._handle(msg)
+
+    def _handle(self, msg: tuple) -> None:
+        kind, label, run = msg[0], msg[1], self.record.run
+        if kind == "row":
+            self.record.emit({**msg[2], "worker_device": label})
+        elif kind == "start":
+            self.record.progress.point_started(msg[2], msg[3])
+        elif kind == "calibration":
+            self.calibrations[label] = msg[2]
+            self.start_s[label] = msg[3]
+            self.start_phases[label] = msg[4]
+            first = next(w.label for w in self.workers if w.label in self.calibrations)
+            run.update_manifest(calibration=self.calibrations[first], calibration_by_device=self.calibrations,
+                                worker_start_s_by_device=self.start_s,
+                                worker_start_phases_by_device=self.start_phases)
+        elif kind == "dead":
+            self.errors[label] = msg[2]
+            run.update_manifest(worker_errors=self.errors)
+
+    def stop(self, failed: bool) -> DevicesError | None:
+        """Stop the workers (killed when the sweep failed or was interrupted); a DevicesError when
+        parts of cases are left with no worker to measure them."""
+        self.stopping.set()
+        if failed:
+            for ex in self.executors.values():
+                ex.kill()
+        for t in self.threads:
+            t.join(timeout=10)
+        left = len(self.work)
+        if left and not failed:
+            return DevicesError(f"no worker left to measure {left} part(s) of cases; "
+                                + "; ".join(f"device {k}: {v}" for k, v in self.errors.items())
+                                + f" (the run in {self.record.run.path} is resumable with --resume)")
+        return None

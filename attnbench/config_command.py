@@ -1,0 +1,32 @@
+"""The `attnbench config` commands: the JSON Schema of sweep configs and the shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+# -h works here as on every command: click hands the root app's help option names down
+config_app = typer.Typer(help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True)
+
+
+@config_app.command("schema")
+def config_schema(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
+) -> None:
+    """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
+    from attnbench.config_schema import schema_text
+
+    if out is None:
+        typer.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text(), encoding="utf-8")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """The shipped configs, usable by name: `attnbench sweep h100`."""
+    from attnbench.paths import configs_dir, shipped_configs
+
+    for name in shipped_configs():
+        typer.echo(f"{name}\t{configs_dir() / (name + '.yaml')}")
