@@ -158,7 +158,7 @@ def run_case(
     from attnbench.config import ConfigError
     from attnbench.console import fail, rows_table
     from attnbench.console import out as console
-    from attnbench.point import base_row, skipped
+    from attnbench.point import base_row, checked, skipped
     from attnbench.runner.plan import ask
     from attnbench.runner.worker import Task, executor_for
 
@@ -221,6 +221,7 @@ def run_case(
     rows = [{**ident, **r} for r in rows]
     if baseline_backend is not None:
         run_cli.add_speedup(rows, baseline_backend)
+    rows = [checked(r) for r in rows]
     if out is not None:
         run_cli.write_rows(rows, out)
     if as_json:
@@ -501,7 +502,8 @@ def export(
 
 
 config_app = typer.Typer(
-    help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True, context_settings=HELP
+    help="Sweep configs: their JSON Schema and the shipped ones; the schema of a results row.",
+    no_args_is_help=True, context_settings=HELP,
 )
 app.add_typer(config_app, name="config")
 
@@ -512,6 +514,19 @@ def config_schema(
 ) -> None:
     """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
     from attnbench.config_schema import schema_text
+
+    if out is None:
+        typer.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text(), encoding="utf-8")
+
+
+@config_app.command("row-schema")
+def config_row_schema(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
+) -> None:
+    """The JSON Schema of a results row (attnbench.row; committed as configs/row-schema.json)."""
+    from attnbench.row import schema_text
 
     if out is None:
         typer.echo(schema_text(), nl=False)

@@ -33,7 +33,7 @@ from typing import Any
 
 from attnbench.backends import all_backends, get_backend
 from attnbench.config import SweepConfig
-from attnbench.point import base_row, failed, skipped
+from attnbench.point import base_row, checked, failed, skipped
 from attnbench.runner.child import CPUS_ENV
 from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
 from attnbench.runner.plan import Plan
@@ -244,7 +244,7 @@ def run_multi_device(
     started = time.monotonic()
 
     def emit(row: dict[str, Any]) -> None:
-        run.append_row(row)
+        run.append_row(checked(row))
         outcome.rows.append(row)
         progress.point_finished(row)
 

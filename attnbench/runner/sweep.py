@@ -16,7 +16,7 @@ from typing import Any
 
 from attnbench.backends import get_backend
 from attnbench.config import SweepConfig, TimingPolicy
-from attnbench.point import base_row, failed, skipped
+from attnbench.point import base_row, checked, failed, skipped
 from attnbench.runner.plan import Plan
 from attnbench.runner.progress import Progress  # noqa: F401 - re-exported: the runner's hooks
 from attnbench.runner.results import RunDir, now_iso, point_key
@@ -121,7 +121,7 @@ def run_sweep(
     started = time.monotonic()
 
     def emit(row: dict[str, Any]) -> None:
-        run.append_row(row)
+        run.append_row(checked(row))
         outcome.rows.append(row)
         progress.point_finished(row)
 
