@@ -412,6 +412,12 @@ def unit(name: str) -> str:
     return BY_NAME[name].unit
 
 
+def fixed(row: dict[str, Any], varies: tuple[str, ...] = ("config",)) -> dict[str, Any]:
+    """The row's columns of these classes (by default those a config fixes on any host): what two
+    runs of one config must agree on (scripts/compare_rows.py, the golden rows of tests/test_row.py)."""
+    return {k: v for k, v in row.items() if k in BY_NAME and BY_NAME[k].varies in varies}
+
+
 def column_order(columns: list[str]) -> list[str]:
     """columns in table order: the defined ones as listed here, then any others as they came."""
     known = set(columns) & BY_NAME.keys()

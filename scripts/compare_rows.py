@@ -1,6 +1,7 @@
 """The same rows from the same config at two revisions: a CPU sweep at each, compared column by column.
 
     python scripts/compare_rows.py REV_A REV_B [--config C] [--workload W ...] [--backends a,b]
+    python scripts/compare_rows.py REV --golden FILE [--config C] [--backends a,b]
 
 Each revision is exported with `git archive REV | tar -x` into a temporary folder and runs
 `python -m attnbench sweep CONFIG --out DIR --device cpu` there (PYTHONPATH = that folder), with
@@ -15,6 +16,10 @@ seconds of points), so both revisions run the same one. The rows are then matche
 - a column attnbench.row does not define (a plugin's): present in both or in neither.
 Exit 0 when every point matches, 1 with the differences listed otherwise, 2 when a sweep could
 not run. --keep DIR keeps the two exported trees and runs there.
+
+With --golden FILE, one revision's rows are written as golden rows instead: per point its columns
+and its "config" values (those equal on any host), what tests/test_row.py compares a fresh sweep of
+tests/fixtures/rows/tiny.yaml with (generated at the base commit 1ac65ae: GOLDEN_BACKENDS).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from attnbench import row as columns  # noqa: E402 - after the path: this tree's row module
 
 DEFAULT_CONFIG = ROOT / "tests" / "fixtures" / "rows" / "tiny.yaml"
+# Backends whose rows are the same on every host with a C++ compiler: the CPU ones, and two that run
+# on CUDA only (their skip rows); not flash-attn or flashinfer, whose reasons depend on what is installed.
+GOLDEN_BACKENDS = "naive,sdpa-math,sdpa-flash-cpu,cpu-paged,sdpa-flash,cuda-paged"
 Row = dict[str, Any]
 
 
@@ -67,6 +75,17 @@ def load(run: Path) -> dict[tuple[str, str], Row]:
             r = json.loads(line)
             rows[tuple(r[k] for k in columns.POINT_KEY)] = r  # type: ignore[index]
     return rows
+
+
+def golden(rows: dict[tuple[str, str], Row]) -> list[Row]:
+    """Per point, in point order: its key, its columns and its config values."""
+    return [{"point": list(key), "columns": sorted(r), "values": columns.fixed(r)}
+            for key, r in sorted(rows.items())]
+
+
+def golden_text(rows: dict[tuple[str, str], Row]) -> str:
+    """A JSON list, one point a line (a change shows as the lines of the points it changed)."""
+    return "[\n" + ",\n".join(json.dumps(g, sort_keys=True) for g in golden(rows)) + "\n]\n"
 
 
 def compare_row(a: Row, b: Row) -> list[str]:
@@ -111,20 +130,22 @@ def compare(rows_a: dict[tuple[str, str], Row], rows_b: dict[tuple[str, str], Ro
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("rev_a")
-    ap.add_argument("rev_b")
+    ap.add_argument("revs", nargs="+", metavar="REV", help="two revisions (one with --golden)")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="sweep YAML (read from this tree)")
     ap.add_argument("--workload", "-w", action="append", default=[], help="only this workload (repeatable)")
     ap.add_argument("--backends", help="comma-separated backends (default: the config's)")
+    ap.add_argument("--golden", type=Path, help="write REV's golden rows to this file")
     ap.add_argument("--keep", type=Path, help="keep the exported trees and runs in this new folder")
     a = ap.parse_args(argv)
+    if len(a.revs) != (1 if a.golden else 2):
+        ap.error("give two revisions, or one with --golden")
     config = a.config.resolve()
     extra = [x for w in a.workload for x in ("--workload", w)]
     extra += ["--backends", a.backends] if a.backends else []
     work = a.keep.resolve() if a.keep else Path(tempfile.mkdtemp(prefix="compare-rows-"))
     runs = []
     try:
-        for side, rev in (("A", a.rev_a), ("B", a.rev_b)):
+        for side, rev in zip("AB", a.revs, strict=False):
             tree, run = work / f"{side.lower()}-tree", work / f"{side.lower()}-run"
             commit = export_tree(rev, tree)
             code, tail = sweep_at(tree, config, run, extra)
@@ -133,13 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print(f"{side} = {rev} ({commit[:9]}): sweep exit {code}, rows in {run}/results.jsonl")
             runs.append(load(run))
-        diffs, counts = compare(*runs)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"config {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}: "
-          f"{counts['points']} points in both, statuses {counts['statuses']}")
-    print(f"{counts['values_compared']} config/host values compared equal or not, "
+    if a.golden:
+        a.golden.write_text(golden_text(runs[0]))
+        print(f"wrote {len(runs[0])} golden rows to {a.golden}")
+        return 0
+    diffs, counts = compare(*runs)
+    shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+    print(f"config {shown}: {counts['points']} points in both, statuses {counts['statuses']}")
+    print(f"{counts['values_compared']} config/host values compared, "
           f"{counts['measured_checked']} measured values checked for presence and type")
     if diffs:
         print(f"DIFFERENT: {len(diffs)} difference(s)")

@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
 # Child worker processes (spawn) find the test plugins through PYTHONPATH.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
 # Every row a writer emits is held to attnbench.row: an undefined column or a mistyped value raises.
-os.environ.setdefault("ATTNBENCH_STRICT_ROWS", "1")
+os.environ.setdefault("ATTNBENCH_STRICT_ROWS", "1")  # attnbench.row.STRICT_ENV
 
 
 def pytest_collection_modifyitems(config, items):
