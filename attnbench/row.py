@@ -62,6 +62,13 @@ class Field:
     enum: tuple[str, ...] | None = None
     retired: bool = False  # found in older runs only; no longer written
 
+    def __post_init__(self) -> None:
+        if self.type not in JSON_TYPES or self.varies not in VARIES or self.presence not in PRESENCE:
+            raise ValueError(f"column {self.name}: type {self.type!r}, varies {self.varies!r}, presence "
+                             f"{self.presence!r}: allowed {JSON_TYPES}, {VARIES}, {PRESENCE}")
+        if (self.items is not None) != (self.type == "array"):
+            raise ValueError(f"column {self.name}: an array names its items' type, nothing else does")
+
     @property
     def numeric(self) -> bool:
         """A number column (not a bool, not a list): what a reader converts with to_numeric."""

@@ -19,7 +19,8 @@ not run. --keep DIR keeps the two exported trees and runs there.
 
 With --golden FILE, one revision's rows are written as golden rows instead: per point its columns
 and its "config" values (those equal on any host), what tests/test_row.py compares a fresh sweep of
-tests/fixtures/rows/tiny.yaml with (generated at the base commit 1ac65ae: GOLDEN_BACKENDS).
+tests/fixtures/rows/tiny.yaml with (generated at the base commit 1ac65ae on GOLDEN_BACKENDS:
+`python scripts/compare_rows.py 1ac65ae --golden tests/fixtures/rows/golden.json`).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("revs", nargs="+", metavar="REV", help="two revisions (one with --golden)")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="sweep YAML (read from this tree)")
     ap.add_argument("--workload", "-w", action="append", default=[], help="only this workload (repeatable)")
-    ap.add_argument("--backends", help="comma-separated backends (default: the config's)")
+    ap.add_argument("--backends", help="comma-separated backends (default: the config's; with --golden "
+                    "GOLDEN_BACKENDS)")
     ap.add_argument("--golden", type=Path, help="write REV's golden rows to this file")
     ap.add_argument("--keep", type=Path, help="keep the exported trees and runs in this new folder")
     a = ap.parse_args(argv)
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give two revisions, or one with --golden")
     config = a.config.resolve()
     extra = [x for w in a.workload for x in ("--workload", w)]
-    extra += ["--backends", a.backends] if a.backends else []
+    backends = a.backends or (GOLDEN_BACKENDS if a.golden else None)
+    extra += ["--backends", backends] if backends else []
     work = a.keep.resolve() if a.keep else Path(tempfile.mkdtemp(prefix="compare-rows-"))
     runs = []
     try:
