@@ -7,7 +7,10 @@ from pathlib import Path
 import typer
 
 # -h works here as on every command: click hands the root app's help option names down
-config_app = typer.Typer(help="Sweep configs: their JSON Schema and the shipped ones.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Sweep configs: their JSON Schema and the shipped ones; the schema of a results row.",
+    no_args_is_help=True,
+)
 
 
 @config_app.command("schema")
@@ -16,6 +19,19 @@ def config_schema(
 ) -> None:
     """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
     from attnbench.config_schema import schema_text
+
+    if out is None:
+        typer.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text(), encoding="utf-8")
+
+
+@config_app.command("row-schema")
+def config_row_schema(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
+) -> None:
+    """The JSON Schema of a results row (attnbench.row; committed as configs/row-schema.json)."""
+    from attnbench.row import schema_text
 
     if out is None:
         typer.echo(schema_text(), nl=False)

@@ -1,7 +1,9 @@
 """`attnbench export RUN --format F`: a run's rows in the formats other tools read.
 
 Formats (each written to --out, or stdout for the text ones):
-- csv: one line per row, every column; list and mapping cells as JSON text.
+- csv: one line per row, every column in the order attnbench.row lists them (the run's identity
+  first, a plugin's own columns last); list and mapping cells as JSON text. Units are in the
+  names and in attnbench.row (configs/row-schema.json).
 - parquet: the same table as Parquet (needs pyarrow).
 - github-action-benchmark: the `customSmallerIsBetter` tool's input, a JSON array of
   {name, unit, value, range, extra}, one entry per ok point (median latency in ms).
@@ -25,10 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attnbench.runner.results import IDENTITY_FIELDS, load_run, run_identity
+from attnbench import row as columns
+from attnbench.row import IDENTITY_FIELDS
+from attnbench.runner.results import load_run, run_identity
 
 FORMATS = ("csv", "parquet", "github-action-benchmark", "bencher", "pytest-benchmark")
 BINARY = ("parquet",)
+NS_PER = {"s": 1e9, "ms": 1e6, "us": 1e3}  # nanoseconds per time unit of attnbench.row
 
 
 class ExportError(ValueError):
@@ -72,16 +77,16 @@ def point_name(row: dict[str, Any]) -> str:
 
 
 def frame(rows: list[dict[str, Any]]):
-    """The rows as a DataFrame, identity columns first; list/dict cells as JSON text (CSV and Parquet
-    need one type per column, and a reader gets the lists back with json.loads)."""
+    """The rows as a DataFrame, columns in attnbench.row's order (identity first, then the case, the
+    point, the measures; columns it does not define last); list/dict cells as JSON text (CSV and
+    Parquet need one type per column, and a reader gets the lists back with json.loads)."""
     import pandas as pd
 
     df = pd.DataFrame(rows)
     for col in df.columns:
         if df[col].map(lambda v: isinstance(v, (list, dict, tuple))).any():
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict, tuple)) else v)
-    first = [c for c in IDENTITY_FIELDS if c in df.columns]
-    return df[first + [c for c in df.columns if c not in first]]
+    return df[columns.column_order(list(df.columns))]
 
 
 def to_csv(rows: list[dict[str, Any]], _manifest: dict[str, Any]) -> str:
@@ -114,7 +119,8 @@ def to_github_action_benchmark(rows: list[dict[str, Any]], manifest: dict[str, A
     """customSmallerIsBetter: [{name, unit, value, range?, extra?}], value a number."""
     out = []
     for r in _ok(rows):
-        entry: dict[str, Any] = {"name": point_name(r), "unit": "ms", "value": float(r["latency_ms_p50"])}
+        entry: dict[str, Any] = {"name": point_name(r), "unit": columns.unit("latency_ms_p50"),
+                                 "value": float(r["latency_ms_p50"])}
         half = _ci_half_width(r)
         if half is not None:
             entry["range"] = f"± {half:.3g}"
@@ -130,11 +136,11 @@ def to_bencher(rows: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
     """BMF: {benchmark name: {measure slug: {value, lower_value?, upper_value?}}}."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in _ok(rows):
-        ns_per_ms = 1e6
-        latency: dict[str, float] = {"value": float(r["latency_ms_p50"]) * ns_per_ms}
+        ns_per = NS_PER[columns.unit("latency_ms_p50")]  # Bencher's latency is in nanoseconds
+        latency: dict[str, float] = {"value": float(r["latency_ms_p50"]) * ns_per}
         lo, hi = _num(r.get("latency_ms_ci_low")), _num(r.get("latency_ms_ci_high"))
         if lo is not None and hi is not None:
-            latency.update(lower_value=lo * ns_per_ms, upper_value=hi * ns_per_ms)
+            latency.update(lower_value=lo * ns_per, upper_value=hi * ns_per)
         measures = {"latency": latency}
         tflops = _num(r.get("tflops"))
         if tflops is not None:

@@ -3,6 +3,9 @@
 Correct before timed: the first call's output is judged against the float32/float64 reference per
 sequence and query head (attnbench.reference: the rule, the metric and the tolerance live there); a
 wrong or non-finite output makes the row `incorrect` and the point is not timed.
+
+The row's columns, their types and units are attnbench.row's; `checked` holds a row to them where
+rows are written (in the test suite: attnbench.row.STRICT_ENV).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 import torch
 
 from attnbench import metrics
+from attnbench import row as columns
+from attnbench.backends import get_backend
 from attnbench.backends.base import Backend, Unsupported
 from attnbench.case import Case
 from attnbench.config import TimingPolicy
@@ -36,6 +41,24 @@ def base_row(case: Case, backend: Backend, device: str) -> dict[str, Any]:
         padding_waste=metrics.padding_waste(case.kv_lens),
     )
     return row
+
+
+def shipped(backend: Backend) -> bool:
+    """A backend of this package, whose rows hold only attnbench.row's columns (a plugin's
+    Prepared.info may add its own)."""
+    return type(backend).__module__.startswith("attnbench.backends.")
+
+
+def checked(row: dict[str, Any]) -> dict[str, Any]:
+    """The row, after attnbench.row.check: in strict mode (the test suite) a column the row module
+    does not define, or a value of another type, raises RowError here, where the row is written."""
+    if not columns.strict():
+        return row
+    try:
+        extra_ok = not shipped(get_backend(row["backend"]))
+    except KeyError:  # a backend no longer registered: its row came from elsewhere
+        extra_ok = True
+    return columns.check(row, extra_ok)
 
 
 def skipped(row: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -195,6 +195,9 @@ def run_command(
     rows = [{**ident, **r} for r in rows]
     if baseline_backend is not None:
         add_speedup(rows, baseline_backend)
+    from attnbench.point import checked
+
+    rows = [checked(r) for r in rows]
     _show_rows(rows, out, as_json, as_csv, f"{case.case_id} on {dev}", baseline_backend)
     if any(r["status"] in ("failed", "incorrect") for r in rows):
         raise typer.Exit(1)

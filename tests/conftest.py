@@ -13,6 +13,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 # Child worker processes (spawn) find the test plugins through PYTHONPATH.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+# Every row a writer emits is held to attnbench.row: an undefined column or a mistyped value raises.
+os.environ.setdefault("ATTNBENCH_STRICT_ROWS", "1")  # attnbench.row.STRICT_ENV
 
 
 def pytest_collection_modifyitems(config, items):

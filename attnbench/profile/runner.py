@@ -24,7 +24,7 @@ from attnbench import metrics
 from attnbench.backends import get_backend
 from attnbench.case import Case
 from attnbench.measure import Timing
-from attnbench.point import base_row
+from attnbench.point import base_row, checked
 from attnbench.profile import ncu as ncu_mod
 from attnbench.profile import target
 from attnbench.profile.proc import run_group
@@ -207,7 +207,7 @@ def run_profile(points: list[Point], skip_rows: list[Row], run: RunDir, manifest
     status = "complete"
 
     def emit(row: Row) -> None:
-        row = transform(row) if transform else row
+        row = checked(transform(row) if transform else row)
         run.append_row(row)
         rows.append(row)
         if on_row:

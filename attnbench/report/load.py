@@ -24,10 +24,12 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.row import field as column
 from attnbench.runner.results import ROWS, RunDir, bad_lines_note, load_run, read_rows
 from attnbench.runner.run_end import abandoned
 
-# Columns the report reads; a run that lacks one (older or partial) gets it as all-missing.
+# Columns the report reads (each defined in attnbench.row); a run that lacks one (older or
+# partial) gets it as all-missing.
 EXPECTED = (
     "case_id", "workload", "phase", "batch", "q_lens", "kv_lens", "total_q", "total_kv", "max_q", "max_kv",
     "mean_kv", "num_q_heads", "num_kv_heads", "gqa_ratio", "head_dim", "dtype", "causal", "seqlen_mix",
@@ -38,14 +40,9 @@ EXPECTED = (
     "padding_waste", "throttled", "variant", "dram_read_bytes", "dram_write_bytes",
     "pattern", "window", "softcap", "alibi", "compile_s", "prepare_s", "new_kernel",
 )
-NUMERIC = (
-    "batch", "total_q", "total_kv", "max_q", "max_kv", "mean_kv", "num_q_heads", "num_kv_heads",
-    "gqa_ratio", "head_dim", "block_size", "prefix_len", "rel_err", "latency_ms_p50", "latency_ms_p10",
-    "latency_ms_p90", "latency_ms_ci_low", "latency_ms_ci_high", "n_samples", "tflops", "hbm_gbps",
-    "bw_util", "flop_util", "flops", "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes",
-    "kv_bytes_allocated", "kv_bytes_used", "padding_waste", "dram_read_bytes", "dram_write_bytes",
-    "window", "softcap", "compile_s", "prepare_s",
-)
+# The number columns among them (attnbench.row's types): read with to_numeric, a missing or odd
+# value becoming NaN.
+NUMERIC = tuple(c for c in EXPECTED if column(c).numeric)
 FRAGMENTATION_FILE = "fragmentation.json"
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from attnbench.backends import get_backend
 from attnbench.config import SweepConfig, TimingPolicy
-from attnbench.point import base_row, skipped
+from attnbench.point import base_row, checked, skipped
 from attnbench.runner.plan import Plan
 from attnbench.runner.progress import Progress
 from attnbench.runner.results import RunDir, now_iso
@@ -97,7 +97,7 @@ class SweepRecord:
         self.outcome.resumed_points = len(self.done)
 
     def emit(self, row: dict[str, Any]) -> None:
-        self.run.append_row(row)
+        self.run.append_row(checked(row))  # strict (the tests): a column attnbench.row lacks is an error
         self.outcome.rows.append(row)
         self.progress.point_finished(row)
 

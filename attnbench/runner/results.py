@@ -1,12 +1,8 @@
 """Run directories: manifest.json plus results.jsonl, one JSON row per (case, backend).
 
 Rows are appended and flushed (and fsynced) as each point finishes, so an interrupted sweep loses
-nothing and --resume continues it. A row holds the case columns (Case.describe()), the backend
-columns, `status` (ok | skipped | failed | incorrect) with its `reason`, and measures with units in
-their names: latency_ms_p50, latency_ms_p10, latency_ms_p90, latency_ms_mean, samples_ms, tflops,
-hbm_gbps, bw_util, flop_util, flops, min_hbm_bytes, peak_mem_bytes, working_mem_bytes, first_call_s, rel_err,
-kv_bytes_allocated, kv_bytes_used, padding_waste, stop_reason, telemetry fields (sm_clock_mhz_*,
-power_w_*, temp_c_max, throttled, throttle_reasons).
+nothing and --resume continues it. What a row holds, column by column (names, JSON types, units,
+meanings, which columns are measured), is attnbench.row; its JSON Schema is configs/row-schema.json.
 """
 
 from __future__ import annotations
@@ -20,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "skipped", "failed", "incorrect")
+from attnbench.row import POINT_KEY, field
+
 MANIFEST = "manifest.json"
 ROWS = "results.jsonl"
 TORN = "results.torn.jsonl"  # torn last lines moved aside by --resume (kept, never deleted)
@@ -42,16 +39,14 @@ class RunError(ValueError):
 
 def point_key(row: dict[str, Any]) -> tuple[str, str]:
     """The identity of a point: (case_id, backend). The gate and --resume match on it."""
-    return row["case_id"], row["backend"]
-
-
-# Which run a row came from, stamped on every row written so that rows of several runs concatenated
-# (pandas, a dashboard) keep it; `attnbench export` fills them from the manifest for older runs.
-IDENTITY_FIELDS = ("run_id", "gpu_name", "git_commit")
+    case_id, backend = POINT_KEY
+    return row[case_id], row[backend]
 
 
 def run_identity(manifest: dict[str, Any], fallback_run_id: str = "") -> dict[str, Any]:
-    """The identity columns of a run's rows, from its manifest (gpu_name None on a CPU)."""
+    """The identity columns of a run's rows (attnbench.row.IDENTITY_FIELDS), from its manifest
+    (gpu_name None on a CPU): stamped on every row written so that rows of several runs
+    concatenated (pandas, a dashboard) keep them; `attnbench export` fills them in for older runs."""
     return {
         "run_id": manifest.get("run_id") or fallback_run_id,
         "gpu_name": manifest.get("gpu_name"),
@@ -187,7 +182,7 @@ def _row_or_none(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(row, dict):
         return None
-    if not isinstance(row.get("case_id"), str) or not isinstance(row.get("backend"), str):
+    if not all(k in row and field(k).accepts(row[k]) for k in POINT_KEY):
         return None
     return row
 
