@@ -3,7 +3,10 @@
 Each mutant is a list of exact text substitutions into a copy of a kernel's source (Triton modules under
 kernels/triton, CUDA translation units under kernels/cuda). A substitution must match exactly once: when
 a kernel is rewritten and a site disappears, loading the mutant fails loudly instead of running the
-honest kernel under a mutant's name. The faults are the bugs paged and flash kernels really have:
+honest kernel under a mutant's name. A Triton kernel's source here is its module together with the
+helper modules it imports (kernels/triton/online_softmax.py): a site in a helper is planted into a copy
+of the helper that only the mutated kernel imports.
+The faults are the bugs paged and flash kernels really have:
   last-key-dropped        the context is one token short (off-by-one at the sequence end)
   last-block-dropped      the last, partial KV block of each sequence is skipped
   last-split-dropped      the split-K merge leaves out the last partition (long sequences only)
@@ -111,9 +114,7 @@ PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "win_lo = (tl.maximum(kv_len - q_len + q0 - window, 0) // BLOCK_N + 1) * BLOCK_N",
         )],
         "softcap-ignored": _SOFTCAP_OFF,
-        "alibi-slope-halved": [
-            ("s = s - slope[:, None] * tl.where(", "s = s - 0.5 * slope[:, None] * tl.where(")
-        ],
+        "alibi-slope-halved": [("s = s - slope * tl.where(", "s = s - 0.5 * slope * tl.where(")],
         "split-ignores-window": [("lo = win_lo + split * chunk", "lo = split * chunk")],
     },
 }
@@ -194,36 +195,62 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
 
 def mutate(source: str, subs: Substitutions, label: str) -> str:
     """Apply each substitution, which must match exactly once."""
+    return mutate_files({"source": source}, subs, label)["source"]
+
+
+def mutate_files(sources: dict[str, str], subs: Substitutions, label: str) -> dict[str, str]:
+    """Apply each substitution to the one file of `sources` it matches; it must match exactly once in all."""
+    sources = dict(sources)
     for old, new in subs:
-        count = source.count(old)
-        if count != 1:
-            raise AssertionError(f"mutant {label}: {old!r} occurs {count} times in the source (needs 1)")
-        source = source.replace(old, new)
-    return source
+        counts = {name: text.count(old) for name, text in sources.items()}
+        if sum(counts.values()) != 1:
+            raise AssertionError(f"mutant {label}: {old!r} occurs {sum(counts.values())} times in "
+                                 f"{', '.join(sources)} (needs 1)")
+        name = next(n for n, c in counts.items() if c)
+        sources[name] = sources[name].replace(old, new)
+    return sources
 
 
 _TMP = Path(tempfile.mkdtemp(prefix="attnbench-mutants-"))
 
 
-def load_triton_mutant(module: str, mutant: str) -> ModuleType:
-    """A mutated copy of kernels/triton/<module>.py, imported inside the kernels package (relative
-    imports resolve to the honest helpers), compiled or interpreted to match TRITON_INTERPRET."""
-    from attnbench.backends._triton_common import kernels_module
-
-    honest = kernels_module(module)  # imports the package (and applies the interpreter's fixes)
-    source = Path(honest.__file__).read_text()
-    subs = TRITON_MUTANTS[module].get(mutant) or PATTERN_MUTANTS[module][mutant]
-    text = mutate(source, subs, f"{module}:{mutant}")
-    name = f"_mutant_{module}_{mutant.replace('-', '_')}"
+def _import_copy(package: str, name: str, text: str) -> ModuleType:
+    """Import `text` as module <package>.<name> from a real file (@triton.jit reads its functions'
+    source through inspect), so that its relative imports resolve inside the kernels package."""
     path = _TMP / f"{name}.py"
-    path.write_text(text)  # a real file: @triton.jit reads the function's source through inspect
-    full = f"{honest.__package__}.{name}"
+    path.write_text(text)
+    full = f"{package}.{name}"
     spec = importlib.util.spec_from_file_location(full, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[full] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_triton_mutant(module: str, mutant: str) -> ModuleType:
+    """A mutated copy of kernels/triton/<module>.py, imported inside the kernels package (relative
+    imports resolve to the honest helpers, or to a mutated copy of the helper the mutant's site is in),
+    compiled or interpreted to match TRITON_INTERPRET."""
+    from attnbench.backends._triton_common import kernels_module
+
+    honest = kernels_module(module)  # imports the package (and applies the interpreter's fixes)
+    package = honest.__package__
+    assert package is not None
+    folder = Path(honest.__file__).parent
+    helpers = sys.modules[package].HELPER_MODULES
+    files = {name: (folder / f"{name}.py").read_text() for name in (module, *helpers)}
+    subs = TRITON_MUTANTS[module].get(mutant) or PATTERN_MUTANTS[module][mutant]
+    label = f"{module}:{mutant}"
+    mutated = mutate_files(files, subs, label)
+    name = f"_mutant_{module}_{mutant.replace('-', '_')}"
+    for helper in helpers:
+        if mutated[helper] != files[helper]:
+            helper_copy = f"{name}__{helper}"
+            _import_copy(package, helper_copy, mutated[helper])
+            redirect = (f"from .{helper} import", f"from .{helper_copy} import")
+            mutated[module] = mutate(mutated[module], [redirect], label)
+    return _import_copy(package, name, mutated[module])
 
 
 def write_cuda_mutant(src_dir: Path, unit: str, mutant: str, out_dir: Path) -> Path:

@@ -1,9 +1,11 @@
 """The ctypes declarations match the C headers, and the ABI versions mirrored in Python match the C++.
 
 ctypes trusts argtypes blindly: a header that gains an argument (window, softcap) while Python keeps
-the old list would shift every later argument by one slot, with no error. So the headers are parsed
-here and each function's parameter kinds compared with the lists the loaders install, without
-compiling or loading anything.
+the old list would shift every later argument by one slot, with no error, and a function whose
+restype is left at ctypes' default (int) truncates an int64_t or a pointer. So the headers are parsed
+here and each function's return and parameter kinds compared with what the loaders install, and the
+definitions in the .cu/.cpp sources with the headers, without compiling or loading anything. The
+other constants Python mirrors from the kernels: tests/test_abi_constants.py.
 """
 
 from __future__ import annotations
@@ -18,20 +20,40 @@ from attnbench import cpu_build, cuda_build
 from attnbench.paths import kernels_dir
 
 C_TO_CTYPES = {"int": ctypes.c_int, "float": ctypes.c_float, "int64_t": ctypes.c_int64}
+C_RETURN_TO_CTYPES = {"int": ctypes.c_int, "int64_t": ctypes.c_int64, "const char*": ctypes.c_char_p,
+                      "void": None}
 
 
-def header_signatures(header: Path) -> dict[str, list[type]]:
-    """Every `T name(args);` declaration in the header: name -> ctypes kind of each parameter."""
-    text = re.sub(r"//[^\n]*", "", header.read_text())
+def c_functions(text: str, end: str) -> dict[str, tuple[type | None, list[type]]]:
+    """Every `T attnbench_name(args)` followed by `end` (";" declarations, "{" definitions):
+    name -> (ctypes kind of the return value, ctypes kind of each parameter)."""
+    text = re.sub(r"//[^\n]*", "", text)
     found = {}
-    for name, params in re.findall(r"\b(attnbench_\w+)\s*\(([^)]*)\)\s*;", text):
+    pattern = rf"((?:const\s+)?\w+\s*\**)\s*\b(attnbench_\w+)\s*\(([^)]*)\)\s*{re.escape(end)}"
+    for ret, name, params in re.findall(pattern, text):
         kinds = []
         for param in (p.strip() for p in params.split(",")):
             if param in ("void", ""):
                 continue
             ctype = param.rsplit(None, 1)[0] if "*" not in param else "*"
             kinds.append(ctypes.c_void_p if ctype == "*" else C_TO_CTYPES[ctype.replace("const ", "")])
-        found[name] = kinds
+        assert name not in found, f"{name} declared twice"
+        found[name] = (C_RETURN_TO_CTYPES[re.sub(r"\s*\*", "*", ret.strip())], kinds)
+    return found
+
+
+def header_signatures(header: Path) -> dict[str, list[type]]:
+    """Every `T name(args);` declaration in the header: name -> ctypes kind of each parameter."""
+    return {name: params for name, (_, params) in c_functions(header.read_text(), ";").items()}
+
+
+def source_definitions(folder: Path, suffix: str) -> dict[str, tuple[type | None, list[type]]]:
+    """The extern "C" definitions in every source of folder, as c_functions gives them."""
+    found: dict[str, tuple[type | None, list[type]]] = {}
+    for path in sorted(folder.glob(f"*{suffix}")):
+        defs = c_functions(path.read_text(), "{")
+        assert not set(defs) & set(found), f"{path.name} defines a function another source defines"
+        found.update(defs)
     return found
 
 
@@ -104,3 +126,51 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
     assert decode[14:17] == (4096, 50.0, 77)
     assert flash[14:17] == (-1, 0.0, None)
     assert cpu[17:19] == (7, 2.0)
+
+
+@pytest.mark.parametrize("folder, suffix", [("cuda", ".cu"), ("cpu", ".cpp")])
+def test_definitions_match_the_header(folder, suffix):
+    """Each extern "C" function the sources define is declared in api.h with the same kinds, and each
+    declared one is defined (ctypes would bind a mismatched or missing definition without a word)."""
+    declared = c_functions((kernels_dir() / folder / "api.h").read_text(), ";")
+    defined = source_definitions(kernels_dir() / folder, suffix)
+    assert defined == declared
+
+
+class _FakeFunction:
+    """Stands in for a ctypes function: records the restype / argtypes a loader sets."""
+
+    def __init__(self, result: int):
+        self.restype: object = "unset"
+        self.argtypes: object = None
+        self._result = result
+
+    def __call__(self, *args):
+        return self._result
+
+
+class _FakeLibrary:
+    def __init__(self, abi: int):
+        self.functions: dict[str, _FakeFunction] = {}
+        self._abi = abi
+
+    def __getattr__(self, name: str) -> _FakeFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.functions.setdefault(name, _FakeFunction(self._abi))
+
+
+@pytest.mark.parametrize("folder, loader", [("cuda", cuda_build.CudaLib), ("cpu", cpu_build.CpuLib)])
+def test_loaders_bind_every_function_as_declared(monkeypatch, folder, loader):
+    """The loader sets restype and argtypes of every function api.h declares, as declared (argtypes
+    may be left unset for a function without parameters)."""
+    module = cuda_build if folder == "cuda" else cpu_build
+    fake = _FakeLibrary(module.ABI_VERSION)
+    monkeypatch.setattr(module.ctypes, "CDLL", lambda path: fake)
+    loader(Path("libfake.so"))
+    declared = c_functions((kernels_dir() / folder / "api.h").read_text(), ";")
+    assert set(fake.functions) == set(declared)
+    for name, (restype, params) in declared.items():
+        fn = fake.functions[name]
+        assert fn.restype == restype, name
+        assert fn.argtypes == params or (fn.argtypes is None and not params), name

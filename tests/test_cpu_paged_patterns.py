@@ -143,8 +143,8 @@ def test_planted_window_edge_fault_is_caught(tmp_path: Path):
     assert text.count(good) == 1, "the mutation site moved: update this test"
     bad = "pos(r) > g.window ? pos(r) - g.window + 1 : 0"
     (tmp_path / "paged_attention.cpp").write_text(text.replace(good, bad))
-    for header in ("api.h", "convert.h"):
-        (tmp_path / header).write_bytes((cpu_build.cpu_src_dir() / header).read_bytes())
+    for header in cpu_build.cpu_src_dir().glob("*.h"):  # every header the source includes
+        (tmp_path / header.name).write_bytes(header.read_bytes())
     lib_path = tmp_path / "libmutant.so"
     subprocess.run([cpu_build.find_cxx(), *cpu_build.FLAGS, "-shared", str(tmp_path / "paged_attention.cpp"),
                     "-o", str(lib_path)], check=True)

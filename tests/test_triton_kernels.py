@@ -266,3 +266,33 @@ def test_reference_helper_agrees_with_inputs():
     ref = reference_attention(c, inp.q, inp.k, inp.v, cumulative(c.q_lens, "cpu").tolist(),
                               cumulative(c.kv_lens, "cpu").tolist())
     torch.testing.assert_close(ref, inp.reference)
+
+
+def test_online_softmax_rows_with_nothing_visible_stay_finite():
+    """Rows whose first tile is all -inf (a window or causal edge hides it) get p = 0 there, not NaN,
+    and the same running sums as if that tile had not been there; a row that sees nothing in either
+    tile ends with m = -inf, l = 0, acc = 0."""
+    kernels("flash_fwd")  # loads the kernels package (and online_softmax) interpreted
+    from tests.triton_softmax_probe import two_tiles_kernel
+
+    bm = bn = bd = 16
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randn(2, bm, bn, generator=gen) * 3
+    v = torch.randn(2, bn, bd, generator=gen)
+    scores[0, :4] = float("-inf")  # rows 0-3: nothing visible in the first tile
+    scores[:, 4] = float("-inf")  # row 4: nothing visible at all
+    scores[1, 5, 3:] = float("-inf")  # row 5: part of the second tile masked
+    out, l_run, m_run = torch.empty(bm, bd), torch.empty(bm), torch.empty(bm)
+    two_tiles_kernel[(1,)](scores, v, out, l_run, m_run, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd)
+
+    s = torch.cat([scores[0], scores[1]], dim=1).double()  # (rows, 2 * bn)
+    m_ref = s.max(dim=1).values
+    seen = m_ref > float("-inf")
+    p = torch.where(seen[:, None], torch.exp2(s - m_ref[:, None]), 0.0)
+    assert torch.isfinite(out).all() and torch.isfinite(l_run).all()
+    assert torch.equal(m_run[~seen], torch.full((int((~seen).sum()),), float("-inf")))
+    assert (l_run[~seen] == 0).all() and (out[~seen] == 0).all()
+    torch.testing.assert_close(m_run[seen].double(), m_ref[seen])
+    torch.testing.assert_close(l_run[seen].double(), p.sum(1)[seen], rtol=1e-5, atol=0)
+    acc_ref = p @ torch.cat([v[0], v[1]]).double()
+    torch.testing.assert_close(out[seen].double(), acc_ref[seen], rtol=1e-5, atol=1e-5)

@@ -4,9 +4,9 @@
 // every query head that shares the KV head (GQA), so each K/V block is read (and widened to float32)
 // once per item and used by tile x group (row, head) pairs. The item walks the sequence's blocks
 // through its block table in order, keeping a running max, sum and float32 output per pair (online
-// softmax, one pass), and skips blocks no row of the tile may see: past the causal diagonal, and before
-// the sliding window (the walk starts at the first block the tile's first row can reach, so a window
-// of w tokens reads about w / block_size + 1 blocks whatever the context). Soft-capping and ALiBi are
+// softmax, one pass: online_softmax.h), and skips blocks no row of the tile may see: past the causal
+// diagonal, and before the sliding window (the walk starts at the first block the tile's first row can
+// reach, so a window of w tokens reads about w / block_size + 1 blocks whatever the context). Soft-capping and ALiBi are
 // applied to each score before the softmax; window, soft-cap and slopes are run-time arguments, so a
 // new pattern needs no rebuild. Items are spread over the OpenMP team with dynamic scheduling, since
 // sequences differ in length.
@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "convert.h"
+#include "online_softmax.h"
 
 namespace attnbench_cpu {
 namespace {
@@ -134,24 +135,7 @@ void attend_item(const Geometry& g, T* out, const T* q, const T* k_cache, const 
         scores[t] = s;
         block_max = s > block_max ? s : block_max;
       }
-      const float new_max = block_max > run_max[p] ? block_max : run_max[p];
-      const float rescale = std::exp(run_max[p] - new_max);  // 0 on the first block (max was -inf)
-      float block_sum = 0.0f;
-      for (int t = t0; t < n; ++t) {
-        scores[t] = std::exp(scores[t] - new_max);
-        block_sum += scores[t];
-      }
-      run_sum[p] = run_sum[p] * rescale + block_sum;
-      run_max[p] = new_max;
-      float* a = acc + p * d;
-#pragma omp simd
-      for (int j = 0; j < d; ++j) a[j] *= rescale;
-      for (int t = t0; t < n; ++t) {
-        const float w = scores[t];
-        const float* v = vb + t * stride;
-#pragma omp simd
-        for (int j = 0; j < d; ++j) a[j] += w * v[j];
-      }
+      online_softmax_update(scores, t0, n, block_max, run_max[p], run_sum[p], acc + p * d, vb, stride, d);
     }
   }
   for (int p = 0; p < pairs; ++p) {

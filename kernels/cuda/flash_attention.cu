@@ -31,6 +31,7 @@
 
 #include "api.h"
 #include "common.cuh"
+#include "online_softmax.cuh"
 
 namespace attnbench {
 namespace {
@@ -85,6 +86,24 @@ __device__ __forceinline__ void load_rows(T* smem, const T* gmem, size_t stride,
     const bool valid = row < valid_rows;
     const T* src = valid ? gmem + row * stride + c * kVec : gmem;
     cp_async_16(smem + swz<D>(row, c), src, valid);
+  }
+}
+
+// Calls f(score, row, key) on each S accumulator of this lane, with its query row and key index: in the
+// m16n8 accumulator layout, element e of MMA tile (mt, nt) is row row0 + mt * 16 + g + 8 * (e >= 2)
+// and key key0 + nt * 8 + 2 * t + (e & 1), for lane = 4 * g + t.
+template <int kMT, int BN, typename F>
+__device__ __forceinline__ void for_each_score(float (&s)[kMT][BN / 8][4], int row0, int key0, int g, int t,
+                                               F&& f) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        f(s[mt][nt][e], row0 + mt * 16 + g + (e >= 2 ? 8 : 0), key0 + nt * 8 + 2 * t + (e & 1));
+      }
+    }
   }
 }
 
@@ -227,41 +246,23 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
     }
 
     // ALiBi: - slope * |row position - key|, in raw-score units (the scale is applied after).
+    const int key0 = (tile0 + j) * BN;
     if (alibi_raw != 0.f) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
-            const int key = (tile0 + j) * BN + nt * 8 + 2 * t + (e & 1);
-            s[mt][nt][e] = fmaf(-alibi_raw, fabsf(float(row + diag - key)), s[mt][nt][e]);
-          }
-        }
-      }
+      for_each_score<kMT, BN>(s, m0 + warp_row0, key0, g, t, [&](float& score, int row, int key) {
+        score = fmaf(-alibi_raw, fabsf(float(row + diag - key)), score);
+      });
     }
 
     // Mask keys past the sequence, if causal past each row's diagonal, and before each row's window
     // (a tile needs the window mask when its first key is before the warp's last row's window start).
-    const int key0 = (tile0 + j) * BN;
     const int warp_last_row = m0 + warp_row0 + 16 * kMT - 1;
     if (key0 + BN > kv_len || (CAUSAL && key0 + BN - 1 > m0 + warp_row0 + diag) ||
         (windowed && key0 < warp_last_row + diag - p.window)) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = m0 + warp_row0 + mt * 16 + g + (e >= 2 ? 8 : 0);
-            const int key = key0 + nt * 8 + 2 * t + (e & 1);
-            const bool visible = key < kv_len && (!CAUSAL || key <= row + diag) &&
-                                 (!windowed || key >= row + diag - p.window);
-            if (!visible) s[mt][nt][e] = -INFINITY;
-          }
-        }
-      }
+      for_each_score<kMT, BN>(s, m0 + warp_row0, key0, g, t, [&](float& score, int row, int key) {
+        const bool visible = key < kv_len && (!CAUSAL || key <= row + diag) &&
+                             (!windowed || key >= row + diag - p.window);
+        if (!visible) score = -INFINITY;
+      });
     }
 
     // Online softmax: each row is spread over the 4 lanes of a quad (t = 0..3).
@@ -275,15 +276,15 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FlashParams
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(row_max[mt][r], mx);
-        const float m_scaled = m_new == -INFINITY ? 0.f : m_new * sl2;  // a row with nothing visible yet
-        const float alpha = fast_exp2(row_max[mt][r] * sl2 - m_scaled);
+        const float m_scaled = online_softmax_shift(m_new, sl2);  // 0 for a row with nothing visible yet
+        const float alpha = online_softmax_rescale(row_max[mt][r], sl2, m_scaled);
         row_max[mt][r] = m_new;
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
           for (int e = 2 * r; e < 2 * r + 2; ++e) {
-            const float pr = fast_exp2(fmaf(s[mt][nt][e], sl2, -m_scaled));
+            const float pr = online_softmax_weight(s[mt][nt][e], sl2, m_scaled);
             s[mt][nt][e] = pr;
             sum += pr;
           }

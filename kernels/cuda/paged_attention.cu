@@ -32,6 +32,7 @@
 
 #include "api.h"
 #include "common.cuh"
+#include "online_softmax.cuh"
 
 namespace attnbench {
 namespace {
@@ -242,16 +243,17 @@ __global__ void __launch_bounds__(DecodeShape<D>::kThreads) paged_decode_kernel(
       m = warp_max(m);
       const float m_old = max_s[g];
       const float m_new = fmaxf(m_old, m);  // finite: every tile holds at least one valid token
+      const float shift = online_softmax_shift(m_new, 1.f);  // logits are base 2 already: scale 1
       float sum = 0.f;
       for (int i = lane; i < S::kTile; i += 32) {
-        const float e = fast_exp2(logits[g * S::kTile + i] - m_new);
+        const float e = online_softmax_weight(logits[g * S::kTile + i], 1.f, shift);
         logits[g * S::kTile + i] = e;
         sum += e;
       }
       sum = warp_sum(sum);
       __syncwarp();
       if (lane == 0) {
-        const float a = fast_exp2(m_old - m_new);  // 0 on the first tile (m_old = -inf)
+        const float a = online_softmax_rescale(m_old, 1.f, shift);  // 0 on the first tile (m_old = -inf)
         alpha_s[g] = a;
         sum_s[g] = sum_s[g] * a + sum;
         max_s[g] = m_new;

@@ -2,8 +2,9 @@
 
 Layout (no padding): q (total_q, Hq, D), k/v (total_kv, Hkv, D), cu_seqlens_q / cu_seqlens_k int32
 (B + 1). One program owns a BLOCK_M x D tile of queries of one query head of one sequence, keeps it on
-chip, streams the sequence's K/V in BLOCK_N rows with an online softmax, and writes O and the
-log-sum-exp (natural log, float32, (Hq, total_q)) once.
+chip, streams the sequence's K/V in BLOCK_N rows with an online softmax (the step shared with
+paged_attn: online_softmax.py), and writes O and the log-sum-exp (natural log, float32, (Hq, total_q))
+once.
 
 How it gets its speed (ideas learned from Triton's fused-attention tutorial, written afresh here):
 - exp2 with log2(e) folded into the softmax scale, and the row max taken before scaling so that
@@ -36,6 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .online_softmax import attend_pattern_tile, attend_tile
 from .tuning import LaunchConfig, Tuner, length_bucket, next_pow2
 
 
@@ -64,53 +66,6 @@ def _load_kv_tile(
             kt = tl.load(k_ptrs)
             v = tl.load(v_ptrs)
     return kt, v
-
-
-@triton.jit
-def _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, mask, MASKED: tl.constexpr):
-    """One online-softmax update with a BLOCK_N tile of keys (scores in log2 units)."""
-    qk = tl.dot(q, kt)
-    if MASKED:
-        qk = tl.where(mask, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, l_i, m_new
-
-
-@triton.jit
-def pattern_scores(qk, sm_scale, softcap, slope, qpos, cols,
-                   HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
-    """Scores in log2 units with soft-cap (after the scale) and then the ALiBi bias."""
-    s = qk * sm_scale
-    if HAS_SOFTCAP:
-        # tanh(x) = 1 - 2 / (exp(2x) + 1): exact limits +-1 where exp over/underflows.
-        x = s / softcap
-        s = softcap * (1.0 - 2.0 / (tl.math.exp2(x * 2.8853900817779268) + 1.0))  # 2 log2(e)
-    if HAS_ALIBI:
-        dist = qpos[:, None] - cols[None, :]
-        s = s - slope * tl.where(dist < 0, -dist, dist).to(tl.float32)
-    return s * 1.4426950408889634
-
-
-@triton.jit
-def _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols, mask,
-                  MASKED: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
-    """_softmax_step for a tile with patterns; rows with no visible key yet keep m = -inf, p = 0."""
-    s = pattern_scores(tl.dot(q, kt), sm_scale, softcap, slope, qpos, cols, HAS_SOFTCAP, HAS_ALIBI)
-    if MASKED:
-        s = tl.where(mask, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a window can hide a whole tile from a row
-    p = tl.math.exp2(s - m_use[:, None])
-    alpha = tl.math.exp2(m_i - m_use)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, l_i, m_new
 
 
 @triton.jit(do_not_specialize=["window"])
@@ -184,14 +139,14 @@ def flash_fwd_kernel(
                 mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
                 if CAUSAL:
                     mask = mask & (cols[None, :] <= qpos[:, None])
-                acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols,
-                                              mask, True, HAS_SOFTCAP, HAS_ALIBI)
+                acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                    cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(full_lo, full_hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
                                   stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, False, USE_TMA)
-            acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
-                                          n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
+            acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(tl.maximum(full_hi, lo), hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
@@ -202,14 +157,14 @@ def flash_fwd_kernel(
                 mask = mask & (cols[None, :] <= qpos[:, None])
             if HAS_WINDOW:
                 mask = mask & (cols[None, :] >= qpos[:, None] - window)
-            acc, l_i, m_i = _pattern_step(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols,
-                                          mask, True, HAS_SOFTCAP, HAS_ALIBI)
+            acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols,
+                                                mask, True, HAS_SOFTCAP, HAS_ALIBI)
     else:
         for n in tl.range(0, full_hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _load_kv_tile(K, V, desc_k, desc_v, k_start, n, kv_len, kv_head, stride_kt, stride_kh,
                                   stride_vt, stride_vh, offs_n, offs_d, HEAD_DIM, BLOCK_D, False, USE_TMA)
-            acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
+            acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
         for n in tl.range(full_hi, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
@@ -219,7 +174,7 @@ def flash_fwd_kernel(
             mask = cols[None, :] < kv_len
             if CAUSAL:
                 mask = mask & (cols[None, :] <= diag + offs_m[:, None])
-            acc, l_i, m_i = _softmax_step(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
+            acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
 
     acc = acc / l_i[:, None]
     o_ptrs = Out + head * stride_oh + q_rows[:, None] * stride_ot + offs_d[None, :]

@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .online_softmax import attend_pattern_tile, attend_tile
 from .tuning import LaunchConfig, Tuner, length_bucket, next_pow2
 
 MIN_SPLIT_TOKENS = 512  # a split streams at least this many keys, else the reduce step is not worth it
@@ -75,47 +76,6 @@ def _paged_kv_tile(
         kt = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
     return kt, v
-
-
-@triton.jit
-def _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, MASKED: tl.constexpr):
-    qk = tl.dot(q, kt)
-    if MASKED:
-        qk = tl.where(mask, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    # Rows that have seen no key yet keep m = -inf; shift by 0 for them so exp2 gives 0, not NaN.
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.math.exp2(qk * qk_scale - m_safe[:, None])
-    alpha = tl.math.exp2(m_i - m_safe)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, l_i, m_new
-
-
-@triton.jit
-def _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos, cols, mask,
-                     MASKED: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr):
-    """_online_softmax with soft-cap (after the scale) then ALiBi; the same arithmetic as
-    flash_fwd.pattern_scores (kept here so each kernel module stays self-contained for load())."""
-    s = tl.dot(q, kt) * sm_scale
-    if HAS_SOFTCAP:
-        x = s / softcap
-        s = softcap * (1.0 - 2.0 / (tl.math.exp2(x * 2.8853900817779268) + 1.0))  # tanh via exp2(2x log2 e)
-    if HAS_ALIBI:
-        dist = qpos[:, None] - cols[None, :]
-        s = s - slope[:, None] * tl.where(dist < 0, -dist, dist).to(tl.float32)
-    s = s * 1.4426950408889634
-    if MASKED:
-        s = tl.where(mask, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.math.exp2(s - m_safe[:, None])
-    alpha = tl.math.exp2(m_i - m_safe)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, l_i, m_new
 
 
 @triton.jit(do_not_specialize=["window"])
@@ -179,9 +139,9 @@ def paged_attn_kernel(
 
     if HAS_WINDOW or HAS_SOFTCAP or HAS_ALIBI:
         qpos = kv_len - q_len + q0 + qi  # absolute position of each packed row's query token
-        slope = tl.zeros([BLOCK_M], tl.float32)
+        slope = tl.zeros([BLOCK_M, 1], tl.float32)  # a column: each packed row has its head's slope
         if HAS_ALIBI:
-            slope = tl.load(Slopes + head, mask=row_ok, other=0.0)
+            slope = tl.load(Slopes + head, mask=row_ok, other=0.0)[:, None]
         wl = lo  # [lo, wl): tiles some row's window starts inside (masked)
         if HAS_WINDOW:
             p_last = kv_len - q_len + tl.minimum(q0 + BLOCK_Q, q_len) - 1
@@ -195,15 +155,15 @@ def paged_attn_kernel(
                 mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
                 if CAUSAL:
                     mask = mask & (cols[None, :] <= qpos[:, None])
-                acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
-                                                 cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
+                acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                    cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(wl, full, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
                                    HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
-            acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
-                                             n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
+            acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
@@ -215,15 +175,15 @@ def paged_attn_kernel(
                 mask = mask & (cols[None, :] <= qpos[:, None])
             if HAS_WINDOW:
                 mask = mask & (cols[None, :] >= qpos[:, None] - window)
-            acc, l_i, m_i = _pattern_softmax(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
-                                             cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
+            acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
+                                                cols, mask, True, HAS_SOFTCAP, HAS_ALIBI)
     else:
         for n in tl.range(lo, full, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
                                    HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
-            acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
+            acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
@@ -234,7 +194,7 @@ def paged_attn_kernel(
             mask = cols[None, :] < kv_len
             if CAUSAL:
                 mask = mask & (cols[None, :] <= diag + q0 + qi[:, None])
-            acc, l_i, m_i = _online_softmax(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
+            acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, mask, True)
 
     l_safe = tl.where(l_i > 0, l_i, 1.0)  # an empty split (context shorter than its start) has l = 0
     out = acc / l_safe[:, None]
