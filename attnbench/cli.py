@@ -384,7 +384,7 @@ def export(
     raise typer.Exit(run_command(run, fmt, out))
 
 
-from attnbench.config_command import config_app  # noqa: E402 - `config schema`, `config list`
+from attnbench.config.command import config_app  # noqa: E402 - `config schema`, `config list`
 from attnbench.gate.baseline_command import baseline_app  # noqa: E402 - beside gate/baselines.py
 
 app.add_typer(config_app, name="config")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from attnbench import cpu_memory
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.cupti_timing import kernel_ms_per_call
 from attnbench.stream_hold import L2Flusher, StreamHold
 from attnbench.thermal import energy_per_call, settle

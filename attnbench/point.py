@@ -21,7 +21,7 @@ from attnbench import row as columns
 from attnbench.backends import get_backend
 from attnbench.backends.base import Backend, Unsupported
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import Inputs, build_inputs
 from attnbench.measure import measure_memory, time_callable
 from attnbench.reference import check_output

@@ -22,7 +22,7 @@ from typing import Any
 
 import typer
 
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 
 TIMING_PREFIX = "timing_"
 
@@ -60,7 +60,7 @@ def timing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def policy_for(device: str, timing: dict[str, Any]) -> TimingPolicy:
     """The device's policy with the flags given, validated like a config's `timing:` mapping."""
-    from attnbench.config import ConfigError, SweepConfig, validate_timing
+    from attnbench.config.sweep_config import ConfigError, SweepConfig, validate_timing
 
     try:
         values = validate_timing(timing, "attnbench run")
@@ -157,7 +157,7 @@ def run_command(
 
     from attnbench.backends import all_backends
     from attnbench.case_flags import FlagError, case_from_flags, check_backend_names
-    from attnbench.config import ConfigError
+    from attnbench.config.sweep_config import ConfigError
     from attnbench.console import fail
     from attnbench.runner.command import resolve_or_fail
 

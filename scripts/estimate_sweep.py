@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from attnbench.backends import all_backends, backend_names
-    from attnbench.overrides import load_sweep_config
+    from attnbench.config.overrides import load_sweep_config
     from attnbench.runner.estimate import estimate, read_reference
     from attnbench.runner.plan import build_plan
 

@@ -246,7 +246,7 @@ def planted_fault_caught(rule: Rule) -> bool:
 def time_decode() -> list[dict]:
     from attnbench import cuda_build
     from attnbench.backends.cuda_paged import CudaPaged
-    from attnbench.config import TimingPolicy
+    from attnbench.config.sweep_config import TimingPolicy
     from attnbench.measure import time_callable
 
     policy = TimingPolicy(max_time_s=0.5, thermal=False)

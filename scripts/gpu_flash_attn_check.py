@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from attnbench.backends import get_backend  # noqa: E402
 from attnbench.backends._flash_attn_api import detect  # noqa: E402
 from attnbench.case import Case  # noqa: E402
-from attnbench.config import TimingPolicy  # noqa: E402
+from attnbench.config.sweep_config import TimingPolicy  # noqa: E402
 from attnbench.inputs import build_inputs  # noqa: E402
 from attnbench.point import base_row, run_point, skipped  # noqa: E402
 

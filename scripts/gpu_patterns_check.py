@@ -73,7 +73,7 @@ def main() -> int:
     if dry:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from attnbench.backends import all_backends
-    from attnbench.config import TimingPolicy
+    from attnbench.config.sweep_config import TimingPolicy
     from attnbench.inputs import build_inputs
     from attnbench.point import base_row, failed, run_point, skipped
 

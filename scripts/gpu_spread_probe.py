@@ -39,7 +39,7 @@ def one_process(backend: str, allocs: int, device: str) -> dict[str, Any]:
 
     from attnbench.backends import get_backend
     from attnbench.case import Case
-    from attnbench.config import TimingPolicy
+    from attnbench.config.sweep_config import TimingPolicy
     from attnbench.inputs import build_inputs
     from attnbench.measure import time_callable
     from attnbench.telemetry import nvml_index

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from attnbench.backends import get_backend  # noqa: E402
 from attnbench.case import Case  # noqa: E402
-from attnbench.config import TimingPolicy  # noqa: E402
+from attnbench.config.sweep_config import TimingPolicy  # noqa: E402
 from attnbench.cupti_timing import profile_calls  # noqa: E402
 from attnbench.inputs import build_inputs  # noqa: E402
 from attnbench.measure import time_callable  # noqa: E402

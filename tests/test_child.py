@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.runner import child as children
 from attnbench.runner.command import workers_expected
 from attnbench.runner.worker import ProcessExecutor

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.config import ConfigError, excluded, expand_workload, load_config, parse_config
+from attnbench.config.sweep_config import ConfigError, excluded, expand_workload, load_config, parse_config
 from attnbench.paths import configs_dir
 
 KNOWN = ["naive", "sdpa-math", "sdpa-flash", "triton-paged"]

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from attnbench import paths
 from attnbench.cli import app
-from attnbench.config import ConfigError, parse_config
-from attnbench.config_schema import schema, schema_text, workload_keys
-from attnbench.overrides import edited_text, load_sweep_config
+from attnbench.config.overrides import edited_text, load_sweep_config
+from attnbench.config.schema import schema, schema_text, workload_keys
+from attnbench.config.sweep_config import ConfigError, parse_config
 from attnbench.paths import configs_dir
 
 runner = CliRunner()
@@ -68,7 +68,7 @@ def test_committed_schema_matches_the_code():
 
 
 def test_schema_lists_exactly_the_keys_the_loader_takes():
-    from attnbench.config import _TIMING_KEYS, _TOP_KEYS
+    from attnbench.config.sweep_config import _TIMING_KEYS, _TOP_KEYS
 
     assert set(schema()["properties"]) == _TOP_KEYS
     assert set(schema()["properties"]["timing"]["properties"]) == set(_TIMING_KEYS)
@@ -111,7 +111,7 @@ def test_block_order_and_its_deprecated_alias_give_the_same_cases():
     new = parse_config(WL + "    block_order: [shuffled, contiguous]\n")
     old = parse_config(WL + "    kv_layout: [shuffled, contiguous]\n")
     assert new.workloads[0].block_order == old.workloads[0].block_order == ("shuffled", "contiguous")
-    from attnbench.config import expand_workload
+    from attnbench.config.sweep_config import expand_workload
 
     ids = lambda cfg: [c.case_id for c in expand_workload(cfg.workloads[0], 0)]  # noqa: E731
     assert ids(new) == ids(old) and any(i.endswith("bs16-contiguous") for i in ids(new))
@@ -124,7 +124,7 @@ def test_committed_baseline_case_ids_unchanged_by_the_rename():
     manifest = json.loads((root / "manifest.json").read_text())
     cfg = parse_config(manifest["config_text"])
     assert cfg.hash == manifest["config_hash"]
-    from attnbench.config import expand_workload
+    from attnbench.config.sweep_config import expand_workload
 
     planned = {c.case_id for w in cfg.workloads for c in expand_workload(w, cfg.seed)}
     rows = {json.loads(line)["case_id"] for line in (root / "results.jsonl").read_text().splitlines()}

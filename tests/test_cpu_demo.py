@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.config import ConfigError, parse_config
+from attnbench.config.sweep_config import ConfigError, parse_config
 from attnbench.memory.in_sweep import resolve_study
 from attnbench.paths import configs_dir
 from attnbench.report.build import run_tables

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from attnbench.backends import all_backends
 from attnbench.backends.naive import Naive
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.runner.device_queue import DONE, Item, WorkQueue, queue_for
 from attnbench.runner.plan import build_plan
 

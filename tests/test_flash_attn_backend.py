@@ -13,7 +13,7 @@ from attnbench.backends import _flash_attn_api as api
 from attnbench.backends import get_backend
 from attnbench.backends.base import Unsupported
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output

@@ -18,7 +18,7 @@ from attnbench.backends import _flashinfer_calls as calls
 from attnbench.backends import get_backend
 from attnbench.backends.base import Unsupported
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output
@@ -342,7 +342,7 @@ def test_positional_calls_are_refused_by_the_fake():
 # ---- the shipped H100 / H200 study config ------------------------------------------------------
 def _h100_plan():
     from attnbench.backends import backend_names
-    from attnbench.config import load_config
+    from attnbench.config.sweep_config import load_config
     from attnbench.paths import configs_dir
     from attnbench.runner.plan import build_plan
 

@@ -19,7 +19,7 @@ from attnbench.backends._padded import pad_packed, unpad
 from attnbench.backends.flex import q_block_size, sequence_kv_blocks
 from attnbench.backends.flex_paged import kv_tile, page_table_to_blocks, paged_mask_mod
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output

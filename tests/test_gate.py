@@ -300,7 +300,7 @@ workloads:
 def test_gate_reads_a_run_the_sweep_wrote(tmp_path):
     """The row and manifest format the runner writes is what the gate reads: a run against itself is
     SAME on every measured point and UNKNOWN (with the skip reason) on the skipped ones."""
-    from attnbench.config import parse_config
+    from attnbench.config.sweep_config import parse_config
     from attnbench.runner.plan import build_plan
     from attnbench.runner.results import RunDir
     from attnbench.runner.sweep import run_sweep

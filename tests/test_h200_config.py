@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.backends import all_backends, backend_names
+from attnbench.config.overrides import load_sweep_config
 from attnbench.gpu_default import pick_gpu_config
-from attnbench.overrides import load_sweep_config
 from attnbench.runner.estimate import case_bytes_bound, estimate, read_reference
 from attnbench.runner.plan import build_plan
 

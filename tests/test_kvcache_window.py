@@ -136,7 +136,7 @@ def test_run_study_writes_the_window_section_only_when_asked(tmp_path):
 
 
 def test_sweep_fragmentation_key_rejects_a_bad_window_before_any_point(tmp_path):
-    from attnbench.config import ConfigError, parse_config
+    from attnbench.config.sweep_config import ConfigError, parse_config
     from attnbench.memory.in_sweep import resolve_study
 
     _with(tmp_path, "window: 0")  # tmp_path/study.yaml

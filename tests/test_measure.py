@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.measure import median_ci, quantile, rel_ci_halfwidth, time_callable
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from attnbench.backends import get_backend
 from attnbench.cli import app
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.point import base_row, skipped
 from attnbench.runner.merge import MergeError, load_sources, merge
 from attnbench.runner.plan import build_plan

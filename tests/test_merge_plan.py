@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.runner.merge_plan import rebuilt_keys
 from attnbench.runner.plan import build_plan
 from attnbench.runner.results import load_run

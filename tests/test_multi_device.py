@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from attnbench.backends.base import Prepared, register, registry
 from attnbench.backends.naive import Naive
 from attnbench.cli import app
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.runner.multi_gpu import DevicesError, Worker, parse_devices, run_multi_device
 from attnbench.runner.plan import build_plan
 from attnbench.runner.results import RunDir

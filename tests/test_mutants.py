@@ -19,7 +19,7 @@ import torch
 
 from attnbench.backends._triton_common import compiled_triton_loaded
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output

@@ -267,7 +267,7 @@ def _workload(extra: str) -> str:
 
 
 def test_config_pattern_axes_expand():
-    from attnbench.config import expand_workload, parse_config, workload_size
+    from attnbench.config.sweep_config import expand_workload, parse_config, workload_size
 
     axes = "    window: [none, 16]\n    softcap: [null, 30]\n    alibi: [false, true]\n"
     cfg = parse_config(_workload(axes))
@@ -289,7 +289,7 @@ def test_config_pattern_axes_expand():
     ("    alibi: [maybe]\n", "alibi: bad value 'maybe'"),
 ])
 def test_config_pattern_errors_name_key_and_rule(extra, needle):
-    from attnbench.config import ConfigError, parse_config
+    from attnbench.config.sweep_config import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match=None) as err:
         parse_config(_workload(extra))
@@ -297,7 +297,7 @@ def test_config_pattern_errors_name_key_and_rule(extra, needle):
 
 
 def test_schema_lists_the_pattern_axes():
-    from attnbench.config_schema import schema
+    from attnbench.config.schema import schema
 
     props = schema()["properties"]["workloads"]["items"]["properties"]
     assert {"window", "softcap", "alibi"} <= set(props)

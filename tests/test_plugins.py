@@ -71,7 +71,7 @@ def test_entry_point_class_is_registered_and_runs(tmp_path, fresh_registry):
     every = backends_pkg.all_backends()
     assert "ep-naive" in every and every["ep-naive"].impl == "external"
     from attnbench.case_flags import case_from_flags
-    from attnbench.config import TimingPolicy
+    from attnbench.config.sweep_config import TimingPolicy
     from attnbench.runner.worker import LocalExecutor, Task
 
     case = case_from_flags("decode", "24,40", None, 4, 2, 16, "fp32", False, None, "shuffled", 0)

@@ -184,7 +184,7 @@ def test_a_crash_is_one_line_the_manifest_says_failed_and_resume_finishes(tmp_pa
 
 
 def test_a_second_ctrl_c_while_stopping_still_records_the_ending(tmp_path):
-    from attnbench.config import parse_config
+    from attnbench.config.sweep_config import parse_config
     from attnbench.runner.plan import build_plan
     from attnbench.runner.sweep import Progress, run_sweep
     from attnbench.sysinfo import environment

@@ -118,7 +118,7 @@ def test_another_hosts_lock_is_refused_with_how_to_remove_it(tmp_path):
 
 
 def _big_config(n_lengths: int, batches: int, backends: list[str]):
-    from attnbench.config import parse_config
+    from attnbench.config.sweep_config import parse_config
 
     lengths = ", ".join(f'"fixed:{16 + i}"' for i in range(n_lengths))
     return parse_config(f"""
@@ -201,7 +201,7 @@ def test_a_worker_killed_by_a_signal_is_named_in_words():
     ('"lognormal:100:0.5"', "expected lognormal:MEAN:SIGMA:MAX"),
 ])
 def test_bad_length_mixes_are_named_in_the_users_words(lengths, needle):
-    from attnbench.config import ConfigError, parse_config
+    from attnbench.config.sweep_config import ConfigError, parse_config
 
     text = f"""
 name: t
@@ -217,7 +217,7 @@ workloads:
 
 
 def test_a_nan_or_infinite_timing_value_is_refused():
-    from attnbench.config import ConfigError, parse_config
+    from attnbench.config.sweep_config import ConfigError, parse_config
 
     for value in (".nan", ".inf"):
         with pytest.raises(ConfigError, match="finite"):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from attnbench import row as columns
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.export import frame
 from attnbench.paths import configs_dir
 from attnbench.report.load import EXPECTED, NUMERIC

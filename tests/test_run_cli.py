@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import attnbench.runner.worker
 from attnbench.cli import app
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 
 runner = CliRunner()
 SMALL = ["--device", "cpu", "--q-heads", "2", "--head-dim", "16", "--dtype", "fp32", "--max-time-s", "0.2",

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from attnbench.backends import all_backends
 from attnbench.cli import app
-from attnbench.config import load_config, parse_config
+from attnbench.config.sweep_config import load_config, parse_config
 from attnbench.paths import configs_dir
 from attnbench.runner.plan import Plan, build_plan
 from attnbench.runner.shard import ShardError, assign, groups_of, parse_spec, shard_plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.config import parse_config
+from attnbench.config.sweep_config import parse_config
 from attnbench.runner.plan import build_plan
 from attnbench.runner.results import RunDir
 from attnbench.runner.sweep import Progress, run_sweep
@@ -138,7 +138,7 @@ def test_torn_last_line_is_ignored(tmp_path):
 
 def test_paged_variants_reuse_their_groups_inputs_and_reference(monkeypatch):
     import attnbench.inputs as inputs_module
-    from attnbench.config import TimingPolicy, expand_workload
+    from attnbench.config.sweep_config import TimingPolicy, expand_workload
     from attnbench.runner.worker import CaseRunner, Task
 
     cfg = parse_config(CONFIG, "t.yaml")

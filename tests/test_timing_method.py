@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from attnbench import measure, stream_hold
-from attnbench.config import TimingPolicy, parse_config
+from attnbench.config.sweep_config import TimingPolicy, parse_config
 from attnbench.thermal import is_compute_bound
 
 

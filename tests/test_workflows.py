@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.config import expand_workload, parse_config
+from attnbench.config.sweep_config import expand_workload, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"

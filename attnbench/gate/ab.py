@@ -149,7 +149,7 @@ def _prepare(version: Version, name: str, case: Any, inputs: Any) -> tuple[Any, 
 
 # ---- the points ----------------------------------------------------------------------------
 def _cases(cfg: Any, workloads: list[str] | None) -> list[tuple[Any, tuple[str, ...]]]:
-    from attnbench.config import expand_workload
+    from attnbench.config.sweep_config import expand_workload
 
     known = [wl.name for wl in cfg.workloads]
     for w in workloads or []:
@@ -177,7 +177,7 @@ def measure_all(
     """Every point of the config in A (and B): measured pairs, or why not; and B-only points."""
     import torch
 
-    from attnbench.config import excluded
+    from attnbench.config.sweep_config import excluded
     from attnbench.inputs import build_inputs
 
     device = torch.device(device_name)
@@ -312,7 +312,7 @@ def run_ab(
     progress: Callable[[str], None] = lambda s: None,
 ) -> ABResult:
     """Load both versions, measure every point alternately, judge; raises GateError (exit 2)."""
-    from attnbench.config import ConfigError, load_config
+    from attnbench.config.sweep_config import ConfigError, load_config
     from attnbench.sysinfo import resolve_device
 
     if pairs < 1 or not 0 < max_time_s <= 3600:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from attnbench.config import ConfigError, SweepConfig
+from attnbench.config.sweep_config import ConfigError, SweepConfig
 
 
 def resolve_study(cfg: SweepConfig) -> Path | None:

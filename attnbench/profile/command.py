@@ -81,7 +81,7 @@ def one_case_points(a: dict[str, Any], names: list[str], device: str) -> tuple[l
 
 def config_points(a: dict[str, Any], names: list[str], device: str):
     from attnbench.backends import backend_names, get_backend
-    from attnbench.config import load_config
+    from attnbench.config.sweep_config import load_config
     from attnbench.point import base_row, skipped
     from attnbench.runner.plan import build_plan
 
@@ -177,7 +177,7 @@ def run_command(a: dict[str, Any]) -> int:
 
 
 def _manifest(a, env, setup: Setup, run_id: str, cfg, plan, points, skips, case) -> dict[str, Any]:
-    from attnbench.config import TimingPolicy
+    from attnbench.config.sweep_config import TimingPolicy
     from attnbench.profile import ncu as ncu_mod
     from attnbench.runner.results import now_iso
     from attnbench.runner.sweep import manifest_for

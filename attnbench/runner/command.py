@@ -121,10 +121,10 @@ def plan_sweep(config: Path | None, device: str, backends: str | None, max_point
     """(config path, SweepConfig, resolved device, Plan, the KV-cache study it names or None), or a
     one-line error and exit 2. Without a config: the embedded default for the device."""
     from attnbench.backends import backend_names
-    from attnbench.config import ConfigError
+    from attnbench.config.overrides import load_sweep_config
+    from attnbench.config.sweep_config import ConfigError
     from attnbench.console import fail, note
     from attnbench.memory.in_sweep import resolve_study
-    from attnbench.overrides import load_sweep_config
     from attnbench.paths import find_config, shipped_configs
     from attnbench.runner.plan import PlanSizeError, build_plan
 

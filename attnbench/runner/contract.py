@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attnbench.backends import get_backend
-from attnbench.config import SweepConfig, TimingPolicy
+from attnbench.config.sweep_config import SweepConfig, TimingPolicy
 from attnbench.point import base_row, checked, skipped
 from attnbench.runner.plan import Plan
 from attnbench.runner.progress import Progress

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 
 from attnbench.backends.base import Backend
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.runner.plan import Plan, PlannedCase
 from attnbench.runner.shard import NOMINAL, groups_of, point_s
 

@@ -31,7 +31,7 @@ def rebuilt_keys(manifest: dict[str, Any], rows: list[dict[str, Any]],
                  plan_points: int | None) -> set[tuple[str, str]] | None:
     """The run's planned (case_id, backend) points from its config text and rows; None when the
     config cannot be read here or the rebuilt set does not have the recorded `plan_points`."""
-    from attnbench.config import excluded, expand_workload, parse_config
+    from attnbench.config.sweep_config import excluded, expand_workload, parse_config
 
     if not isinstance(plan_points, int) or not isinstance(manifest.get("config_text"), str):
         return None

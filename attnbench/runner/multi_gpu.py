@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attnbench.backends import all_backends, get_backend
-from attnbench.config import SweepConfig
+from attnbench.config.sweep_config import SweepConfig
 from attnbench.point import base_row, failed
 from attnbench.runner.contract import SweepOutcome, SweepRecord
 from attnbench.runner.cpus import CPUS_ENV

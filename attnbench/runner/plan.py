@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from attnbench.backends import all_backends
 from attnbench.backends.base import Backend
 from attnbench.case import Case
-from attnbench.config import SweepConfig, excluded, expand_workload, validate_exclusions, workload_size
+from attnbench.config.sweep_config import (
+    SweepConfig,
+    excluded,
+    expand_workload,
+    validate_exclusions,
+    workload_size,
+)
 
 # A plan above this many points is refused unless --max-points allows it: at a few seconds a
 # point on a GPU this is already most of a day, and a typo in an axis (a list of 50 batch sizes

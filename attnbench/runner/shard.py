@@ -28,7 +28,7 @@ from typing import Any
 from attnbench import metrics
 from attnbench.backends.base import Backend
 from attnbench.case import Case
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.runner.plan import Plan, PlannedCase
 
 

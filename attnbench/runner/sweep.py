@@ -12,7 +12,7 @@ from typing import Any
 
 from attnbench.backends import get_backend
 from attnbench.case import Case
-from attnbench.config import SweepConfig
+from attnbench.config.sweep_config import SweepConfig
 from attnbench.point import base_row, failed
 from attnbench.runner.contract import SweepOutcome, SweepRecord, manifest_for  # noqa: F401 - re-exported
 from attnbench.runner.plan import Plan

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from attnbench.config import TimingPolicy
+from attnbench.config.sweep_config import TimingPolicy
 from attnbench.runner import child as children
 from attnbench.runner.case_runner import CaseRunner, Row, Task
 

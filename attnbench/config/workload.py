@@ -1,7 +1,7 @@
 """A sweep config's workload: the axes whose product gives its cases, and their validation.
 
-One mapping of a config's `workloads:` list (see attnbench.config for the YAML) becomes a frozen
-Workload whose every axis is a tuple of checked values; attnbench.config_expand turns it into cases.
+One mapping of a config's `workloads:` list (see attnbench.config.sweep_config for the YAML) becomes a frozen
+Workload whose every axis is a tuple of checked values; attnbench.config.expand turns it into cases.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
-from attnbench.config_checks import Checker, ConfigError
+from attnbench.config.checks import Checker, ConfigError
 from attnbench.workloads import LengthMix, MixError, parse_mix
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from attnbench.config import ConfigError, SweepConfig, parse_config
+from attnbench.config.sweep_config import ConfigError, SweepConfig, parse_config
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:

@@ -2,7 +2,7 @@
 
 `attnbench config schema` prints it; configs/schema.json is the committed copy that editors (YAML
 language servers) read, and a test keeps the two equal. The schema describes the keys, types,
-allowed values and minimums that attnbench.config checks; the loader stays the authority on the
+allowed values and minimums that attnbench.config.sweep_config checks; the loader stays the authority on the
 rules a schema cannot say (kv_heads dividing q_heads, min_samples <= max_samples, length-mix
 parameters).
 """
@@ -14,7 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
-from attnbench.config import DEVICES, TIMING_METHODS, WORKLOAD_ALIASES, TimingPolicy, Workload
+from attnbench.config.sweep_config import DEVICES, TIMING_METHODS, WORKLOAD_ALIASES, TimingPolicy, Workload
 from attnbench.workloads import DISTS
 
 # Per workload key: (item schema, minimum or None, required, description). Axis keys take one value
@@ -82,7 +82,8 @@ def _timing() -> dict[str, Any]:
             props[f.name] = {"type": "number", "exclusiveMinimum": 0}
         props[f.name]["default"] = getattr(defaults, f.name)
     return {"type": "object", "additionalProperties": False, "properties": props,
-            "description": "how each point is timed (attnbench.config.TimingPolicy); GPU defaults shown"}
+            "description": "how each point is timed (attnbench.config.sweep_config.TimingPolicy); "
+                           "GPU defaults shown"}
 
 
 def _workload() -> dict[str, Any]:

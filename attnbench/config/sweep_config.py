@@ -1,7 +1,7 @@
 """Sweep configs: YAML (safe-loaded) into frozen dataclasses, validated before anything runs.
 
 Every error is a ConfigError whose message names the file, the key, the bad value and what is
-allowed; the CLI prints it on one line and exits 2 (attnbench.config_checks).
+allowed; the CLI prints it on one line and exits 2 (attnbench.config.checks).
 
     name: h100                      # required
     description: ...
@@ -32,8 +32,8 @@ allowed; the CLI prints it on one line and exits 2 (attnbench.config_checks).
       - {backend: naive, max_kv_gt: 8192}
 
 Here: the config as a whole (its top-level keys, `timing:` and TimingPolicy). A workload's axes and
-their checks: attnbench.config_workload; its expansion into cases and the `exclude:` rules:
-attnbench.config_expand (both re-exported here, where callers have always found them).
+their checks: attnbench.config.workload; its expansion into cases and the `exclude:` rules:
+attnbench.config.expand (both re-exported here, where callers have always found them).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from typing import Any
 
 import yaml
 
-from attnbench.config_checks import Checker, ConfigError
-from attnbench.config_expand import excluded, expand_workload, validate_exclusions, workload_size
-from attnbench.config_workload import WORKLOAD_ALIASES, Workload, parse_workload
+from attnbench.config.checks import Checker, ConfigError
+from attnbench.config.expand import excluded, expand_workload, validate_exclusions, workload_size
+from attnbench.config.workload import WORKLOAD_ALIASES, Workload, parse_workload
 
 __all__ = [
     "DEVICES", "TIMING_METHODS", "WORKLOAD_ALIASES", "ConfigError", "SweepConfig", "TimingPolicy", "Workload",

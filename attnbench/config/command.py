@@ -18,7 +18,7 @@ def config_schema(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
 ) -> None:
     """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
-    from attnbench.config_schema import schema_text
+    from attnbench.config.schema import schema_text
 
     if out is None:
         typer.echo(schema_text(), nl=False)

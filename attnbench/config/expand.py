@@ -6,12 +6,12 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
-from attnbench.config_checks import ConfigError
-from attnbench.config_workload import Workload
+from attnbench.config.checks import ConfigError
+from attnbench.config.workload import Workload
 from attnbench.workloads import draw_lengths
 
 if TYPE_CHECKING:
-    from attnbench.config import SweepConfig
+    from attnbench.config.sweep_config import SweepConfig
 
 
 def expand_workload(wl: Workload, seed: int) -> list[Case]:
