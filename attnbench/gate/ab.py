@@ -1,7 +1,7 @@
 """The gate's A/B mode: did this change slow my kernel? Two versions measured in one process.
 
 `attnbench gate ab --a SPEC --b SPEC --config configs/ci-gate.yaml` loads two versions of the
-backends side by side (gate_versions.py: worktree, git:REV, path:DIR, plugin:MODULE), builds each
+backends side by side (versions.py: worktree, git:REV, path:DIR, plugin:MODULE), builds each
 case's inputs once, and for every point (case, backend present in both) times A and B alternately,
 sample by sample, on the same inputs and the same GPU: pair i is A then B for even i, B then A for
 odd i (ABBA order, so a linear drift within two pairs cancels). Each sample is one call between

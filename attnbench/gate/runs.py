@@ -27,7 +27,7 @@ Power: gate_stats.catch_probability(slowdown, sigma, K) integrates the chance of
 sd's chi distribution. With K = 5, a point of between-run sd sigma catches a 5% slowdown with
 probability 0.99 at sigma = 0.4%, 0.79 at 0.6% and 0.32 at 1%; a 3% one at 0.999, 0.69, 0.32,
 0.09 for sigma = 0.2, 0.4, 0.6, 1%. Points noisier than that cannot gate small slowdowns from
-separate runs at all; the A/B mode (gate_ab.py) is the tool for them.
+separate runs at all; the A/B mode (ab.py) is the tool for them.
 Beside the verdict the table shows the current run's own ~95% interval for its median, divided by
 the baseline's centre: how well the run measured itself, not what decides.
 
@@ -39,7 +39,7 @@ gives a Hodges-Lehmann interval for the current/baseline ratio from the raw samp
 otherwise. This rule does not see between-run noise: the gate warns that such a baseline raises
 false alarms and should be re-saved from K runs.
 
-Statuses and missing points come first (gate_judge.py): VANISHED (ok in the baseline, absent or
+Statuses and missing points come first (judge.py): VANISHED (ok in the baseline, absent or
 skipped now), BROKEN (ok in the baseline, incorrect or failed now), UNKNOWN (nothing to compare).
 Launch-bound points (rows with launch_bound true) are gated on their device time (samples_ms), their
 host time per call is only reported. Rows without timing fields (older runs) are read as they are.
