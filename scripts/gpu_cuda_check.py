@@ -18,6 +18,8 @@ Writes DIR/cuda_check.json and prints a summary table last. Kernels go through t
 prepare()/run(), the path the harness takes. --dry-run (no GPU needed) builds small cases through the
 same constructors on the CPU and checks the textbook `naive` backend on them, and that poisoned or
 truncated outputs are caught: it tests the script's inputs and bookkeeping, not the CUDA kernels.
+
+One file (~550 lines) on purpose: it is one device call's whole check, carried and run as one command.
 """
 
 from __future__ import annotations

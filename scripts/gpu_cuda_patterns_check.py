@@ -25,6 +25,8 @@
 Writes OUT_DIR/cuda_patterns.json (after every section) and OUT_DIR/log.txt; exit 1 if a check failed.
 --dry-run (no GPU) runs the same case lists, small, through cpu-paged (window/softcap/alibi in C++),
 shows a planted wrong window is caught, and checks the script's bookkeeping, not the CUDA kernels.
+
+One file (~470 lines) on purpose: it is one device call's whole check, carried and run as one command.
 """
 
 from __future__ import annotations
