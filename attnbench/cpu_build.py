@@ -141,7 +141,10 @@ def compile_check(cxx: str | None = None) -> list[tuple[str, bool, str]]:
 
 _P, _I, _F, _I64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_int64
 # attnbench_cpu_paged_attention in kernels/cpu/api.h, in order (tests/test_abi_signatures.py compares them).
-PAGED_ATTENTION_ARGTYPES = [_P] * 7 + [_I] * 9 + [_F, _I, _F, _P, _I, _I, _P, _I64]
+# One annotated literal: the type checker joins the classes of a bare list of them to `object`.
+PAGED_ATTENTION_ARGTYPES: list[type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float | ctypes.c_int64]] = [
+    *[_P] * 7, *[_I] * 9, _F, _I, _F, _P, _I, _I, _P, _I64,
+]
 SCRATCH_FLOATS_ARGTYPES = [_I] * 5
 
 

@@ -226,6 +226,7 @@ def export(run_path: Path, fmt: str, out: Path | None) -> str | None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
+        assert out is not None, "parquet is binary: a missing out was refused above"
         write_parquet(rows, out)
         return None
     text = TEXT_WRITERS[fmt](rows, manifest)

@@ -38,6 +38,7 @@ def timing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     extra = []
     for f in fields(TimingPolicy):
         flag = _flag(f.name)
+        kind: object  # the option's type annotation, as typer reads it
         if f.type == "bool":
             decl, kind = (f"{flag}/--no-{flag[2:]}",), bool | None
         else:
@@ -101,8 +102,13 @@ def lengths_for(
         if value is not None and "," in value:
             raise FlagError(f"{flag} {value!r} lists lengths per sequence; with --batch give one length "
                             "(or use --lengths MIX)")
-    rep = lambda v: None if v is None else ",".join([v.strip()] * batch)  # noqa: E731
-    return rep(seqlen), rep(kv_len), "list"
+    kv = None if kv_len is None else _repeat(kv_len, batch)
+    return _repeat(seqlen, batch), kv, "list"
+
+
+def _repeat(length: str, batch: int) -> str:
+    """One length as a list of `batch` equal ones (the --seqlen/--kv-len form)."""
+    return ",".join([length.strip()] * batch)
 
 
 def add_speedup(rows: list[dict[str, Any]], baseline: str) -> None:
@@ -110,8 +116,10 @@ def add_speedup(rows: list[dict[str, Any]], baseline: str) -> None:
     base = next((r for r in rows if r["backend"] == baseline and r["status"] == "ok"), None)
     for r in rows:
         r["baseline_backend"] = baseline
-        ok = base is not None and r["status"] == "ok" and r.get("latency_ms_p50")
-        r["speedup_vs_baseline"] = base["latency_ms_p50"] / r["latency_ms_p50"] if ok else None
+        if base is not None and r["status"] == "ok" and r.get("latency_ms_p50"):
+            r["speedup_vs_baseline"] = base["latency_ms_p50"] / r["latency_ms_p50"]
+        else:
+            r["speedup_vs_baseline"] = None
 
 
 def rows_csv(rows: list[dict[str, Any]]) -> str:

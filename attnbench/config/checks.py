@@ -7,7 +7,7 @@ allowed; the CLI prints it on one line and exits 2.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 
 class ConfigError(ValueError):
@@ -20,7 +20,7 @@ class Checker:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, key: str, value: Any, allowed: str) -> None:
+    def fail(self, key: str, value: Any, allowed: str) -> NoReturn:
         raise ConfigError(f"{self.source}: {key}: bad value {value!r}; expected {allowed}")
 
     def no_unknown(self, d: dict[str, Any], allowed: set[str], prefix: str) -> None:

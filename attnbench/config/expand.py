@@ -23,9 +23,13 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     cases: list[Case] = []
     seen: set[Case] = set()  # membership in O(1): a list scan made planning quadratic
     chunks = wl.chunk if wl.phase == "mixed" else (0,)
-    for batch, mix, hq, hkv, d, dtype, causal, chunk, prefix, window, softcap, alibi in itertools.product(
-        wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype, wl.causal, chunks,
-        wl.prefix_len, wl.window, wl.softcap, wl.alibi,
+    # Two products of six axes each, not one of twelve: typeshed types itertools.product per position
+    # only up to ten iterables. The product of the two products runs through the same points in the same
+    # order as the flat product would.
+    shapes = itertools.product(wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype)
+    variants = itertools.product(wl.causal, chunks, wl.prefix_len, wl.window, wl.softcap, wl.alibi)
+    for (batch, mix, hq, hkv, d, dtype), (causal, chunk, prefix, window, softcap, alibi) in itertools.product(
+        shapes, variants
     ):
         if hkv > hq:
             continue

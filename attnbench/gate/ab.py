@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -237,6 +237,7 @@ def _check_and_time(m: Measured, a: Version, b: Version, case: Any, inputs: Any,
     if pa is None:
         m.fixed_verdict, m.note = "UNKNOWN", f"A: {why_a}"
         return
+    assert m.a_err is not None, "_prepare measures the error of every backend it prepares"
     if not math.isfinite(m.a_err) or m.a_err > 1.0:
         why = "output has NaN or Inf" if not math.isfinite(m.a_err) else \
             f"incorrect ({m.a_err:.3g}x the allowed error)"
@@ -249,11 +250,23 @@ def _check_and_time(m: Measured, a: Version, b: Version, case: Any, inputs: Any,
     if pb is None:
         verdict = "VANISHED" if why_b.startswith("unsupported") else "BROKEN"
         m.fixed_verdict, m.note = verdict, f"B: {why_b}"
-    elif m.b_err > 1.0:
+        return
+    assert m.b_err is not None, "_prepare measures the error of every backend it prepares"
+    if m.b_err > 1.0:
         m.fixed_verdict = "BROKEN"
         m.note = f"B incorrect: its worst cell's error is {m.b_err:.3g}x what the check allows"
     else:
         m.a_ms, m.b_ms = alternate(pa.run, pb.run, a, b, device, pairs, max_time_s)
+
+
+class _PointKey(TypedDict):
+    """The PointResult fields that every verdict of judge() shares (passed as **kwargs)."""
+
+    case_id: str
+    backend: str
+    n_baseline: int
+    n_current: int
+    rule: str
 
 
 def judge(
@@ -263,7 +276,7 @@ def judge(
     point_alpha = gate_stats.bonferroni_alpha(alpha, n_timed)
     points = []
     for m in measured:
-        base = dict(
+        base = _PointKey(
             case_id=m.case_id, backend=m.backend, n_baseline=len(m.a_ms), n_current=len(m.b_ms), rule="paired"
         )
         if m.fixed_verdict or not m.a_ms:

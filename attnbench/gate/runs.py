@@ -210,8 +210,8 @@ def compare_sides(
             warnings.append(f"{role} run {side.path} is {status!r}, not complete")
         if side.duplicates:
             warnings.append(f"{role} run {side.path}: {side.duplicates} repeated point(s); the last row wins")
-    cards = {r.manifest.get("gpu_uuid") for r in b.runs} - {None}
-    current_cards = {c.manifest.get("gpu_uuid")} - {None}
+    cards = {uuid for r in b.runs if (uuid := r.manifest.get("gpu_uuid")) is not None}
+    current_cards = {uuid for uuid in [c.manifest.get("gpu_uuid")] if uuid is not None}
     if cards and current_cards and not current_cards <= cards:
         warnings.append(
             f"the current run is on another card ({', '.join(sorted(current_cards))}) than the baseline's "

@@ -25,7 +25,7 @@ MAX_SEQ_LEN = 2048  # §3: OPT generates sequences of up to 2,048 tokens
 # others"; Orca (Oracle) has no internal-fragmentation bar and the vLLM bar is labelled only with its
 # token-state share. The caption names the §6.2 experiment, not the trace; the Orca (Max) numbers fit
 # ShareGPT only (20.4% of 15.7K slots over 7 requests is ~458 tokens each; Alpaca requests average 78).
-FIGURE2 = {
+FIGURE2: dict[str, dict[str, float | None]] = {
     "orca-max": {"token_states": 0.204, "reserved": 0.133, "internal": 0.573, "external_other": 0.089},
     "orca-pow2": {"token_states": 0.268, "reserved": 0.179, "internal": 0.136, "external_other": 0.416},
     "orca-oracle": {"token_states": 0.382, "reserved": 0.252, "internal": None, "external_other": 0.366},

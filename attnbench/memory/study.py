@@ -27,7 +27,7 @@ __all__ = ["ConfigError", "StudyConfig", "load_config", "plan", "run_point", "da
 
 def plan(cfg: StudyConfig) -> list[tuple[str, str, str, int | None]]:
     """(load, dataset, policy, block size) points; paged runs at paged_block_size and every block size."""
-    points = []
+    points: list[tuple[str, str, str, int | None]] = []
     for load in cfg.loads:
         for ds in cfg.datasets:
             for pol in cfg.policies:
@@ -71,7 +71,7 @@ def run_point(
             + f" ({load}), so nothing is measured; "
             "allowed: more requests"
         )
-    row = {"dataset": dataset, "policy": policy, "block_size": block_size}
+    row: dict[str, Any] = {"dataset": dataset, "policy": policy, "block_size": block_size}
     row.update({k: float(res[k]) for k in ("token_states", "reserved", "internal", "external", "other")})
     row["mean_batched_requests"] = float(res["mean_batched_requests"])
     row.update(paper.paper_values(dataset, policy, block_size))
@@ -100,7 +100,9 @@ def run_study(cfg: StudyConfig, progress: Any = None, timing_run: Path | None = 
     from attnbench.memory import iteration_time as ft
 
     reason = ft.no_measured_timing(timing_run)
-    timing = ft.measured_iteration(timing_run, cfg.setup) if reason is None else None
+    timing = None
+    if reason is None and timing_run is not None:  # no reason implies a run directory
+        timing = ft.measured_iteration(timing_run, cfg.setup)
     iteration_time = timing.source if timing is not None else {
         "kind": "roofline", "reason": reason, "hbm_gbps": cfg.setup["hbm_gbps"],
         "peak_tflops": cfg.setup["peak_tflops"]}

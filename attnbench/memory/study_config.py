@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
@@ -42,6 +42,13 @@ TOP_KEYS = (
 )
 
 
+class DatasetSpec(TypedDict):
+    """One dataset of the study, as checked: how many requests to sample and the paper-rate load."""
+
+    num_requests: int  # requests drawn from the dataset's length model
+    request_rate: float  # req/s: the Poisson arrival rate of the paper-rate load
+
+
 class ConfigError(ValueError):
     """A config problem, phrased as one line naming the file, the key and what is allowed."""
 
@@ -52,7 +59,7 @@ class StudyConfig:
     path: str
     setup: dict[str, Any]
     loads: tuple[str, ...]
-    datasets: dict[str, dict[str, float]]
+    datasets: dict[str, DatasetSpec]
     policies: tuple[str, ...]
     paged_block_size: int
     block_sizes: tuple[int, ...]

@@ -10,7 +10,7 @@ a given size serves at once. Units: blocks, tokens, requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from attnbench.kvcache import KVCacheManager
@@ -66,7 +66,7 @@ def window_study(prompts: Sequence[int], outputs: Sequence[int], block_size: int
     }
 
 
-def study_section(lengths: dict[str, tuple[Sequence[int], Sequence[int]]], block_size: int, window: int,
+def study_section(lengths: Mapping[str, tuple[Iterable[int], Iterable[int]]], block_size: int, window: int,
                   kv_capacity_tokens: int, bytes_per_token: int) -> dict[str, Any]:
     """The study JSON's `window` section: full vs windowed per dataset, on the study's sampled requests.
 

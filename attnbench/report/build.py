@@ -3,7 +3,7 @@ render Markdown and HTML into the output directory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -88,7 +88,7 @@ def parse_formats(text: str) -> list[str]:
 
 def write_report(
     run_paths: list[Path], out: Path | None = None, plot: bool = False, formats: str = "md,html",
-    fragmentation_path: Path | None = None, profile_paths: list[Path] = (),
+    fragmentation_path: Path | None = None, profile_paths: Sequence[Path] = (),
 ) -> tuple[Report, list[Path]]:
     """Load the runs, build the report and write it; returns the report and the files written."""
     kinds = parse_formats(formats)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -39,6 +39,19 @@ CPU_NO_BOTH_FORMS = ("no CPU backend runs one kernel on both a paged and a conti
 
 def on_cpu(run: RunData) -> bool:
     return run.manifest.get("device") == "cpu"
+
+
+class ClaimLike(Protocol):
+    """What build() reads of a check's result: Claim, or claims_patterns' duck-typed copy of it (that
+    module cannot import this one, which imports it)."""
+
+    key: str
+    claim: str
+    source: str
+    rule: str
+    verdict: str
+    numbers: str
+    values: dict[str, Any]
 
 
 @dataclass
@@ -122,7 +135,8 @@ def paged_vs_contiguous(run: RunData, _tables: dict) -> Claim:
     best = best_per_label(run.ok)
     paged_best = best[best["paged"] & (best["kind"] != "naive")]
     contiguous = best[~best["paged"]].groupby(["problem", "backend"])["latency_ms_p50"].min()
-    same, other = [], []
+    same: list[tuple[str, float]] = []  # ("paged backend vs contiguous one", paged / contiguous - 1)
+    other: list[tuple[str, float]] = []
     for _, row in paged_best.iterrows():
         for sib, bucket in ((SAME_IMPL.get(row["backend"], row["backend"]), same),
                             (OTHER_KERNEL.get(row["backend"]), other)):
@@ -308,7 +322,7 @@ def prefix_sharing(run: RunData, _tables: dict) -> Claim:
     return c
 
 
-CHECKS: tuple[Callable[[RunData, dict], Claim], ...] = (
+CHECKS: tuple[Callable[[RunData, dict], ClaimLike], ...] = (
     flash_vs_standard, layout_cost, paged_vs_contiguous, hbm_traffic, working_memory, fits_more,
     less_fragmentation, single_latency, batched_mixed, prefix_sharing, *claims_patterns.CHECKS,
 )

@@ -51,7 +51,8 @@ class _Claim:
 
     def __init__(self, key: str, claim: str, source: str, rule: str) -> None:
         self.key, self.claim, self.source, self.rule = key, claim, source, rule
-        self.verdict, self.numbers, self.values = "", "", {}
+        self.verdict, self.numbers = "", ""
+        self.values: dict[str, Any] = {}
 
 
 def special_patterns(run: RunData, _tables: dict) -> _Claim:

@@ -52,8 +52,9 @@ def build(runs: list[RunData]) -> Table | None:
             rec["ratios"][run.run_id] = r
             cells.append(f"{ratio(r)} ({len(common)} points)")
         for phase in ("prefill", "decode"):
+            problem = reps[phase]
             for run in runs:
-                row = representative_row(run.ok, reps[phase], label) if reps[phase] else None
+                row = representative_row(run.ok, problem, label) if problem else None
                 value = row["latency_ms_p50"] if row is not None else None
                 rec[f"{phase}_ms"][run.run_id] = value
                 cells.append(ms(value) if value is not None else "—")

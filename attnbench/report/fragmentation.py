@@ -27,15 +27,15 @@ def _scale(rows: list[dict[str, Any]]) -> float:
 
 
 def share(row: dict[str, Any], key: str, scale: float) -> float:
-    value = row.get(key)
+    value: Any = row.get(key)  # a JSON value, or None when absent: missing() takes both
     return float("nan") if missing(value) else float(value) * scale
 
 
 def _paper(row: dict[str, Any]) -> float:
-    value = row.get("paper_token_states")
-    if missing(value):
+    raw: Any = row.get("paper_token_states")  # a JSON value, or None when absent: missing() takes both
+    if missing(raw):
         return float("nan")
-    value = float(value)
+    value = float(raw)
     return value / 100 if value > 1 else value  # paper figures are read as % or fraction
 
 
@@ -63,7 +63,7 @@ def batched_ratios(study: dict[str, Any]) -> list[dict[str, Any]]:
         if paged is None or missing(paged.get("mean_batched_requests")):
             continue
         for r in rows:
-            base = r.get("mean_batched_requests")
+            base: Any = r.get("mean_batched_requests")  # a JSON value, or None: missing() takes both
             if str(r.get("policy", "")).startswith("orca") and not missing(base) and float(base) > 0:
                 out.append({"dataset": ds, "policy": r["policy"], "block_size": paged.get("block_size"),
                             "ratio": float(paged["mean_batched_requests"]) / float(base)})
@@ -110,7 +110,7 @@ def build(run: RunData) -> Table:
         table.notes.append("Setup: " + ", ".join(f"{k} = {v}" for k, v in setup.items()) + ".")
     table.notes += [str(n) for n in study.get("notes", []) if n]
     for r in rows:
-        rec = {k: share(r, k, scale) for k in SHARES}
+        rec: dict[str, Any] = {k: share(r, k, scale) for k in SHARES}
         rec.update(dataset=r.get("dataset"), policy=r.get("policy"), block_size=r.get("block_size"),
                    mean_batched_requests=r.get("mean_batched_requests"), paper_token_states=_paper(r),
                    paper_mean_batched_requests=r.get("paper_mean_batched_requests"))

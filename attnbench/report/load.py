@@ -17,7 +17,7 @@ Derived columns (all computed here, once):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,11 @@ class RunData:
 
     def calibration(self, key: str) -> float | None:
         """A calibrated ceiling (copy_gbps, matmul_tflops, ...) as a positive float, else None."""
-        value = (self.manifest.get("calibration") or {}).get(key)
+        raw = (self.manifest.get("calibration") or {}).get(key)
+        if raw is None:
+            return None
         try:
-            value = float(value)
+            value = float(raw)
         except (TypeError, ValueError):
             return None
         return value if value > 0 else None
@@ -202,7 +204,7 @@ def _read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise ReportError(f"{path}/manifest.json: not valid JSON ({exc})") from None
 
 
-def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path] = ()) -> RunData:
+def load_one(path: Path, fragmentation: Path | None = None, profiles: Sequence[Path] = ()) -> RunData:
     """One run; rows of `profiles` (attnbench profile runs) add their ncu fields to matching points."""
     manifest, rows = _read_run(path)
     if profiles:
@@ -229,7 +231,7 @@ def load_one(path: Path, fragmentation: Path | None = None, profiles: list[Path]
 
 
 def load_runs(
-    paths: list[Path], fragmentation: Path | None = None, profiles: list[Path] = ()
+    paths: list[Path], fragmentation: Path | None = None, profiles: Sequence[Path] = ()
 ) -> list[RunData]:
     """Load several runs; --fragmentation (if given) applies to every run, --profile to the first."""
     if fragmentation is not None and not fragmentation.exists():

@@ -59,10 +59,11 @@ def block_size_tradeoff(runs, colors: dict[str, str], title: str) -> Figure:
                       color=st.color, label=label)
     # The waste depends on the block size only (same case, same allocator): one marker line per size.
     per_size = rows.groupby("block_size")["waste"].median().dropna()
-    for bs, waste in per_size.items() if ax_w is not None else ():
-        ax_w.axvline(100 * waste, color="#999999", lw=0.8, ls=":")
-        ax_w.annotate(f"bs {bs:.0f}", (100 * waste, 1.0), xycoords=("data", "axes fraction"),
-                      textcoords="offset points", xytext=(2, -12), fontsize=8, color="#444444")
+    if ax_w is not None:
+        for bs, waste in per_size.items():
+            ax_w.axvline(100 * waste, color="#999999", lw=0.8, ls=":")
+            ax_w.annotate(f"bs {bs:.0f}", (100 * waste, 1.0), xycoords=("data", "axes fraction"),
+                          textcoords="offset points", xytext=(2, -12), fontsize=8, color="#444444")
     ax_t.set_xscale("log", base=2)
     ax_t.set_xticks(sorted(rows["block_size"].unique()))
     ax_t.set_xticklabels([f"{b:.0f}" for b in sorted(rows["block_size"].unique())])
@@ -156,6 +157,7 @@ def speedup_heatmap(runs, _colors: dict[str, str], title: str) -> Figure:
                         color="white" if dark else "black")
             else:
                 ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="#666666")
+    assert image is not None, "grids is not empty (checked above): every grid drew an image"
     bar = fig.colorbar(image, ax=axes, shrink=0.95, pad=0.02)
     nice = [t for t in (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0) if abs(np.log2(t)) <= span]
     bar.set_ticks([float(np.log2(t)) for t in nice])

@@ -81,6 +81,7 @@ def latency_vs_length(runs: list[RunData], colors: dict[str, str], title: str) -
                 name = None if label in seen else label
                 seen.add(label)
                 if fit is not None and len(runs) == 1:
+                    assert name is not None, "one run: every label is new (a sweep's labels are its keys)"
                     name += f"  (∝N^{fit.exponent:.2f})"
                     fitted = True
                 st = styles[label]

@@ -3,6 +3,8 @@ representative cases and the length series the complexity fits use."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -27,9 +29,18 @@ def best_per_label(ok: pd.DataFrame) -> pd.DataFrame:
     # dozens of times on a wide frame, where every intermediate copy costs
     order = np.lexsort((ok["latency_ms_p50"].to_numpy(), contig))
     keys = zip(ok["problem"].to_numpy()[order], ok["label"].to_numpy()[order], strict=True)
-    seen: set[tuple] = set()
-    first = [i for i, key in enumerate(keys) if not (key in seen or seen.add(key))]
-    return ok.iloc[order[first]]
+    return ok.iloc[order[_first_of_each(keys)]]
+
+
+def _first_of_each(keys: Iterable[Hashable]) -> list[int]:
+    """The positions of each key's first occurrence, in order."""
+    seen: set[Hashable] = set()
+    first = []
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            first.append(i)
+    return first
 
 
 def best_of_kind(ok: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -39,10 +50,8 @@ def best_of_kind(ok: pd.DataFrame, kind: str) -> pd.DataFrame:
         return best
     # the first row per problem in latency order (sort_values' own quicksort), taken in one step
     order = np.argsort(best["latency_ms_p50"].to_numpy(), kind="quicksort")
-    seen: set[str] = set()
     problems = best["problem"].to_numpy()[order]
-    first = [i for i, p in enumerate(problems) if not (p in seen or seen.add(p))]
-    return best.iloc[order[first]].set_index("problem")
+    return best.iloc[order[_first_of_each(problems)]].set_index("problem")
 
 
 def paired(ok: pd.DataFrame, kind_a: str, kind_b: str) -> pd.DataFrame:
@@ -160,8 +169,7 @@ def length_series(ok: pd.DataFrame, phase: str) -> dict[str, pd.DataFrame]:
                                       int(min(pref[i] for i in pos))))
         # by (N, latency), missing values last, then the first row of each N
         chosen = sorted(chosen, key=lambda i: (_missing(n_len[i]), _missing(lat[i])))
-        seen: set = set()
-        keep = [i for i in chosen if not (_n_key(n_len[i]) in seen or seen.add(_n_key(n_len[i])))]
+        keep = [chosen[j] for j in _first_of_each(_n_key(n_len[i]) for i in chosen)]
         out[str(label)] = main.iloc[keep]
     return out
 

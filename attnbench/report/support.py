@@ -13,6 +13,8 @@ pattern axes: every point is shown as pattern "none".
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 import pandas as pd
 
 from attnbench.report.load import RunData
@@ -24,7 +26,7 @@ FAILED = ("failed", "incorrect")
 REASON_CHARS = 90  # a reason is cut here in the table; the "Points that did not run" table has it whole
 
 
-def _value_text(col: str, value: object) -> str:
+def _value_text(col: str, value: Any) -> str:  # a frame cell: a number, a string or missing
     if col == "block_size" and pd.isna(value):
         return "contiguous"
     if col == "head_dim":
@@ -35,8 +37,9 @@ def _value_text(col: str, value: object) -> str:
 
 
 def _sort_key(value: object) -> tuple:
-    numeric = isinstance(value, (int, float)) and not pd.isna(value)
-    return (0, float(value), "") if numeric else (1, 0.0, str(value))
+    if isinstance(value, (int, float)) and not pd.isna(value):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
 
 
 def axis_status(rows: pd.DataFrame, col: str) -> dict[str, list[str]]:
@@ -59,7 +62,17 @@ def axis_cell(status: dict[str, list[str]]) -> str:
     return "; ".join(parts) if parts else "—"
 
 
-def one_time_cost(rows: pd.DataFrame) -> dict[str, float | str | int] | None:
+class OneTimeCost(TypedDict):
+    """A backend's one-time cost before its first output (see one_time_cost)."""
+
+    seconds: float  # median over the ok points
+    max: float  # seconds, the worst point
+    n: int  # ok points that carry the column
+    what: str  # "first call" | "compile"
+    column: str  # first_call_s | compile_s
+
+
+def one_time_cost(rows: pd.DataFrame) -> OneTimeCost | None:
     """The backend's one-time cost before its first output, in seconds: the median over its ok points
     of first_call_s (prepare + first synchronised call, measured by the runner for every backend)
     where rows carry it, else of compile_s (what a compiling backend reported; runs before
@@ -74,7 +87,7 @@ def one_time_cost(rows: pd.DataFrame) -> dict[str, float | str | int] | None:
     return None
 
 
-def cost_text(cost: dict | None) -> str:
+def cost_text(cost: OneTimeCost | None) -> str:
     if cost is None:
         return not_measured("rows carry no compile_s or first_call_s")
     points = "point" if cost["n"] == 1 else "points"

@@ -20,6 +20,11 @@ from attnbench.report.select import best_per_label, eager_times, paired, paired_
 from attnbench.report.table import Table, geomean, not_measured, ratio
 
 
+def _fastest(labels: list[str], times: dict[str, float]) -> str:
+    """The label of the least time (a label without one counts as infinite), the first on a tie."""
+    return min(labels, key=lambda lab: times.get(lab, float("inf")))
+
+
 def winner(best: pd.DataFrame) -> dict[str, Any]:
     """Winner, wins, runner-up and margin over a frame of best rows (problem, label, latency)."""
     # problem -> label -> fastest time, in plain dicts: a few hundred rows, where each pandas
@@ -33,7 +38,7 @@ def winner(best: pd.DataFrame) -> dict[str, Any]:
     problems = sorted(lat)
     labels = sorted({lab for times in lat.values() for lab in times})
     # per problem, the fastest label (the first in name order on a tie) and the best time
-    fastest = {p: min(labels, key=lambda lab, t=lat[p]: t.get(lab, float("inf"))) for p in problems}
+    fastest = {p: _fastest(labels, lat[p]) for p in problems}
     coverage = {lab: sum(lab in lat[p] for p in problems) for lab in labels}
     candidates = [lab for lab in labels if coverage[lab] == max(coverage.values())]
     gm = {lab: geomean([lat[p][lab] / lat[p][fastest[p]] for p in problems if lab in lat[p]])

@@ -19,6 +19,7 @@ Rules, under one lock:
 
 from __future__ import annotations
 
+import enum
 import threading
 from dataclasses import dataclass, field
 
@@ -36,7 +37,13 @@ class Item:
     est_s: float = 0.0  # estimated seconds (attnbench.runner.shard.point_s), for the joining rule
 
 
-DONE = object()  # take(): nothing is left for anybody
+class Done(enum.Enum):
+    """take()'s answer when nothing is left for anybody (an enum member, so `is DONE` narrows a type)."""
+
+    DONE = "done"
+
+
+DONE = Done.DONE
 
 
 @dataclass
@@ -53,7 +60,7 @@ class WorkQueue:
         with self.lock:
             return len(self.items)
 
-    def take(self, worker: str) -> Item | None | object:
+    def take(self, worker: str) -> Item | None | Done:
         """The next item for this worker; None: wait (work is held or reserved elsewhere); DONE."""
         with self.lock:
             if not self.items:
