@@ -509,7 +509,7 @@ def test_resume_over_lines_that_are_not_rows_measures_only_what_is_missing(tmp_p
 def test_fragmentation_out_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    study = str(ROOT / "configs" / "fragmentation.yaml")
+    study = str(ROOT / "configs" / "fragmentation-demo.yaml")  # the small study: the point is the error
     one_line_error(invoke("fragmentation", study, "--out", str(afile)), 2, "is a file")
     import attnbench.memory.study as frag
 
