@@ -33,8 +33,11 @@ demo: install
 	if [ $$code -eq 1 ]; then echo "demo: some points failed or were incorrect; see $$run/report/"; fi; \
 	exit $$code
 
+# pytest on every core (pytest-xdist; tests marked xdist_group share one worker: the interpreted
+# Triton tests, the CUDA compile check and the build that links its objects). The compile check's
+# objects stay in the CUDA build cache, so kernels-check after it compiles nothing again.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=25
 	$(MAKE) --no-print-directory kernels-check
 	$(MAKE) --no-print-directory lint
 

@@ -15,7 +15,31 @@ if str(ROOT) not in sys.path:
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 
+# The fixtures of the tests that run Triton kernels through the interpreter (tests/test_patterns.py,
+# test_mutants.py, test_triton_kernels.py).
+INTERPRETER_FIXTURES = {"interpret", "_interpret"}
+INTERPRETER_GROUP = "triton-interpreter"
+
+
+def _runs_interpreted_triton(item) -> bool:
+    """A test that runs Triton through the interpreter, or one of the tests that rerun those in a fresh
+    process when triton was imported compiled earlier in this one (each must come after its module's)."""
+    return bool(INTERPRETER_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.name.endswith(
+        "_in_fresh_process"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config, items):
+    # Once a test imports triton compiled (torch.compile, the AOT compile), the interpreter cannot run
+    # in that process any more, and the interpreted tests fall back to a fresh process each (a new
+    # torch + triton import and collection). Running them first, on one xdist worker, lets them run
+    # here: the fallback stays for any order in which that fails.
+    interpreted = [item for item in items if _runs_interpreted_triton(item)]
+    for item in interpreted:
+        item.add_marker(pytest.mark.xdist_group(INTERPRETER_GROUP))
+    items[:] = interpreted + [item for item in items if not _runs_interpreted_triton(item)]
+
     import torch
 
     if torch.cuda.is_available():
