@@ -19,13 +19,15 @@ class FakeNaive(Naive):
     def prepare(self, case, inputs):
         inner = super().prepare(case, inputs)
         if MODE == "slow":
-            # the work, then 3 ms idle: a slowdown far beyond the test's 20% threshold even where a
-            # busy 2-core CI machine makes the work itself 10x slower (CI measured 0.85 ms for A, so
-            # doubling the work there read as only 1.19x); sleeping needs no CPU, so contention
+            # the work, then idle for as long as the work took plus 3 ms: at least 2x, far beyond the
+            # test's 20% threshold however busy the machine (CI measured 0.85 ms for A, so doubling
+            # the work there read as only 1.19x, and with the tests on both cores of a loaded machine
+            # A took 46 ms, where a fixed 3 ms read as 1.06x); sleeping needs no CPU, so contention
             # cannot hide it
             def slow():
+                t0 = time.perf_counter()
                 out = inner.run()
-                time.sleep(SLOW_EXTRA_S)
+                time.sleep(SLOW_EXTRA_S + (time.perf_counter() - t0))
                 return out
 
             return Prepared(run=slow, to_packed=inner.to_packed, info=inner.info)
