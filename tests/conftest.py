@@ -18,7 +18,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 # The fixtures of the tests that run Triton kernels through the interpreter (tests/test_patterns.py,
 # test_mutants.py, test_triton_kernels.py).
 INTERPRETER_FIXTURES = {"interpret", "_interpret"}
-INTERPRETER_GROUP = "triton-interpreter"
 
 
 def _runs_interpreted_triton(item) -> bool:
@@ -29,15 +28,14 @@ def _runs_interpreted_triton(item) -> bool:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config, items):
     # Once a test imports triton compiled (torch.compile, the AOT compile), the interpreter cannot run
     # in that process any more, and the interpreted tests fall back to a fresh process each (a new
-    # torch + triton import and collection). Running them first, on one xdist worker, lets them run
-    # here: the fallback stays for any order in which that fails.
+    # torch + triton import and collection). Running them first lets them run here; make test's
+    # `--dist loadfile --no-loadscope-reorder` hands their files to the workers first, each file whole
+    # and in order, so a fallback test still comes after its module's tests, in their process, for
+    # any order in which running here fails.
     interpreted = [item for item in items if _runs_interpreted_triton(item)]
-    for item in interpreted:
-        item.add_marker(pytest.mark.xdist_group(INTERPRETER_GROUP))
     items[:] = interpreted + [item for item in items if not _runs_interpreted_triton(item)]
 
     import torch
