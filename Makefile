@@ -33,8 +33,12 @@ demo: install
 	if [ $$code -eq 1 ]; then echo "demo: some points failed or were incorrect; see $$run/report/"; fi; \
 	exit $$code
 
+# pytest on every core (pytest-xdist), a test file to a worker in collection order: a file's tests
+# run in order in one process (the CUDA build test links the objects the compile check before it
+# left; tests/conftest.py puts the interpreted Triton tests first). The compile check's objects stay
+# in the CUDA build cache, so kernels-check after it compiles nothing again.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=25
 	$(MAKE) --no-print-directory kernels-check
 	$(MAKE) --no-print-directory lint
 

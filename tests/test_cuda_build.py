@@ -7,7 +7,9 @@ so the loaded library's error path is testable here too.
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,6 +198,115 @@ def test_partition_fills_the_slots_in_one_wave():
 
 
 # ---- compile check and build (need nvcc, not a GPU) -------------------------------------------------------
+# A stand-in nvcc: it logs each command line and writes its -o file; with -Werror it fails on the
+# sources named in FAKE_NVCC_WARN, as the real one does on a warning.
+FAKE_NVCC = """
+import json, os, sys
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("Cuda compilation tools, release 99.0, V99.0.0")
+    sys.exit(0)
+with open(os.environ["FAKE_NVCC_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+src = next((a for a in args if a.endswith(".cu")), None)
+if src and "-Werror" in args and os.path.basename(src) in os.environ.get("FAKE_NVCC_WARN", "").split(","):
+    print(src + "(1): warning #177-D: variable was declared but never referenced", file=sys.stderr)
+    sys.exit(1)
+with open(args[args.index("-o") + 1], "w") as out:
+    out.write("object" if src else "library")
+"""
+
+
+@pytest.fixture()
+def fake_nvcc(monkeypatch, tmp_path):
+    """(the fake nvcc's path, a function that returns and forgets the command lines it ran), with an
+    empty build cache."""
+    nvcc = tmp_path / "nvcc"
+    nvcc.write_text(f"#!{sys.executable}\n{FAKE_NVCC}")
+    nvcc.chmod(0o755)
+    log = tmp_path / "nvcc.log"
+    monkeypatch.setenv("FAKE_NVCC_LOG", str(log))
+    monkeypatch.setenv("ATTNBENCH_CUDA_CACHE", str(tmp_path / "cache"))
+
+    def calls() -> list[list[str]]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return [json.loads(line) for line in lines]
+
+    return str(nvcc), calls
+
+
+def _compiled(calls: list[list[str]]) -> list[tuple[str, str, bool]]:
+    """(source, gencode target, with -Werror) of each compile command, sorted."""
+    return sorted(
+        (Path(c[c.index("-c") + 1]).name, next(a for a in c if a.startswith("-gencode")), "-Werror" in c)
+        for c in calls
+        if "-c" in c
+    )
+
+
+def test_the_check_and_the_build_compile_each_source_once(fake_nvcc, capsys):
+    nvcc, calls = fake_nvcc
+    names = [s.name for s in cuda_build.sources()]
+    sm80, sm90a = cuda_build.gencode("sm_80")[0], cuda_build.gencode("sm_90a")[0]
+
+    results = cuda_build.compile_check(nvcc=nvcc)
+    assert [(r.source, r.arch, r.ok, r.cached) for r in results] == [
+        (n, a, True, False) for a in cuda_build.CHECK_ARCHS for n in names
+    ]
+    assert _compiled(calls()) == sorted((n, g, True) for n in names for g in (sm80, sm90a))
+    again = cuda_build.compile_check(nvcc=nvcc)  # the same sources, flags and compilers: nothing to compile
+    assert all(r.ok and r.cached for r in again) and len(again) == len(results)
+    assert calls() == []
+
+    capsys.readouterr()
+    path = cuda_build.build("sm_80", nvcc=nvcc)  # links the checked objects, compiles nothing
+    assert f"linking {len(names)} cached objects for sm_80" in capsys.readouterr().err
+    (link,) = calls()
+    assert "-shared" in link and sorted(Path(a).name for a in link if a.endswith(".o")) == sorted(
+        n.replace(".cu", ".o") for n in names
+    )
+    assert path.read_text() == "library" and path.parent == cuda_build.build_dir("sm_80", nvcc)
+    assert cuda_build.build("sm_80", nvcc=nvcc) == path  # cached: no second build, no message
+    assert calls() == [] and capsys.readouterr().err == ""
+
+    # An arch nobody checked: the build compiles every source without -Werror (the library must
+    # build on a compiler that warns), and a later check of it still compiles each with -Werror.
+    cuda_build.build("sm_86", nvcc=nvcc)
+    assert f"compiling {len(names)} CUDA sources for sm_86" in capsys.readouterr().err
+    sm86 = cuda_build.gencode("sm_86")[0]
+    assert _compiled(calls()) == sorted((n, sm86, False) for n in names)
+    assert all(r.ok and not r.cached for r in cuda_build.compile_check(("sm_86",), nvcc=nvcc))
+    assert _compiled(calls()) == sorted((n, sm86, True) for n in names)
+
+
+def test_a_warning_fails_the_check_each_time_and_the_build_still_compiles(fake_nvcc, monkeypatch, capsys):
+    nvcc, calls = fake_nvcc
+    names = [s.name for s in cuda_build.sources()]
+    warns = names[0]
+    monkeypatch.setenv("FAKE_NVCC_WARN", warns)
+    sm80 = cuda_build.gencode("sm_80")[0]
+
+    first = {r.source: r for r in cuda_build.compile_check(("sm_80",), nvcc=nvcc)}
+    assert not first[warns].ok and "warning #177-D" in first[warns].output
+    assert all(first[n].ok for n in names if n != warns)
+    calls()
+    second = {r.source: r for r in cuda_build.compile_check(("sm_80",), nvcc=nvcc)}
+    assert not second[warns].ok and not second[warns].cached  # a failure is never remembered as a pass
+    assert all(second[n].cached for n in names if n != warns)
+    assert _compiled(calls()) == [(warns, sm80, True)]
+    monkeypatch.setattr(cuda_build, "find_nvcc", lambda: nvcc)
+    capsys.readouterr()
+    assert cuda_build.main(["check", "--arch", "sm_80"]) == 1  # what `make kernels-check` prints
+    out = capsys.readouterr().out.splitlines()
+    assert f"FAIL {warns} sm_80" in out and f"ok   {names[1]} sm_80 (passed before: cached)" in out
+    calls()
+
+    cuda_build.build("sm_80", nvcc=nvcc)  # the object that failed the check is compiled, without -Werror
+    assert "compiling 1 CUDA sources for sm_80" in capsys.readouterr().err
+    assert _compiled(calls()) == [(warns, sm80, False)]
+
+
 @needs_nvcc
 def test_every_source_compiles_warning_free_for_sm80_and_sm90a():
     results = cuda_build.compile_check()
@@ -206,11 +317,14 @@ def test_every_source_compiles_warning_free_for_sm80_and_sm90a():
 
 
 @needs_nvcc
-def test_build_caches_and_library_rejects_bad_arguments(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("ATTNBENCH_CUDA_CACHE", str(tmp_path))
+def test_build_caches_and_library_rejects_bad_arguments(capsys):
+    # The build in the shared cache links the objects the compile check left (the check returns at
+    # once after the test above, which make test's pytest-xdist runs before this one, in the same
+    # worker: --dist loadfile); the fake-nvcc tests above pin what is compiled when.
+    cuda_build.compile_check(("sm_80",))
     path = cuda_build.build("sm_80")
-    assert "compiling" in capsys.readouterr().err  # the first-use message
-    assert path.is_file() and path.parent.parent == tmp_path
+    assert path.is_file() and path.parent.parent == cuda_build.cache_root()
+    capsys.readouterr()
     assert cuda_build.build("sm_80") == path  # cached: no second build
     assert capsys.readouterr().err == ""
     lib = cuda_build.CudaLib(path)

@@ -175,7 +175,7 @@ def test_markup_in_flag_values_is_printed_as_typed(tmp_path):
 def test_fragmentation_out_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    study = str(ROOT / "configs" / "fragmentation.yaml")
+    study = str(ROOT / "configs" / "fragmentation-demo.yaml")  # the small study: the point is the error
     one_line_error(invoke("fragmentation", study, "--out", str(afile)), 2, "is a file")
     import attnbench.memory.study as frag
 
