@@ -1,15 +1,15 @@
-"""Build the CUDA kernels (kernels/cuda/*.cu) into one shared library with nvcc; load it with ctypes.
+"""Build the CUDA kernels (kernels/cuda/*.cu) into one shared library with nvcc, and check they compile.
 
-The library exposes a plain C ABI (kernels/cuda/api.h): launch functions take raw device pointers,
-sizes and a cudaStream_t as an integer, so no CUDA build of torch (and no torch headers) is needed
-to compile. Builds are cached under ~/.cache/attnbench/cuda/<key>-<arch>/ (ATTNBENCH_CUDA_CACHE
-overrides), the key hashing the sources, the target architecture, the compiler flags and
-`nvcc --version`; the first use builds with a message on stderr, `make kernels` builds ahead of time.
-That folder keeps the objects too (obj/), and the compile check writes its objects there: -Werror
-changes what nvcc reports, not the code it emits, so a checked object is the library's object, and
-the sources compile once for the check and the build together. The check remembers which sources
-passed (check.json, with the warning flags and the host compiler), so checking an unchanged tree
-again compiles nothing.
+The library exposes a plain C ABI (kernels/cuda/api.h): launch functions take raw device pointers, sizes
+and a cudaStream_t as an integer, so no CUDA build of torch (and no torch headers) is needed to compile;
+attnbench.cuda_lib loads it (ctypes). Builds are cached under ~/.cache/attnbench/cuda/<key>-<arch>/
+(ATTNBENCH_CUDA_CACHE overrides), the key hashing the sources, the target architecture, the compiler
+flags and `nvcc --version`; the first use builds with a message on stderr, `make kernels` builds ahead
+of time. That folder keeps the objects too (obj/), and the compile check writes its objects there:
+-Werror changes what nvcc reports, not the code it emits, so a checked object is the library's object,
+and the sources compile once for the check and the build together. The check remembers which sources
+passed (check.json, with the warning flags and the host compiler), so checking an unchanged tree again
+compiles nothing.
 
     python -m attnbench.cuda_build build [--arch sm_90a]   # build (GPU's arch, or sm_80 + sm_90a)
     python -m attnbench.cuda_build check                   # every .cu, sm_80 and sm_90a, -Werror
@@ -18,7 +18,6 @@ again compiles nothing.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import os
@@ -51,10 +50,6 @@ NO_NVCC_HINT = (
 
 class BuildError(RuntimeError):
     """nvcc failed, or no usable compiler or GPU architecture was found."""
-
-
-class KernelError(RuntimeError):
-    """A launch function returned a non-zero code (the message comes from the library)."""
 
 
 # ---- toolchain ----------------------------------------------------------------------------------
@@ -316,164 +311,12 @@ def compile_check(archs: tuple[str, ...] = CHECK_ARCHS, nvcc: str | None = None)
     ]
 
 
-# ---- loading --------------------------------------------------------------------------------------
-_P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-# Argument types of the C functions in kernels/cuda/api.h, in order (tests/test_abi_signatures.py
-# parses the header and compares).
-PAGED_DECODE_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P, _P, _I, _P]
-BLOCKS_PER_SM_ARGTYPES = [_I] * 4
-FLASH_FWD_ARGTYPES = [_P] * 6 + [_I] * 7 + [_F, _I, _F, _P, _I, _P]
-
-
-class CudaLib:
-    """The loaded library: thin wrappers over the C functions that raise KernelError on failure."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        lib = ctypes.CDLL(str(path))
-        lib.attnbench_abi_version.restype = _I
-        lib.attnbench_last_error.restype = ctypes.c_char_p
-        lib.attnbench_paged_decode.restype = _I
-        lib.attnbench_paged_decode.argtypes = PAGED_DECODE_ARGTYPES
-        lib.attnbench_paged_decode_blocks_per_sm.restype = _I
-        lib.attnbench_paged_decode_blocks_per_sm.argtypes = BLOCKS_PER_SM_ARGTYPES
-        lib.attnbench_flash_fwd.restype = _I
-        lib.attnbench_flash_fwd.argtypes = FLASH_FWD_ARGTYPES
-        lib.attnbench_flash_num_configs.restype = _I
-        version = lib.attnbench_abi_version()
-        if version != ABI_VERSION:
-            raise BuildError(f"{path}: ABI {version}, expected {ABI_VERSION}; rebuild with `make kernels`")
-        self._lib = lib
-        self.flash_num_configs = lib.attnbench_flash_num_configs()
-
-    def last_error(self) -> str:
-        return (self._lib.attnbench_last_error() or b"").decode(errors="replace")
-
-    def _check(self, rc: int, what: str) -> None:
-        if rc != 0:
-            raise KernelError(f"{what}: {self.last_error()} (code {rc})")
-
-    def paged_decode(
-        self,
-        *,
-        out: int,
-        q: int,
-        k_cache: int,
-        v_cache: int,
-        block_tables: int,
-        kv_lens: int,
-        batch: int,
-        num_q_heads: int,
-        num_kv_heads: int,
-        head_dim: int,
-        block_size: int,
-        table_stride: int,
-        dtype: int,
-        scale: float,
-        window: int | None = None,
-        softcap: float | None = None,
-        alibi_slopes: int = 0,
-        partition_tokens: int = 0,
-        part_acc: int = 0,
-        part_ml: int = 0,
-        max_partitions: int = 0,
-        stream: int = 0,
-    ) -> None:
-        rc = self._lib.attnbench_paged_decode(
-            out,
-            q,
-            k_cache,
-            v_cache,
-            block_tables,
-            kv_lens,
-            batch,
-            num_q_heads,
-            num_kv_heads,
-            head_dim,
-            block_size,
-            table_stride,
-            dtype,
-            scale,
-            -1 if window is None else window,
-            softcap or 0.0,
-            alibi_slopes or None,
-            partition_tokens,
-            part_acc or None,
-            part_ml or None,
-            max_partitions,
-            stream or None,
-        )
-        self._check(rc, "paged_decode")
-
-    def paged_blocks_per_sm(self, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: int) -> int:
-        return self._lib.attnbench_paged_decode_blocks_per_sm(head_dim, num_q_heads, num_kv_heads, dtype)
-
-    def flash_fwd(
-        self,
-        *,
-        out: int,
-        q: int,
-        k: int,
-        v: int,
-        cu_q: int,
-        cu_k: int,
-        batch: int,
-        max_q_len: int,
-        num_q_heads: int,
-        num_kv_heads: int,
-        head_dim: int,
-        dtype: int,
-        causal: bool,
-        scale: float,
-        window: int | None = None,
-        softcap: float | None = None,
-        alibi_slopes: int = 0,
-        config: int = 0,
-        stream: int = 0,
-    ) -> None:
-        rc = self._lib.attnbench_flash_fwd(
-            out,
-            q,
-            k,
-            v,
-            cu_q,
-            cu_k,
-            batch,
-            max_q_len,
-            num_q_heads,
-            num_kv_heads,
-            head_dim,
-            dtype,
-            int(causal),
-            scale,
-            -1 if window is None else window,
-            softcap or 0.0,
-            alibi_slopes or None,
-            config,
-            stream or None,
-        )
-        self._check(rc, "flash_fwd")
-
-
-_LOADED: dict[str, CudaLib] = {}
-
-
-def load(arch: str | None = None) -> CudaLib:
-    """Build if needed and load the library for `arch` (default: the current GPU's), once per process."""
-    arch = arch or detect_arch()
-    if arch not in _LOADED:
-        _LOADED[arch] = CudaLib(build(arch))
-    return _LOADED[arch]
-
-
 def toolchain_status() -> tuple[bool, str]:
     """(True, '') if the kernels can be built and run here, else (False, why, with the fix)."""
     if find_nvcc() is None:
         return False, NO_NVCC_HINT
     return True, ""
 
-
-DTYPE_CODES = {"fp16": 0, "bf16": 1}
 
 
 # ---- command line (make kernels / make kernels-check) -------------------------------------------

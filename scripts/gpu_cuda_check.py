@@ -39,7 +39,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench import cuda_build  # noqa: E402
+from attnbench import (
+    cuda_build,  # noqa: E402
+    cuda_lib,  # noqa: E402
+)
 from attnbench.backends.cuda_flash import CONFIGS, CudaFlash  # noqa: E402
 from attnbench.backends.cuda_paged import CudaPaged  # noqa: E402
 from attnbench.case import Case  # noqa: E402
@@ -513,7 +516,7 @@ def main() -> int:
 
     props = torch.cuda.get_device_properties(0)
     t0 = time.perf_counter()
-    lib = cuda_build.load()
+    lib = cuda_lib.load()
     log(
         f"device {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
         f"nvcc {cuda_build.nvcc_release(cuda_build.find_nvcc())}, library {lib.path} "

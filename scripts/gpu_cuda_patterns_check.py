@@ -246,7 +246,7 @@ def planted_fault_caught(rule: Rule) -> bool:
 
 # ---- timing ---------------------------------------------------------------------------------------
 def time_decode() -> list[dict]:
-    from attnbench import cuda_build
+    from attnbench import cuda_lib
     from attnbench.backends.cuda_paged import CudaPaged
     from attnbench.config.sweep_config import TimingPolicy
     from attnbench.measure import time_callable
@@ -254,7 +254,7 @@ def time_decode() -> list[dict]:
     policy = TimingPolicy(max_time_s=0.5, thermal=False)
     device = torch.device("cuda")
     rows = []
-    lib_before = cuda_build.load()
+    lib_before = cuda_lib.load()
     for kv in ((8192,) * 16, (32768,) * 8, (8192, 16384, 32768, 32768)):
         base = None
         for pattern in (dict(), dict(window=4096), dict(window=4096, softcap=50.0), dict(softcap=50.0)):
@@ -274,7 +274,7 @@ def time_decode() -> list[dict]:
                    "variant": prepared.info.get("variant"),
                    "partition_tokens": prepared.info.get("partition_tokens"),
                    "kv_bytes_attended": kv_bytes, "gbps": kv_bytes / med / 1e6,
-                   "same_library": cuda_build.load() is lib_before, "samples": len(timing.samples_ms),
+                   "same_library": cuda_lib.load() is lib_before, "samples": len(timing.samples_ms),
                    "stop": timing.stop_reason}
             if base is None:
                 base = med
@@ -340,11 +340,11 @@ def build_mutants(work: Path) -> tuple[dict[str, Path], float]:
 
 
 def check_mutants(rule: Rule, work: Path) -> list[dict]:
-    """Each mutant library in turn behind cuda_build.load() (the backends' path); caught = a check fails."""
-    from attnbench import cuda_build
+    """Each mutant library in turn behind cuda_lib.load() (the backends' path); caught = a check fails."""
+    from attnbench import cuda_build, cuda_lib
 
     arch = cuda_build.detect_arch()
-    honest = cuda_build.load()
+    honest = cuda_lib.load()
     try:
         libs, seconds = build_mutants(work)
     except Exception as e:  # a failed build is a row, not a lost run
@@ -353,14 +353,14 @@ def check_mutants(rule: Rule, work: Path) -> list[dict]:
     log(f"mutants: {len(libs)} built in {seconds:.0f} s")
     rows = []
     for name, lib in libs.items():
-        cuda_build._LOADED[arch] = cuda_build.CudaLib(lib)
+        cuda_lib._LOADED[arch] = cuda_lib.CudaLib(lib)
         unit = name.split(":")[0]
         runs = [r for r in mutant_runs() if (r[1].name == "cuda-paged") == (unit == "paged_attention.cu")]
         checks = check_all(rule, runs, "cuda")
         caught = any(not c["ok"] for c in checks)
         rows.append({"mutant": name, "caught": caught, "checks": checks})
         log(f"{'caught  ' if caught else 'SURVIVED'} {name}")
-    cuda_build._LOADED[arch] = honest
+    cuda_lib._LOADED[arch] = honest
     return rows
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from attnbench import cuda_build  # noqa: E402
+from attnbench import cuda_build, cuda_lib  # noqa: E402
 from attnbench.backends import get_backend  # noqa: E402
 from attnbench.case import Case  # noqa: E402
 from attnbench.inputs import build_inputs  # noqa: E402
@@ -89,8 +89,8 @@ def build_cuda_mutants(work: Path) -> tuple[dict[str, Path], Path, float]:
 
 
 def use_cuda_library(path: Path) -> None:
-    """Make cuda_build.load() hand the backends this library (the harness's own loading path)."""
-    cuda_build._LOADED[cuda_build.detect_arch()] = cuda_build.CudaLib(path)
+    """Make cuda_lib.load() hand the backends this library (the harness's own loading path)."""
+    cuda_lib._LOADED[cuda_build.detect_arch()] = cuda_lib.CudaLib(path)
 
 
 def run_backend(name: str, case: Case, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from attnbench import cpu_build, cuda_build
+from attnbench import cpu_build, cuda_lib
 from attnbench.backends import _cuda_common, cpu_paged, cuda_flash, cuda_paged
 from attnbench.paths import kernels_dir
 
@@ -70,8 +70,8 @@ def allowed_head_dims(entry_point: str, text: str) -> set[int]:
 # ---- dtype codes ---------------------------------------------------------------------------------
 def test_cuda_dtype_codes_match_the_header_enum():
     codes = enum_values(source("cuda/api.h"), "ATTNBENCH_")
-    assert {"fp16": codes["ATTNBENCH_FP16"], "bf16": codes["ATTNBENCH_BF16"]} == cuda_build.DTYPE_CODES
-    assert set(_cuda_common.DTYPES) == set(cuda_build.DTYPE_CODES)
+    assert {"fp16": codes["ATTNBENCH_FP16"], "bf16": codes["ATTNBENCH_BF16"]} == cuda_lib.DTYPE_CODES
+    assert set(_cuda_common.DTYPES) == set(cuda_lib.DTYPE_CODES)
 
 
 def test_cpu_dtype_codes_match_the_header_enum():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench import cpu_build, cuda_build
+from attnbench import cpu_build, cuda_build, cuda_lib
 from attnbench.paths import kernels_dir
 
 C_TO_CTYPES = {"int": ctypes.c_int, "float": ctypes.c_float, "int64_t": ctypes.c_int64}
@@ -62,9 +62,9 @@ CPU = header_signatures(kernels_dir() / "cpu" / "api.h")
 
 
 @pytest.mark.parametrize("name, declared", [
-    ("attnbench_paged_decode", cuda_build.PAGED_DECODE_ARGTYPES),
-    ("attnbench_paged_decode_blocks_per_sm", cuda_build.BLOCKS_PER_SM_ARGTYPES),
-    ("attnbench_flash_fwd", cuda_build.FLASH_FWD_ARGTYPES),
+    ("attnbench_paged_decode", cuda_lib.PAGED_DECODE_ARGTYPES),
+    ("attnbench_paged_decode_blocks_per_sm", cuda_lib.BLOCKS_PER_SM_ARGTYPES),
+    ("attnbench_flash_fwd", cuda_lib.FLASH_FWD_ARGTYPES),
 ])
 def test_cuda_argtypes_match_the_header(name, declared):
     assert CUDA[name] == declared
@@ -105,12 +105,12 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
                 return 0
             return record
 
-    cuda_lib = object.__new__(cuda_build.CudaLib)
-    cuda_lib._lib = Recorder()
-    cuda_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
+    gpu_lib = object.__new__(cuda_lib.CudaLib)
+    gpu_lib._lib = Recorder()
+    gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
                           num_kv_heads=2, head_dim=64, block_size=16, table_stride=4, dtype=1, scale=0.125,
                           window=4096, softcap=50.0, alibi_slopes=77)
-    cuda_lib.flash_fwd(out=1, q=2, k=3, v=4, cu_q=5, cu_k=6, batch=1, max_q_len=8, num_q_heads=8,
+    gpu_lib.flash_fwd(out=1, q=2, k=3, v=4, cu_q=5, cu_k=6, batch=1, max_q_len=8, num_q_heads=8,
                        num_kv_heads=2, head_dim=64, dtype=1, causal=True, scale=0.125)
     cpu_lib = object.__new__(cpu_build.CpuLib)
     cpu_lib._lib = Recorder()
@@ -160,11 +160,11 @@ class _FakeLibrary:
         return self.functions.setdefault(name, _FakeFunction(self._abi))
 
 
-@pytest.mark.parametrize("folder, loader", [("cuda", cuda_build.CudaLib), ("cpu", cpu_build.CpuLib)])
+@pytest.mark.parametrize("folder, loader", [("cuda", cuda_lib.CudaLib), ("cpu", cpu_build.CpuLib)])
 def test_loaders_bind_every_function_as_declared(monkeypatch, folder, loader):
     """The loader sets restype and argtypes of every function api.h declares, as declared (argtypes
     may be left unset for a function without parameters)."""
-    module = cuda_build if folder == "cuda" else cpu_build
+    module = cuda_lib if folder == "cuda" else cpu_build
     fake = _FakeLibrary(module.ABI_VERSION)
     monkeypatch.setattr(module.ctypes, "CDLL", lambda path: fake)
     loader(Path("libfake.so"))

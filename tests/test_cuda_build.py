@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench import cuda_build
+from attnbench import cuda_build, cuda_lib
 from attnbench.backends.cuda_flash import CudaFlash
 from attnbench.backends.cuda_paged import (
     CudaPaged,
@@ -327,10 +327,10 @@ def test_build_caches_and_library_rejects_bad_arguments(capsys):
     capsys.readouterr()
     assert cuda_build.build("sm_80") == path  # cached: no second build
     assert capsys.readouterr().err == ""
-    lib = cuda_build.CudaLib(path)
+    lib = cuda_lib.CudaLib(path)
     assert lib.flash_num_configs >= 1
     # Arguments are validated before any CUDA call, so this runs without a GPU.
-    with pytest.raises(cuda_build.KernelError, match="head_dim 96: allowed 64, 128, 256"):
+    with pytest.raises(cuda_lib.KernelError, match="head_dim 96: allowed 64, 128, 256"):
         lib.paged_decode(
             out=0,
             q=0,
@@ -347,7 +347,7 @@ def test_build_caches_and_library_rejects_bad_arguments(capsys):
             dtype=1,
             scale=0.1,
         )
-    with pytest.raises(cuda_build.KernelError, match="block_size 12"):
+    with pytest.raises(cuda_lib.KernelError, match="block_size 12"):
         lib.paged_decode(
             out=0,
             q=0,
@@ -364,7 +364,7 @@ def test_build_caches_and_library_rejects_bad_arguments(capsys):
             dtype=1,
             scale=0.1,
         )
-    with pytest.raises(cuda_build.KernelError, match="config 99"):
+    with pytest.raises(cuda_lib.KernelError, match="config 99"):
         lib.flash_fwd(
             out=0,
             q=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attnbench import cuda_build
+from attnbench import cuda_build, cuda_lib
 
 DTYPES = ("fp16", "bf16")
 
@@ -27,4 +27,4 @@ def current_stream() -> int:
 
 
 def dtype_code(dtype: str) -> int:
-    return cuda_build.DTYPE_CODES[dtype]
+    return cuda_lib.DTYPE_CODES[dtype]

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from attnbench import cuda_build
+from attnbench import cuda_lib
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
@@ -68,7 +68,7 @@ class CudaFlash(Backend):
         config = int(env) if env else DEFAULT_CONFIG
         if config not in CONFIGS:
             raise Unsupported(f"{CONFIG_ENV}={config}: allowed {', '.join(map(str, CONFIGS))}")
-        lib = cuda_build.load()
+        lib = cuda_lib.load()
         q, k, v = inputs.q.contiguous(), inputs.k.contiguous(), inputs.v.contiguous()
         cu_q = inputs.cu_seqlens_q.to(torch.int32).contiguous()
         cu_k = inputs.cu_seqlens_k.to(torch.int32).contiguous()

@@ -20,7 +20,7 @@ import os
 
 import torch
 
-from attnbench import cuda_build
+from attnbench import cuda_lib
 from attnbench.backends._cuda_common import DTYPES, cuda_available, current_stream, dtype_code
 from attnbench.backends.base import Backend, Prepared, Unsupported, register
 from attnbench.case import Case
@@ -110,7 +110,7 @@ class CudaPaged(Backend):
         paged = inputs.paged
         assert paged is not None
         assert case.block_size is not None, "supports() admits only block sizes in BLOCK_SIZES"
-        lib = cuda_build.load()
+        lib = cuda_lib.load()
         code = dtype_code(case.dtype)
         q = inputs.q.contiguous()
         k_cache, v_cache = paged.k_cache.contiguous(), paged.v_cache.contiguous()
