@@ -1,11 +1,11 @@
 """A float64 attention oracle for the score patterns (window, soft-cap, ALiBi), per sequence and head.
 
 Written from the Case docstring's definitions, independently of any kernel and of
-attnbench/reference.py, to check that reference (tests/test_cpu_paged_patterns.py); kernels are judged by
-reference.check_output, and scripts/gpu_cuda_patterns_check.py uses this oracle only to confirm the
-reference on the GPU before it trusts it. The query at absolute position p = kv_len - q_len + i sees key j when
-j >= p - window (window set) and j <= p (causal); s = scale * q.k, then softcap * tanh(s / softcap),
-then - slope_h * |p - j|.
+attnbench/reference.py, to check that reference (tests/test_cpu_paged_patterns.py); kernels are judged
+by reference.check_output, and scripts/gpu_cuda_patterns_check.py uses this oracle only to confirm the
+reference on the GPU before it trusts it. The query at absolute position p = kv_len - q_len + i sees key
+j when j >= p - window (window set) and j <= p (causal); s = scale * q.k, then softcap * tanh(s /
+softcap), then - slope_h * |p - j|.
 """
 
 from __future__ import annotations
