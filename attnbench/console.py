@@ -275,7 +275,3 @@ def rows_table(rows: list[dict[str, Any]], title: str, baseline: str | None = No
             cells.append(f"{sig(speedup)}x" if speedup is not None else "-")
         t.add_row(*cells, plain(note))
     return t
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

@@ -90,15 +90,3 @@ def achieved(case: Case, time_ms: float) -> dict[str, float]:
         "tflops": flops(case) / seconds / 1e12,
         "hbm_gbps": min_hbm_bytes(case) / seconds / 1e9,
     }
-
-
-def arithmetic_intensity(case: Case) -> float:
-    """FLOPs per minimum HBM byte: where the case sits on the roofline."""
-    return flops(case) / min_hbm_bytes(case)
-
-
-def roofline_bound_ms(case: Case, copy_gbps: float, matmul_tflops: float) -> float:
-    """The larger of the two floors: bytes over copy bandwidth, FLOPs over matmul rate."""
-    t_bytes = min_hbm_bytes(case) / (copy_gbps * 1e9)
-    t_flops = flops(case) / (matmul_tflops * 1e12)
-    return max(t_bytes, t_flops) * 1e3

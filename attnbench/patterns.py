@@ -143,12 +143,6 @@ def reachable_blocks(q_len: int, kv_len: int, causal: bool, window: int | None, 
     return last // block_size - first // block_size + 1
 
 
-def first_reachable_block(q_len: int, kv_len: int, window: int | None, block_size: int) -> int:
-    """Index of the first block a windowed sequence can reach; blocks before it may be freed."""
-    first, _ = reachable_keys(q_len, kv_len, True, window)
-    return first // block_size
-
-
 def slopes_tensor(num_heads: int, device: torch.device | str) -> torch.Tensor:
     """alibi_slopes as a float32 tensor (what the kernels take)."""
     return torch.tensor(alibi_slopes(num_heads), dtype=torch.float32, device=device)

@@ -66,10 +66,6 @@ class LengthMix:
             return "list"
         return self.dist
 
-    @property
-    def is_fixed(self) -> bool:
-        return self.dist == "fixed"
-
     def sample(self, batch: int, rng: np.random.Generator, phase: str = "prefill") -> tuple[int, ...]:
         """Lengths for a batch; deterministic for the generator's seed."""
         p = dict(self.params)

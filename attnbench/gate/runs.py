@@ -116,10 +116,6 @@ class GateResult:
     def vanished(self) -> list[Key]:
         return [p.key for p in self.points if p.verdict == "VANISHED"]
 
-    @property
-    def n_tested(self) -> int:
-        return sum(1 for p in self.points if p.verdict in COMPARED)
-
     def count(self, verdict: str) -> int:
         return sum(1 for p in self.points if p.verdict == verdict)
 

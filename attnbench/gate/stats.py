@@ -43,10 +43,6 @@ class RatioInterval:
     n_baseline: int
     n_current: int
 
-    @property
-    def bounded(self) -> bool:
-        return self.low is not None and self.high is not None
-
 
 def clean_samples(samples: object) -> np.ndarray:
     """Finite, positive samples as float64 (a time of zero or below cannot be put on a log scale)."""

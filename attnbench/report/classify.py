@@ -37,7 +37,6 @@ CLASSES: tuple[WorkloadClass, ...] = (
     WorkloadClass("prefix", "prefix sharing", "prefix_len > 0 (shared prompt prefix)",
                   "PagedAttention (prefix caching)", "paged"),
 )
-BY_KEY = {c.key: c for c in CLASSES}
 
 
 def _words(row: pd.Series) -> str:

@@ -19,9 +19,6 @@ class Fit:
     n_min: float
     n_max: float
 
-    def predict(self, n: float) -> float:
-        return self.coef * n**self.exponent
-
 
 def loglog_fit(ns: list[float], ys: list[float]) -> Fit | None:
     """Fit log y = log c + b log N over the points with N > 0 and y > 0; None under MIN_POINTS."""

@@ -73,18 +73,6 @@ def signed_pct(fraction: Any) -> str:
     return "—" if missing(fraction) else f"{100.0 * float(fraction):+.2f}%"
 
 
-def bytes_h(value: Any) -> str:
-    """Bytes in binary units (KiB = 1024 B)."""
-    if missing(value):
-        return "—"
-    v = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(v) < 1024 or unit == "TiB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2f} {unit}"
-        v /= 1024
-    return f"{v:.2f} TiB"
-
-
 def n_range(values: list[float]) -> str:
     vals = sorted(int(v) for v in values)
     if not vals:

@@ -36,7 +36,6 @@ class SweepOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     terminated: bool = False  # the interrupt was SIGTERM
-    resumed_points: int = 0
     notes: list[str] = field(default_factory=list)  # one-line notes for the user (torn line moved...)
 
 
@@ -94,7 +93,6 @@ class SweepRecord:
             run.create()
             run.write_manifest({**manifest_for(cfg, env, self.policy, run.path.name, config_path, plan),
                                 **(manifest_extra or {}), **(facts or {})})
-        self.outcome.resumed_points = len(self.done)
 
     def emit(self, row: dict[str, Any]) -> None:
         self.run.append_row(checked(row))  # strict (the tests): a column attnbench.row lacks is an error

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -234,13 +233,6 @@ def load_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return manifest, run.rows()
 
 
-def rows_frame(rows: list[dict[str, Any]]):
-    """The rows as a pandas DataFrame (pandas imported lazily: the runner does not need it)."""
-    import pandas as pd
-
-    return pd.DataFrame(rows)
-
-
 def latest_run(results_dir: Path) -> Path | None:
     """The newest run directory under results_dir (by manifest start time, then name)."""
     runs = [p for p in results_dir.iterdir() if (p / MANIFEST).exists()] if results_dir.exists() else []
@@ -254,7 +246,3 @@ def latest_run(results_dir: Path) -> Path | None:
             return ""
 
     return max(runs, key=lambda p: (started(p), p.name))
-
-
-def host_name() -> str:
-    return socket.gethostname()

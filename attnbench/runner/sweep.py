@@ -17,7 +17,7 @@ from attnbench.point import base_row, failed
 from attnbench.runner.contract import SweepOutcome, SweepRecord, manifest_for  # noqa: F401 - re-exported
 from attnbench.runner.plan import Plan
 from attnbench.runner.progress import Progress
-from attnbench.runner.results import RunDir, point_key
+from attnbench.runner.results import RunDir
 from attnbench.runner.worker import LocalExecutor, ProcessExecutor, Task
 
 
@@ -116,10 +116,6 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key = r["reason"][:90]
             s["reasons"][key] = s["reasons"].get(key, 0) + 1
     return list(by.values())
-
-
-def keys_of(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {point_key(r) for r in rows}
 
 
 def default_out(results_dir: Path, run_id: str) -> Path:
