@@ -13,6 +13,14 @@ config_app = typer.Typer(
 )
 
 
+def _emit(text: str, out: Path | None) -> None:
+    """A generated schema on stdout, or into the file named by --out."""
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @config_app.command("schema")
 def config_schema(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout"),
@@ -20,10 +28,7 @@ def config_schema(
     """The JSON Schema of sweep configs (also committed as configs/schema.json)."""
     from attnbench.config.schema import schema_text
 
-    if out is None:
-        typer.echo(schema_text(), nl=False)
-    else:
-        out.write_text(schema_text(), encoding="utf-8")
+    _emit(schema_text(), out)
 
 
 @config_app.command("row-schema")
@@ -33,10 +38,7 @@ def config_row_schema(
     """The JSON Schema of a results row (attnbench.row; committed as configs/row-schema.json)."""
     from attnbench.row import schema_text
 
-    if out is None:
-        typer.echo(schema_text(), nl=False)
-    else:
-        out.write_text(schema_text(), encoding="utf-8")
+    _emit(schema_text(), out)
 
 
 @config_app.command("list")

@@ -278,25 +278,23 @@ def _append(path: str, text: str) -> None:
 
 
 def write_outputs(result: Any, junit: Path | None, summary: Path | None, step_summary: str | None) -> None:
-    md = markdown(result)
-    if summary is not None:
-        _write(summary, md)
-    if step_summary:
-        _append(step_summary, md)
-    if junit is not None:
-        _write(junit, junit_xml(result))
+    _write_all(markdown(result), junit_xml(result), junit, summary, step_summary)
 
 
 def write_error_outputs(
     message: str, junit: Path | None, summary: Path | None, step_summary: str | None
 ) -> None:
-    md = error_markdown(message)
+    _write_all(error_markdown(message), error_junit(message), junit, summary, step_summary)
+
+
+def _write_all(md: str, xml: str, junit: Path | None, summary: Path | None, step_summary: str | None) -> None:
+    """The Markdown summary (a file and/or the CI page's step summary) and the JUnit XML, where asked."""
     if summary is not None:
         _write(summary, md)
     if step_summary:
         _append(step_summary, md)
     if junit is not None:
-        _write(junit, error_junit(message))
+        _write(junit, xml)
 
 
 def run_gate(
