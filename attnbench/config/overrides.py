@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from attnbench.config.sweep_config import ConfigError, SweepConfig, parse_config
+from attnbench.config.sweep_config import ConfigError, SweepConfig, parse_config, read_config_text
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
@@ -98,14 +98,7 @@ def load_sweep_config(
     known_backends: list[str] | None = None,
 ) -> SweepConfig:
     """Load a config file with --set overrides and a --workload filter, validated as one config."""
-    from attnbench.runio import read_text
-
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = read_text(path, "config file")  # a directory, unreadable, not UTF-8: one line
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    raw = read_config_text(path)
     text = edited_text(raw, str(path), list(sets or []), list(workloads or []))
     source = str(path) + (" (with --set/--workload)" if sets or workloads else "")
     return parse_config(text, source, known_backends)

@@ -143,17 +143,21 @@ _TOP_KEYS = {
 _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 
 
-def load_config(path: str | Path, known_backends: list[str] | None = None) -> SweepConfig:
+def read_config_text(path: Path) -> str:
+    """A config file's text, or ConfigError in one line (missing, a directory, unreadable, not UTF-8)."""
     from attnbench.runio import read_text
 
-    path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
     try:
-        text = read_text(path, "config file")  # a directory, unreadable, not UTF-8: one line
+        return read_text(path, "config file")
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    return parse_config(text, str(path), known_backends)
+
+
+def load_config(path: str | Path, known_backends: list[str] | None = None) -> SweepConfig:
+    path = Path(path)
+    return parse_config(read_config_text(path), str(path), known_backends)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
