@@ -6,7 +6,9 @@ queued (attnbench.stream_hold), so no host launch cost enters the interval betwe
 host's own cost per eager call is measured separately (`call_ms_p50`) and a point whose host call is
 slower than its device time is `launch_bound`. Compute-bound points first run until the SM clock has
 settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the
-95% confidence interval of the median is within the target, or a sample or time cap is hit. A backend
+95% confidence interval of the median is within the target, or a sample or time cap is hit; a short
+point (median below TimingPolicy.short_point_ms) samples for at least short_min_time_s, so its median
+spans the drift of a second rather than one moment's. A backend
 whose call waits for the device (a host sync inside it) cannot be held: it falls back to unheld events,
 and the row says so (`timing_method`, `timing_fallback`). CUDA-graph replay and CUPTI kernel durations
 (attnbench.cupti_timing) are alternative methods. On a CPU the same loop times with the host's
@@ -31,6 +33,10 @@ from attnbench.stream_hold import L2Flusher, StreamHold
 from attnbench.thermal import energy_per_call, settle
 
 ROUND = 10  # samples per round between stop checks
+# A row keeps at most this many samples (an even stride of them beyond it, in the order taken): a
+# short point samples for a second (TimingPolicy.short_min_time_s), tens of thousands of samples that
+# would make results.jsonl tens of MB. The statistics use every sample.
+KEPT_SAMPLES = 2000
 HOST_CALLS = 20  # eager calls timed on the host for call_ms
 CUPTI_CALLS = 50  # profiled calls for the cupti method
 
@@ -55,7 +61,7 @@ class Timing:
             "latency_ms_ci_low": lo,
             "latency_ms_ci_high": hi,
             "n_samples": len(s),
-            "samples_ms": [round(x, 6) for x in self.samples_ms],
+            "samples_ms": [round(x, 6) for x in kept_samples(self.samples_ms)],
             "stop_reason": self.stop_reason,
             "warmup_calls": self.warmup_calls,
             "timer": self.timer,
@@ -67,6 +73,13 @@ class Timing:
         """launch_bound: an eager loop of this call is paced by the host, not the device."""
         call = self.extra.get("call_ms_p50")
         return {"launch_bound": None if call is None else call > device_ms}
+
+
+def kept_samples(samples: list[float], keep: int = KEPT_SAMPLES) -> list[float]:
+    """At most `keep` samples in the order taken: all of them, or every k-th (k = ceil(n / keep))."""
+    if len(samples) <= keep:
+        return list(samples)
+    return samples[:: math.ceil(len(samples) / keep)]
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -118,19 +131,37 @@ def time_callable(
     return _time_cuda(fn, device, policy, compute_bound, nvml_index)
 
 
-def _stop(samples: list[float], started: float, policy: TimingPolicy, fixed: int | None = None) -> str | None:
+def _stop(
+    samples: list[float], started: float, policy: TimingPolicy, fixed: int | None = None, short: bool = False,
+) -> str | None:
+    """Why sampling stops now, or None. short: the point is short (is_short), so it samples for at
+    least short_min_time_s and its time and sample caps rise to meet that."""
     n = len(samples)
+    min_time_s, max_time_s, max_samples = policy.min_time_s, policy.max_time_s, policy.max_samples
+    if short:
+        min_time_s = max(min_time_s, policy.short_min_time_s)
+        max_time_s = max(max_time_s, 1.5 * policy.short_min_time_s)  # room to meet the CI after the floor
+        max_samples = max(max_samples, policy.short_max_samples)
     if fixed is not None and n >= fixed:
         return "fixed-samples"
-    if n >= policy.max_samples:
+    if n >= max_samples:
         return "max-samples"
     elapsed = time.perf_counter() - started
-    if elapsed > policy.max_time_s:
+    if elapsed > max_time_s:
         return "time-cap"
-    if (fixed is None and n >= policy.min_samples and elapsed >= policy.min_time_s
+    # rel_ci_halfwidth sorts every sample: evaluated only once the time floor is met
+    if (fixed is None and n >= policy.min_samples and elapsed >= min_time_s
             and rel_ci_halfwidth(samples) <= policy.target_rel_ci):
         return "ci-target"
     return None
+
+
+def is_short(samples: list[float], policy: TimingPolicy) -> bool | None:
+    """Whether a point is short (median below short_point_ms), decided once min_samples are in; None
+    before that."""
+    if len(samples) < policy.min_samples:
+        return None
+    return policy.short_point_ms > 0 and statistics.median(samples) < policy.short_point_ms
 
 
 def _warmup(fn: Callable[[], Any], policy: TimingPolicy, sync: Callable[[], None]) -> int:
@@ -210,6 +241,7 @@ def _time_cuda(
         extra.update(settle(sampler.round, nvml_index or 0, policy.thermal_max_s).fields())
         fixed = min(policy.thermal_samples, policy.max_samples)
     samples: list[float] = []
+    short: bool | None = False if fixed is not None else None  # compute-bound points take a fixed count
     started = time.perf_counter()
     while True:
         samples += sampler.round()
@@ -218,13 +250,16 @@ def _time_cuda(
             samples, sampler.fell_back = [], ""
             started = time.perf_counter()
             continue
-        reason = _stop(samples, started, policy, fixed)
+        if short is None:
+            short = is_short(samples, policy)
+        reason = _stop(samples, started, policy, fixed, bool(short))
         if reason:
             samples = samples[:fixed] if fixed is not None else samples  # rounds overshoot the count
             hold = sampler.hold
             method = ("cuda-graph" if policy.cuda_graph else "cuda-events") + ("-held" if hold else "")
             extra.update(timing_method=method, exposed_samples=sampler.exposed,
-                         hold_us=round(hold.hold_us, 1) if hold else None)
+                         hold_us=round(hold.hold_us, 1) if hold else None, short_point=bool(short),
+                         sample_span_s=round(time.perf_counter() - started, 4))
             if fixed is not None:
                 extra["energy_j_per_call"] = energy_per_call(fns[0], sync, nvml_index or 0)
             return Timing(samples, reason, warm, "cuda-events", extra)

@@ -90,7 +90,8 @@ def measure_pair(backend: str, case: Case, cal: dict[str, Any], device: str = "c
     # The default method first (what a sweep row gets), then the same callable in alternating blocks of
     # held samples and CUPTI-profiled calls, so that clock drift (power-capped prefill) hits both alike.
     held = time_callable(prepared.run, dev, policy, compute_bound=compute).summary()
-    block = replace(policy, min_samples=BLOCK, max_samples=BLOCK, thermal=False, min_time_s=0.0)
+    block = replace(policy, min_samples=BLOCK, max_samples=BLOCK, thermal=False, min_time_s=0.0,
+                    short_point_ms=0.0)  # a block is BLOCK samples, short point or not
     held_samples: list[float] = []
     prof: list[Any] = []
     for _ in range(BLOCKS):
@@ -127,7 +128,8 @@ def probe_launch_latency(device: str) -> dict[str, Any]:
     event-timed launch (front-end work between the start event, the kernel and the end event)."""
     x = torch.ones(1, device=device)
     fn = lambda: x.add_(1.0)  # noqa: E731
-    block = replace(TimingPolicy(), min_samples=BLOCK, max_samples=BLOCK, thermal=False, min_time_s=0.0)
+    block = replace(TimingPolicy(), min_samples=BLOCK, max_samples=BLOCK, thermal=False, min_time_s=0.0,
+                    short_point_ms=0.0)  # a block is BLOCK samples, short point or not
     events = statistics.median(time_callable(fn, torch.device(device), block).samples_ms)
     prof = profile_calls(fn, BLOCK)
     spans = [c.span_ms for c in prof if c.span_ms is not None] or [c.sum_ms for c in prof]

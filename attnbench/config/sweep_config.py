@@ -89,8 +89,18 @@ class TimingPolicy:
     # when they total at most input_copies_max_mb: a launch-bound kernel's time depends on where its
     # inputs lie (an H200: 1.5-7% between allocations of decode B16 context 512), and one process has
     # one placement, so without rotation the spread between processes' medians is that placement's.
-    input_copies: int = 4
-    input_copies_max_mb: float = 256.0
+    input_copies: int = 6
+    input_copies_max_mb: float = 384.0
+    # A short point (running median below short_point_ms after min_samples) is sampled without a pause
+    # for at least short_min_time_s of wall time: on an H200 a decode B16 context-512 kernel (~20 us)
+    # drifts by 0.6-2.6% within one process over a second (scripts/gpu_spread_probe.py), so a median
+    # of the first 0.1 s is that moment's, and five processes' medians spread 2-5%; over a second of
+    # samples across the input copies the probe's spread fell to 0.8-2.0%. The cost: ~1 s per such
+    # point. Its caps rise to 1.5 x short_min_time_s and short_max_samples; rows keep at most
+    # KEPT_SAMPLES of its samples (attnbench.measure), all of them count in the statistics.
+    short_point_ms: float = 0.05
+    short_min_time_s: float = 1.0
+    short_max_samples: int = 50000
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
 
     @classmethod
