@@ -33,6 +33,6 @@ int check_launch(const char* what) {
 }  // namespace attnbench
 
 // 2: window, softcap and alibi_slopes arguments (mirrored by ABI_VERSION in attnbench/cuda_build.py).
-extern "C" int attnbench_abi_version(void) { return 2; }
+extern "C" int attnbench_abi_version(void) { return 3; }
 
 extern "C" const char* attnbench_last_error(void) { return g_last_error; }

@@ -13,7 +13,8 @@ extern "C" {
 enum { ATTNBENCH_OK = 0, ATTNBENCH_EINVAL = 1, ATTNBENCH_ECUDA = 2 };
 enum { ATTNBENCH_FP16 = 0, ATTNBENCH_BF16 = 1 };
 
-// Version of this ABI; bumped whenever a signature below changes (2: window, softcap, alibi_slopes).
+// Version of this ABI; bumped whenever a signature below changes (2: window, softcap, alibi_slopes;
+// 3: the tensor-core paged decode and its occupancy query).
 int attnbench_abi_version(void);
 
 // Message of the last failed call on this host thread ("" if none).
@@ -41,9 +42,20 @@ int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const 
                            int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
                            void* stream);
 
-// Shared memory per block of the paged decode kernel, and how many blocks fit on one SM (for the
-// host's v1/v2 choice); 0 on error.
+// The same decode with tensor-core dot products (impl "tc"): same arguments, same v1/v2 split and
+// workspaces; up to 16 query heads of a KV head's group per block (the MMA's rows), so
+// max_partitions and the workspaces are as for attnbench_paged_decode.
+int attnbench_paged_decode_tc(void* out, const void* q, const void* k_cache, const void* v_cache,
+                              const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
+                              int num_kv_heads, int head_dim, int block_size, int table_stride, int dtype,
+                              float softmax_scale, int window, float softcap, const float* alibi_slopes,
+                              int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
+                              void* stream);
+
+// How many blocks of the paged decode kernel fit on one SM (for the host's v1/v2 choice); 0 on error.
 int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads, int dtype);
+// The same for the tensor-core kernel (its block shape depends on the head dim alone).
+int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype);
 
 // Flash-attention forward over packed varlen sequences (prefill, or a chunk at the end of a context).
 //   q, out:  (total_q, num_q_heads, head_dim); k, v: (total_kv, num_kv_heads, head_dim); contiguous.

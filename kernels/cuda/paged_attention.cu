@@ -338,6 +338,281 @@ __global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) 
   }
 }
 
+// ---- tensor-core variant (impl "tc"): the same work split, QK^T and PV as m16n8k16 MMAs --------
+// The query heads of a KV head's group are the 16 rows of the MMA's A operand (padding rows are zero
+// queries: computed, never stored), so every K/V element loaded serves all of them on tensor cores;
+// the simt kernel above does those dot products on FP32 cores with shuffle reductions, and on an H200
+// they take as long as the tile's transfer (issue 20). Per block (4 warps, one sequence, one KV head,
+// up to 16 query heads) K/V tiles of 64 tokens stream through a cp.async pipeline (stages per head
+// dim below) into XOR-swizzled shared tiles; each warp owns 16 tokens of every tile and keeps its own
+// online-softmax state (max, sum, output) over the tokens it saw, in registers, like one split of a
+// flash-decoding pass. The four warps' states are merged once at the end through shared memory, and
+// v2 partitions write the merged state for the split-K reduce kernel above. Scores follow the simt
+// kernel's arithmetic: raw q.k times scale * log2 e is the base-2 logit, then the soft-cap and ALiBi.
+constexpr int kTcRows = 16;  // MMA rows: query heads per block
+
+template <int D>
+struct TcShape {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kTokensPerWarp = 16;  // one k-step of the PV MMA
+  static constexpr int kTile = kWarps * kTokensPerWarp;  // 64 tokens per stage
+  static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;  // 64 / 96 / 128 KiB of K+V stages
+  static constexpr bool kQInRegs = D <= 128;  // D 256: 64 more registers; re-read Q from shared instead
+  static constexpr int kChunks = D / kVec;
+  static constexpr int kStageElems = kTile * D;
+  static constexpr int kKvBytes = 2 * kStages * kStageElems * 2;
+  static constexpr int kMergeBytes = kWarps * kTcRows * (D + 2) * 4;  // per-warp O, max, sum
+  static constexpr int kSmemBytes = kKvBytes + kTcRows * D * 2;       // + Q
+  static_assert(kMergeBytes <= kKvBytes, "merge buffer must fit in the K/V stages");
+  static_assert(kTile * kChunks % kThreads == 0 && kTcRows * kChunks % kThreads == 0, "even copies");
+  static_assert(D % 64 == 0, "swizzle needs >= 8 chunks per row");
+};
+
+// Element offset of 16-byte chunk `chunk` of row `row` in a [rows][D] tile, chunks XOR-swizzled by
+// row % 8 so that the 8 row addresses of an ldmatrix fall in 8 different bank groups.
+template <int D>
+__device__ __forceinline__ int tc_swz(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) * kVec);
+}
+
+template <typename T, int D, bool kSplit>
+__global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(const PagedParams p) {
+  using S = TcShape<D>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];  // one declaration per file: the simt kernel's
+  T* k_smem = reinterpret_cast<T*>(smem_raw);          // [stage][token][D], swizzled
+  T* v_smem = k_smem + S::kStages * S::kStageElems;    // [stage][token][D], swizzled
+  T* q_smem = v_smem + S::kStages * S::kStageElems;    // [16][D], swizzled
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t = lane % 4;  // MMA fragment coordinates: rows g and g + 8, columns 2t, 2t+1
+
+  const int seq = blockIdx.y;
+  const int kv_head = blockIdx.x / p.head_tiles;
+  const int h0 = (blockIdx.x % p.head_tiles) * kTcRows;
+  const int n_heads = min(kTcRows, p.group - h0);
+  const int q_head0 = kv_head * p.group + h0;
+
+  const int seq_len = p.kv_lens[seq];
+  const int first = window_start(seq_len, p.window);
+  int begin = first, end = seq_len;
+  if constexpr (kSplit) {
+    const int part0 = blockIdx.z * p.partition_tokens;
+    if (part0 >= seq_len) return;  // this sequence is shorter than the partition grid
+    end = min(seq_len, part0 + p.partition_tokens);
+    if (end <= first) return;  // wholly before the window: the merge skips this partition
+    begin = max(part0, first);
+  }
+
+  const int* table = p.block_tables + size_t(seq) * p.table_stride;
+  const T* k_base = static_cast<const T*>(p.k_cache);
+  const T* v_base = static_cast<const T*>(p.v_cache);
+  const size_t token_stride = size_t(p.num_kv_heads) * D;
+  const int in_block_mask = (1 << p.block_shift) - 1;
+
+  // Tile `tile` into stage `stage`: 16-byte pieces of each token row, its physical block looked up
+  // per token; tokens at or past `end` are zero-filled without a read (their weight is 0 below).
+  auto load_tile = [&](int tile, int stage) {
+    const int t0 = begin + tile * S::kTile;
+#pragma unroll
+    for (int i = 0; i < S::kTile * S::kChunks / S::kThreads; ++i) {
+      const int idx = tid + i * S::kThreads;
+      const int row = idx / S::kChunks, c = idx % S::kChunks;
+      const int token = t0 + row;
+      const bool in_range = token < end;
+      size_t offset = 0;
+      if (in_range) {
+        const size_t block = static_cast<size_t>(table[token >> p.block_shift]);
+        offset = ((block << p.block_shift) + (token & in_block_mask)) * token_stride +
+                 size_t(kv_head) * D + c * kVec;
+      }
+      const int dst = stage * S::kStageElems + tc_swz<D>(row, c);
+      cp_async_16(k_smem + dst, k_base + offset, in_range);
+      cp_async_16(v_smem + dst, v_base + offset, in_range);
+    }
+  };
+
+  // Q rows of this block's heads (zero rows past n_heads), in the first copy group with tile 0.
+  {
+    const T* q = static_cast<const T*>(p.q) + (size_t(seq) * p.num_q_heads + q_head0) * D;
+#pragma unroll
+    for (int i = 0; i < kTcRows * S::kChunks / S::kThreads; ++i) {
+      const int idx = tid + i * S::kThreads;
+      const int row = idx / S::kChunks, c = idx % S::kChunks;
+      const bool real = row < n_heads;
+      cp_async_16(q_smem + tc_swz<D>(row, c), real ? q + size_t(row) * D + c * kVec : q, real);
+    }
+  }
+  const int n_tiles = (end - begin + S::kTile - 1) / S::kTile;
+#pragma unroll
+  for (int s = 0; s < S::kStages - 1; ++s) {
+    if (s < n_tiles) load_tile(s, s);
+    cp_async_commit();  // an empty group past the last tile keeps the wait counts uniform
+  }
+
+  // This lane's two rows: their ALiBi slopes in the base-2 domain (0 without ALiBi or for padding).
+  float slope_l2[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = g + 8 * r;
+    slope_l2[r] = p.alibi_slopes != nullptr && row < n_heads ? p.alibi_slopes[q_head0 + row] * 1.4426950408889634f
+                                                             : 0.f;
+  }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dt][e] = 0.f;
+  }
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  uint32_t q_frag[S::kQInRegs ? D / 16 : 1][4];
+
+  for (int tile = 0; tile < n_tiles; ++tile) {
+    cp_async_wait<S::kStages - 2>();  // this thread's copies of `tile` (and Q) have landed ...
+    __syncthreads();                  // ... and everyone's; the stage refilled next was read last round
+    {
+      const int next = tile + S::kStages - 1;
+      if (next < n_tiles) load_tile(next, next % S::kStages);
+      cp_async_commit();
+    }
+    if constexpr (S::kQInRegs) {
+      if (tile == 0) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(q_frag[kk], q_smem + tc_swz<D>(lane % 16, kk * 2 + lane / 16));
+      }
+    }
+    const int stage = tile % S::kStages;
+    const T* ks = k_smem + stage * S::kStageElems;
+    const T* vs = v_smem + stage * S::kStageElems;
+    const int w0 = warp * S::kTokensPerWarp;  // this warp's first row of the tile
+    const int tok0 = begin + tile * S::kTile + w0;
+
+    // S = Q K^T: 16 heads x this warp's 16 tokens, two n8 tiles.
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t a[4];
+      if constexpr (S::kQInRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[e] = q_frag[kk][e];
+      } else {
+        ldmatrix_x4(a, q_smem + tc_swz<D>(lane % 16, kk * 2 + lane / 16));
+      }
+      // matrices: tokens +0..7 | d lo, tokens +0..7 | d hi, tokens +8..15 | d lo, tokens +8..15 | d hi
+      uint32_t b[4];
+      ldmatrix_x4(b, ks + tc_swz<D>(w0 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
+      mma_16816<T>(s[0], a, b[0], b[1]);
+      mma_16816<T>(s[1], a, b[2], b[3]);
+    }
+
+    // Base-2 logits, soft-cap, ALiBi, and tokens past the end masked; then the online softmax of
+    // each of this lane's two rows over its quad (the 4 lanes holding a row's 16 scores).
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int token = tok0 + nt * 8 + 2 * t + (e & 1);
+        float x = s[nt][e] * p.scale_log2;
+        if (p.cap_in != 0.f) x = p.cap_out * fast_tanh(x * p.cap_in);
+        x = fmaf(-slope_l2[e >> 1], float(seq_len - 1 - token), x);  // ALiBi (slope 0 when off)
+        s[nt][e] = token < end ? x : -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(row_max[r], mx);  // -inf while this warp has seen no token
+      const float shift = online_softmax_shift(m_new, 1.f);  // base-2 logits: scale 1
+      const float alpha = online_softmax_rescale(row_max[r], 1.f, shift);
+      row_max[r] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[nt][e] = online_softmax_weight(s[nt][e], 1.f, shift);
+          sum += s[nt][e];
+        }
+      }
+      row_sum[r] = row_sum[r] * alpha + sum;  // this lane's part; summed over the quad at the end
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        o[dt][2 * r] *= alpha;
+        o[dt][2 * r + 1] *= alpha;
+      }
+    }
+
+    // O += P V: P re-packed from the S accumulators as the A operand (16 tokens = one k-step).
+    uint32_t pa[4];
+    pa[0] = Pair<T>::from_float2(s[0][0], s[0][1]);
+    pa[1] = Pair<T>::from_float2(s[0][2], s[0][3]);
+    pa[2] = Pair<T>::from_float2(s[1][0], s[1][1]);
+    pa[3] = Pair<T>::from_float2(s[1][2], s[1][3]);
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      // matrices: tokens +0..7 | d lo, tokens +8..15 | d lo, tokens +0..7 | d hi, tokens +8..15 | d hi
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, vs + tc_swz<D>(w0 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
+      mma_16816<T>(o[2 * dp], pa, b[0], b[1]);
+      mma_16816<T>(o[2 * dp + 1], pa, b[2], b[3]);
+    }
+  }
+
+  // Merge the four warps' states: M = max of their maxima, each warp's sum and output scaled by
+  // 2^(m_w - M) (0 for a warp that saw no token: m_w = -inf).
+  cp_async_wait<0>();
+  __syncthreads();
+  float* red_o = reinterpret_cast<float*>(smem_raw);  // [warp][16][D], overlays the K/V stages
+  float* red_m = red_o + S::kWarps * kTcRows * D;     // [warp][16]
+  float* red_l = red_m + S::kWarps * kTcRows;         // [warp][16]
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = g + 8 * r;
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (t == 0) {
+      red_m[warp * kTcRows + row] = row_max[r];
+      red_l[warp * kTcRows + row] = l;
+    }
+    float* dst = red_o + (warp * kTcRows + row) * D + 2 * t;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * r], o[dt][2 * r + 1]);
+    }
+  }
+  __syncthreads();
+
+  for (int i = tid; i < n_heads * D; i += S::kThreads) {
+    const int row = i / D, d = i % D;
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < S::kWarps; ++w) m = fmaxf(m, red_m[w * kTcRows + row]);
+    const float shift = online_softmax_shift(m, 1.f);
+    float acc = 0.f, l = 0.f;
+#pragma unroll
+    for (int w = 0; w < S::kWarps; ++w) {
+      const float wgt = online_softmax_rescale(red_m[w * kTcRows + row], 1.f, shift);
+      acc += wgt * red_o[(w * kTcRows + row) * D + d];
+      l += wgt * red_l[w * kTcRows + row];
+    }
+    const size_t out_row = size_t(seq) * p.num_q_heads + q_head0 + row;
+    if constexpr (!kSplit) {
+      static_cast<T*>(p.out)[out_row * D + d] = from_float<T>(acc / l);
+    } else {
+      const size_t slot = out_row * p.max_partitions + blockIdx.z;
+      p.part_acc[slot * D + d] = acc;
+      if (d == 0) {
+        p.part_ml[slot * 2] = m;
+        p.part_ml[slot * 2 + 1] = l;
+      }
+    }
+  }
+}
+
 template <typename T, int D, int GT>
 int launch(const PagedParams& p, int batch, cudaStream_t stream) {
   constexpr int smem = decode_smem_bytes<D, GT>();
@@ -354,6 +629,20 @@ int launch(const PagedParams& p, int batch, cudaStream_t stream) {
   if (const int rc = check_launch("paged_decode_kernel (v2)")) return rc;
   paged_reduce_kernel<T, D><<<dim3(p.num_q_heads, batch), 128, 0, stream>>>(p);
   return check_launch("paged_reduce_kernel (v2)");
+}
+
+template <typename T, int D>
+int launch_tc(const PagedParams& p, int batch, cudaStream_t stream) {
+  constexpr int smem = TcShape<D>::kSmemBytes;
+  const dim3 block(TcShape<D>::kThreads);
+  const dim3 grid(p.num_kv_heads * p.head_tiles, batch, p.partition_tokens == 0 ? 1 : p.max_partitions);
+  auto kernel = p.partition_tokens == 0 ? paged_decode_tc_kernel<T, D, false> : paged_decode_tc_kernel<T, D, true>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  kernel<<<grid, block, smem, stream>>>(p);
+  if (const int rc = check_launch("paged_decode_tc_kernel")) return rc;
+  if (p.partition_tokens == 0) return 0;
+  paged_reduce_kernel<T, D><<<dim3(p.num_q_heads, batch), 128, 0, stream>>>(p);
+  return check_launch("paged_reduce_kernel (tc v2)");
 }
 
 // Query heads a block serves: the group rounded up to a power of two, at most 8 (more would not fit
@@ -377,6 +666,27 @@ int dispatch_dim(const PagedParams& p, int batch, int head_dim, cudaStream_t str
     case 128: return dispatch_heads<T, 128>(p, batch, stream);
     default: return dispatch_heads<T, 256>(p, batch, stream);
   }
+}
+
+template <typename T>
+int dispatch_tc(const PagedParams& p, int batch, int head_dim, cudaStream_t stream) {
+  switch (head_dim) {
+    case 64: return launch_tc<T, 64>(p, batch, stream);
+    case 128: return launch_tc<T, 128>(p, batch, stream);
+    default: return launch_tc<T, 256>(p, batch, stream);
+  }
+}
+
+template <typename T, int D>
+int occupancy_tc() {
+  constexpr int smem = TcShape<D>::kSmemBytes;
+  auto kernel = paged_decode_tc_kernel<T, D, false>;
+  int blocks = 0;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, TcShape<D>::kThreads, smem) != cudaSuccess) {
+    return 0;
+  }
+  return blocks;
 }
 
 template <typename T, int D, int GT>
@@ -405,16 +715,14 @@ int occupancy(int gt) {
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
-}  // namespace
-}  // namespace attnbench
+// Both entry points: the arguments checked, the parameters built, the kernel of `impl` launched.
+enum class Impl { kSimt, kTc };
 
-extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
-                                      const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
-                                      int num_kv_heads, int head_dim, int block_size, int table_stride,
-                                      int dtype, float softmax_scale, int window, float softcap,
-                                      const float* alibi_slopes, int partition_tokens, float* part_acc,
-                                      float* part_ml, int max_partitions, void* stream) {
-  using namespace attnbench;
+int paged_decode(Impl impl, void* out, const void* q, const void* k_cache, const void* v_cache,
+                 const int* block_tables, const int* kv_lens, int batch, int num_q_heads, int num_kv_heads,
+                 int head_dim, int block_size, int table_stride, int dtype, float softmax_scale, int window,
+                 float softcap, const float* alibi_slopes, int partition_tokens, float* part_acc,
+                 float* part_ml, int max_partitions, void* stream) {
   if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
     return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128, 256", head_dim);
   }
@@ -454,7 +762,7 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
   p.num_q_heads = num_q_heads;
   p.num_kv_heads = num_kv_heads;
   p.group = num_q_heads / num_kv_heads;
-  const int gt = heads_per_block(p.group);
+  const int gt = impl == Impl::kTc ? kTcRows : heads_per_block(p.group);
   p.head_tiles = (p.group + gt - 1) / gt;
   p.block_shift = __builtin_ctz(static_cast<unsigned>(block_size));
   p.table_stride = table_stride;
@@ -466,8 +774,36 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
   p.cap_out = softcap > 0.f ? softcap * 1.4426950408889634f : 0.f;
   p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
-  if (dtype == ATTNBENCH_FP16) return dispatch_dim<__half>(p, batch, head_dim, s);
-  return dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
+  const bool half = dtype == ATTNBENCH_FP16;
+  if (impl == Impl::kTc) return half ? dispatch_tc<__half>(p, batch, head_dim, s) : dispatch_tc<__nv_bfloat16>(p, batch, head_dim, s);
+  return half ? dispatch_dim<__half>(p, batch, head_dim, s) : dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
+}
+
+}  // namespace
+}  // namespace attnbench
+
+extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
+                                      const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
+                                      int num_kv_heads, int head_dim, int block_size, int table_stride,
+                                      int dtype, float softmax_scale, int window, float softcap,
+                                      const float* alibi_slopes, int partition_tokens, float* part_acc,
+                                      float* part_ml, int max_partitions, void* stream) {
+  return attnbench::paged_decode(attnbench::Impl::kSimt, out, q, k_cache, v_cache, block_tables, kv_lens, batch,
+                                 num_q_heads, num_kv_heads, head_dim, block_size, table_stride, dtype,
+                                 softmax_scale, window, softcap, alibi_slopes, partition_tokens, part_acc,
+                                 part_ml, max_partitions, stream);
+}
+
+extern "C" int attnbench_paged_decode_tc(void* out, const void* q, const void* k_cache, const void* v_cache,
+                                         const int* block_tables, const int* kv_lens, int batch,
+                                         int num_q_heads, int num_kv_heads, int head_dim, int block_size,
+                                         int table_stride, int dtype, float softmax_scale, int window,
+                                         float softcap, const float* alibi_slopes, int partition_tokens,
+                                         float* part_acc, float* part_ml, int max_partitions, void* stream) {
+  return attnbench::paged_decode(attnbench::Impl::kTc, out, q, k_cache, v_cache, block_tables, kv_lens, batch,
+                                 num_q_heads, num_kv_heads, head_dim, block_size, table_stride, dtype,
+                                 softmax_scale, window, softcap, alibi_slopes, partition_tokens, part_acc,
+                                 part_ml, max_partitions, stream);
 }
 
 extern "C" int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads,
@@ -480,6 +816,17 @@ extern "C" int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_head
     case 64: return half ? occupancy<__half, 64>(gt) : occupancy<__nv_bfloat16, 64>(gt);
     case 128: return half ? occupancy<__half, 128>(gt) : occupancy<__nv_bfloat16, 128>(gt);
     case 256: return half ? occupancy<__half, 256>(gt) : occupancy<__nv_bfloat16, 256>(gt);
+    default: return 0;
+  }
+}
+
+extern "C" int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype) {
+  using namespace attnbench;
+  const bool half = dtype == ATTNBENCH_FP16;
+  switch (head_dim) {
+    case 64: return half ? occupancy_tc<__half, 64>() : occupancy_tc<__nv_bfloat16, 64>();
+    case 128: return half ? occupancy_tc<__half, 128>() : occupancy_tc<__nv_bfloat16, 128>();
+    case 256: return half ? occupancy_tc<__half, 256>() : occupancy_tc<__nv_bfloat16, 256>();
     default: return 0;
   }
 }
