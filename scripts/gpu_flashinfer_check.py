@@ -50,6 +50,10 @@ from attnbench.point import base_row, run_point, skipped  # noqa: E402
 BACKENDS = ("flashinfer", "flashinfer-notc", "flashinfer-fa3")
 CROSS_CHECK = ("decode-main", "prefill", "chunked")  # cases timed again with bench_gpu_time
 HQ, HKV, D, BS = 32, 8, 128, 16
+# flashinfer.testing.bench_gpu_time's keywords (CUDA events, cold L2; tests/test_flashinfer_api.py
+# binds them to the installed signature)
+BENCH_KWARGS = {"dry_run_time_ms": 25, "repeat_time_ms": 200, "cold_l2_cache": True, "enable_cupti": False,
+                "use_cuda_graph": False}
 
 
 def cases() -> list[tuple[str, Case]]:
@@ -113,8 +117,7 @@ def bench_cross_check(backend_name: str, case: Case, inputs: Any, row: dict) -> 
     from flashinfer.testing import bench_gpu_time
 
     prepared = get_backend(backend_name).prepare(case, inputs)
-    times = bench_gpu_time(fn=prepared.run, dry_run_time_ms=25, repeat_time_ms=200, cold_l2_cache=True,
-                           enable_cupti=False, use_cuda_graph=False)
+    times = bench_gpu_time(fn=prepared.run, **BENCH_KWARGS)
     fi_ms = statistics.median(times)
     ours = row.get("latency_ms_p50")
     return {"case": row["_label"], "backend": backend_name, "fi_path": prepared.info["fi_path"],
@@ -178,7 +181,7 @@ def dry_run() -> int:
     print(f"flashinfer: {lib.version if lib else why}")
     if lib:
         print(f"keywords the installed wrappers lack: {missing_keywords(lib.module) or 'none'}")
-    cache = api.jit_dir(lib.version if lib else None)
+    cache = api.jit_dir(lib.version if lib else None, lib)
     print(f"JIT: nvcc {api.find_nvcc()}, ninja {api.find_ninja()}, cache {cache}")
     for label, case in cases():
         cross = " (+ bench_gpu_time)" if label in CROSS_CHECK else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -320,6 +321,26 @@ def test_alibi_runs_where_the_slopes_agree(fi, monkeypatch):
     assert api.flashinfer_slopes(8, None).tolist() == [2.0 ** (-k) for k in range(1, 9)]
     assert api.flashinfer_slopes(6, None).tolist() == pytest.approx(
         [2.0 ** (-2 * k) for k in range(1, 5)] + [2.0 ** (-1), 2.0 ** (-3)])
+
+
+def test_alibi_without_causal_masking_runs_only_for_one_query_token(fi):
+    # FlashInfer adds slope * (j - i), signed; attnbench -slope * |i - j|: keys right of a query
+    backend = get_backend("flashinfer")
+    prefill = Case("t", "prefill", (9, 4), (9, 4), 8, 2, 64, "bf16", False, "list", alibi=True)
+    assert "alibi without causal" in backend.supports(prefill)[1]
+    assert backend.supports(replace(prefill, causal=True)) == (True, "")
+    decode = Case("t", "decode", (1, 1), (9, 4), 8, 2, 64, "bf16", False, "list", 16, alibi=True)
+    assert backend.supports(decode) == (True, "")  # the one query is the last position: no key right of it
+
+
+def test_the_jit_cache_is_the_packages_own_where_it_says(fi, tmp_path):
+    assert api.jit_dir("0.7.2.post1") == tmp_path / ".cache" / "flashinfer" / "0.7.2.post1" / "cached_ops"
+    real = tmp_path / ".cache" / "flashinfer" / "0.7.2.post1" / "90a" / "cached_ops"
+    fi.jit = types.SimpleNamespace(env=types.SimpleNamespace(FLASHINFER_JIT_DIR=real))
+    lib, _ = api.detect()
+    assert api.jit_dir(lib.version, lib) == real
+    (real / "batch_decode_x").mkdir(parents=True)
+    assert api.built_modules(lib.version, lib) == {"batch_decode_x"}
 
 
 def test_window_and_softcap_map_to_plan_keywords(fi):

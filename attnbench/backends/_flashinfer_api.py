@@ -2,8 +2,9 @@
 
 FlashInfer builds its kernels just in time: the first plan() of a (path, dtype, head dim, pattern)
 generates CUDA sources, compiles them with nvcc through ninja and caches the module on disk under
-$FLASHINFER_WORKSPACE_BASE/.cache/flashinfer/<version>/cached_ops ($HOME when the variable is unset,
-so ~/.cache/flashinfer by default: the user's cache directory, shared with other FlashInfer users).
+$FLASHINFER_WORKSPACE_BASE/.cache/flashinfer/<version>/<archs>/cached_ops ($HOME when the variable is
+unset, so ~/.cache/flashinfer by default: the user's cache directory, shared with other FlashInfer
+users; <archs> is the GPUs' targets, "90a" on an H200).
 Without nvcc or ninja only modules already in that cache (or a flashinfer-jit-cache wheel) load.
 
 The limits below are those of flashinfer-python 0.7.2.post1, read from its source:
@@ -110,8 +111,15 @@ def has_prebuilt_cache() -> bool:
     return importlib.util.find_spec("flashinfer_jit_cache") is not None
 
 
-def jit_dir(version: str | None) -> Path:
-    """Where FlashInfer keeps its compiled modules (jit/env.py: FLASHINFER_JIT_DIR)."""
+def jit_dir(version: str | None, lib: FlashInferLib | None = None) -> Path:
+    """Where FlashInfer keeps its compiled modules: the imported package's own
+    flashinfer.jit.env.FLASHINFER_JIT_DIR when there is one. In 0.7.x that path has a folder of the
+    target archs between the version and cached_ops ("90a" on an H200, from FlashInfer's
+    CompilationContext), which only the package knows; without it, the path without that folder."""
+    env = getattr(getattr(lib.module, "jit", None), "env", None) if lib is not None else None
+    real = getattr(env, "FLASHINFER_JIT_DIR", None)
+    if real is not None:
+        return Path(real)
     base = Path(os.environ.get(WORKSPACE_ENV, str(Path.home())))
     return base / ".cache" / "flashinfer" / (version or "<version>") / "cached_ops"
 
@@ -140,13 +148,13 @@ def status_line() -> str:
     nvcc, ninja = find_nvcc(), find_ninja()
     tools = f"nvcc {nvcc or 'missing'}, ninja {ninja or 'missing'}"
     prebuilt = ", prebuilt jit cache" if has_prebuilt_cache() else ""
-    return f"{version} (JIT: {tools}{prebuilt}; cache {jit_dir(version)})"
+    return f"{version} (JIT: {tools}{prebuilt}; cache {jit_dir(version, lib)})"
 
 
-def built_modules(version: str) -> set[str]:
+def built_modules(version: str, lib: FlashInferLib | None = None) -> set[str]:
     """Names of the compiled modules in the JIT cache (a listing before and after plan() shows what
     that plan had to compile)."""
-    root = jit_dir(version)
+    root = jit_dir(version, lib)
     try:
         return {p.name for p in root.iterdir() if p.is_dir()}
     except OSError:

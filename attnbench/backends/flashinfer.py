@@ -89,6 +89,12 @@ class FlashInfer(Backend):
             if arch is not None and arch // 10 != api.FA3_ARCH_MAJOR:
                 return False, f"FlashInfer's FA3 kernels are sm90 (Hopper) only; this GPU is sm_{arch}"
         if case.alibi:
+            if not case.causal and case.max_q > 1:
+                # FlashInfer's bias is slope * (j - i), signed (variants.cuh); attnbench's is
+                # -slope * |p - j|: they differ on keys right of the query, which only a
+                # non-causal query before the last position sees.
+                return False, ("alibi without causal masking: FlashInfer's bias is slope * (j - i), "
+                               "attnbench's -slope * |i - j| (keys right of the query differ)")
             if case.softcap is not None:
                 return False, ("alibi with softcap: FlashInfer adds the ALiBi bias before the soft-cap's "
                                "tanh, attnbench after it")
@@ -105,7 +111,7 @@ class FlashInfer(Backend):
         assert lib is not None
         path = self.path(case)
         backend = "fa3" if self.kernels == "fa3" else "fa2"
-        before = api.built_modules(lib.version)
+        before = api.built_modules(lib.version, lib)
         t0 = time.perf_counter()
         planned = calls.plan_for(lib, case, inputs, path, backend)
         t_plan = time.perf_counter() - t0
@@ -121,8 +127,8 @@ class FlashInfer(Backend):
             "variant": _variant(planned.path, planned.backend),
             "compile_s": round(compile_s, 3),
             "fi_plan_s": round(t_plan, 3),
-            "fi_jit_built": sorted(api.built_modules(lib.version) - before),
-            "fi_jit_dir": str(api.jit_dir(lib.version)),
+            "fi_jit_built": sorted(api.built_modules(lib.version, lib) - before),
+            "fi_jit_dir": str(api.jit_dir(lib.version, lib)),
         }
         if case.paged:
             info.update(kv_layout_used=calls.KV_LAYOUT_USED, fi_pages=planned.pages)
