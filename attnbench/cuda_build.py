@@ -34,7 +34,8 @@ from pathlib import Path
 from attnbench.paths import kernels_dir
 
 LIB_NAME = "libattnbench_cuda.so"
-ABI_VERSION = 3  # mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi; 3: tc paged decode)
+# mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi; 3: tc paged decode)
+ABI_VERSION = 3
 SOURCE_SUFFIXES = (".cu", ".cuh", ".h")
 # -lineinfo keeps source lines for profilers and compute-sanitizer at no run-time cost.
 COMMON_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC"]

@@ -26,6 +26,8 @@ _P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
 _Arg = type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]
 PAGED_DECODE_ARGTYPES: list[_Arg] = [*[_P] * 6, *[_I] * 7, _F, _I, _F, _P, _I, _P, _P, _I, _P]
 BLOCKS_PER_SM_ARGTYPES: list[_Arg] = [_I, _I, _I, _I]
+TC_BLOCKS_PER_SM_ARGTYPES: list[_Arg] = [_I, _I]
+PAGED_IMPLS = ("tc", "simt")  # tensor-core dot products | FP32 CUDA-core dot products (the first kernel)
 FLASH_FWD_ARGTYPES: list[_Arg] = [*[_P] * 6, *[_I] * 7, _F, _I, _F, _P, _I, _P]
 
 
@@ -39,8 +41,12 @@ class CudaLib:
         lib.attnbench_last_error.restype = ctypes.c_char_p
         lib.attnbench_paged_decode.restype = _I
         lib.attnbench_paged_decode.argtypes = PAGED_DECODE_ARGTYPES
+        lib.attnbench_paged_decode_tc.restype = _I
+        lib.attnbench_paged_decode_tc.argtypes = PAGED_DECODE_ARGTYPES
         lib.attnbench_paged_decode_blocks_per_sm.restype = _I
         lib.attnbench_paged_decode_blocks_per_sm.argtypes = BLOCKS_PER_SM_ARGTYPES
+        lib.attnbench_paged_decode_tc_blocks_per_sm.restype = _I
+        lib.attnbench_paged_decode_tc_blocks_per_sm.argtypes = TC_BLOCKS_PER_SM_ARGTYPES
         lib.attnbench_flash_fwd.restype = _I
         lib.attnbench_flash_fwd.argtypes = FLASH_FWD_ARGTYPES
         lib.attnbench_flash_num_configs.restype = _I
@@ -82,8 +88,10 @@ class CudaLib:
         part_ml: int = 0,
         max_partitions: int = 0,
         stream: int = 0,
+        impl: str = "tc",
     ) -> None:
-        rc = self._lib.attnbench_paged_decode(
+        launch = self._lib.attnbench_paged_decode_tc if impl == "tc" else self._lib.attnbench_paged_decode
+        rc = launch(
             out,
             q,
             k_cache,
@@ -109,7 +117,11 @@ class CudaLib:
         )
         self._check(rc, "paged_decode")
 
-    def paged_blocks_per_sm(self, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: int) -> int:
+    def paged_blocks_per_sm(
+        self, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: int, impl: str = "tc",
+    ) -> int:
+        if impl == "tc":
+            return self._lib.attnbench_paged_decode_tc_blocks_per_sm(head_dim, dtype)
         return self._lib.attnbench_paged_decode_blocks_per_sm(head_dim, num_q_heads, num_kv_heads, dtype)
 
     def flash_fwd(

@@ -249,6 +249,8 @@ BACKEND_INFO = _in(
     _f("query_tile", "integer", "rows", "config", "some", "cpu-paged: query rows per tile"),
     _f("threads", "integer", "threads", "host", "some", "cpu-paged: OpenMP threads used"),
     _f("heads_per_block", "integer", "heads", "config", "some", "cuda-paged: query heads per thread block"),
+    _f("paged_impl", "string", "", "config", "some",
+       "cuda-paged: tc (tensor-core QK^T and PV) or simt (FP32 CUDA cores), ATTNBENCH_CUDA_PAGED_IMPL"),
     _f("partition_tokens", "integer", "tokens", "host", "some", "cuda-paged v2: tokens per partition"),
     _f("partitions", "integer", "", "host", "some", "cuda-paged v2: partitions of the longest context"),
     _f("num_splits", "integer", "", "host", "some", "triton-paged: splits of the context"),

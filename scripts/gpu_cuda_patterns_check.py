@@ -299,12 +299,14 @@ def mutant_runs() -> list[tuple[str, Any, Case, dict]]:
     paged_alibi = Case("mut", "decode", (1,) * 3, (40, 700, 3000), 32, 8, 128, "bf16", True, block_size=16,
                        alibi=True)
     flash_alibi = Case("mut", "mixed", (30, 200), (500, 900), 16, 4, 128, "bf16", True, alibi=True)
-    return [("paged v1", CudaPaged(), paged, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
-            ("paged v2", CudaPaged(), paged,
-             dict(ATTNBENCH_CUDA_PAGED_VARIANT="v2", ATTNBENCH_CUDA_PAGED_PARTITION=64)),
-            ("paged alibi", CudaPaged(), paged_alibi, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
-            ("flash", CudaFlash(), flash, {}),
-            ("flash alibi", CudaFlash(), flash_alibi, {})]
+    paged_runs = []
+    for impl in ("tc", "simt"):  # check_mutants keeps the runs of the implementation a mutant is in
+        one = dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1", ATTNBENCH_CUDA_PAGED_IMPL=impl)
+        split = dict(one, ATTNBENCH_CUDA_PAGED_VARIANT="v2", ATTNBENCH_CUDA_PAGED_PARTITION=64)
+        paged_runs += [(f"paged {impl} v1", CudaPaged(), paged, one),
+                       (f"paged {impl} v2", CudaPaged(), paged, split),
+                       (f"paged {impl} alibi", CudaPaged(), paged_alibi, one)]
+    return [*paged_runs, ("flash", CudaFlash(), flash, {}), ("flash alibi", CudaFlash(), flash_alibi, {})]
 
 
 def build_mutants(work: Path) -> tuple[dict[str, Path], float]:
@@ -342,6 +344,7 @@ def build_mutants(work: Path) -> tuple[dict[str, Path], float]:
 def check_mutants(rule: Rule, work: Path) -> list[dict]:
     """Each mutant library in turn behind cuda_lib.load() (the backends' path); caught = a check fails."""
     from attnbench import cuda_build, cuda_lib
+    from tests.mutation import paged_mutant_impls
 
     arch = cuda_build.detect_arch()
     honest = cuda_lib.load()
@@ -355,7 +358,9 @@ def check_mutants(rule: Rule, work: Path) -> list[dict]:
     for name, lib in libs.items():
         cuda_lib._LOADED[arch] = cuda_lib.CudaLib(lib)
         unit = name.split(":")[0]
-        runs = [r for r in mutant_runs() if (r[1].name == "cuda-paged") == (unit == "paged_attention.cu")]
+        impls = paged_mutant_impls(name.split(":")[1])
+        runs = [r for r in mutant_runs() if (r[1].name == "cuda-paged") == (unit == "paged_attention.cu")
+                and r[3].get("ATTNBENCH_CUDA_PAGED_IMPL", "tc") in impls]
         checks = check_all(rule, runs, "cuda")
         caught = any(not c["ok"] for c in checks)
         rows.append({"mutant": name, "caught": caught, "checks": checks})
@@ -373,10 +378,11 @@ def sanitize_case() -> int:
     paged = Case("san", "decode", (1, 1, 1), (1, 130, 700), 8, 2, 128, "bf16", True, block_size=16,
                  window=100, softcap=50.0)
     flash = Case("san", "mixed", (5, 70), (9, 400), 4, 2, 64, "fp16", True, window=50, softcap=50.0)
-    runs = [("paged v1", CudaPaged(), paged, dict(ATTNBENCH_CUDA_PAGED_VARIANT="v1")),
-            ("paged v2", CudaPaged(), paged,
-             dict(ATTNBENCH_CUDA_PAGED_VARIANT="v2", ATTNBENCH_CUDA_PAGED_PARTITION=64)),
-            ("flash", CudaFlash(), flash, {})]
+    runs = [(f"paged {impl} {v}", CudaPaged(), paged,
+             dict(ATTNBENCH_CUDA_PAGED_VARIANT=v, ATTNBENCH_CUDA_PAGED_PARTITION=64 if v == "v2" else None,
+                  ATTNBENCH_CUDA_PAGED_IMPL=impl))
+            for impl in ("tc", "simt") for v in ("v1", "v2")]
+    runs.append(("flash", CudaFlash(), flash, {}))
     rows = check_all(rule, runs, "cuda")
     return 0 if all(r["ok"] for r in rows) else 3
 

@@ -32,7 +32,13 @@ from attnbench.backends import get_backend  # noqa: E402
 from attnbench.case import Case  # noqa: E402
 from attnbench.inputs import build_inputs  # noqa: E402
 from attnbench.reference import check_output  # noqa: E402
-from tests.mutation import CUDA_MUTANTS, TRITON_MUTANTS, load_triton_mutant, write_cuda_mutant  # noqa: E402
+from tests.mutation import (  # noqa: E402
+    CUDA_MUTANTS,
+    TRITON_MUTANTS,
+    load_triton_mutant,
+    paged_mutant_impls,
+    write_cuda_mutant,
+)
 
 
 def contexts(max_context: int) -> tuple[int, ...]:
@@ -119,13 +125,14 @@ Run = tuple[str, str, Case, dict]
 def cuda_runs(unit: str, mutant: str | None, dtype: str, ctx: tuple[int, ...]) -> list[Run]:
     if unit == "paged_attention.cu":
         runs = []
-        for variant in ("v1", "v2"):
-            if mutant == "last-split-dropped" and variant == "v1":
-                continue  # v1 has no partitions
-            env = {"ATTNBENCH_CUDA_PAGED_VARIANT": variant}
-            if variant == "v2":
-                env["ATTNBENCH_CUDA_PAGED_PARTITION"] = "512"  # many partitions on the long rows
-            runs.append((f"decode {variant}", "cuda-paged", decode_case(dtype, ctx, 16), env))
+        for impl in paged_mutant_impls(mutant):  # a mutant runs in the implementation whose code it changes
+            for variant in ("v1", "v2"):
+                if mutant == "last-split-dropped" and variant == "v1":
+                    continue  # v1 has no partitions
+                env = {"ATTNBENCH_CUDA_PAGED_VARIANT": variant, "ATTNBENCH_CUDA_PAGED_IMPL": impl}
+                if variant == "v2":
+                    env["ATTNBENCH_CUDA_PAGED_PARTITION"] = "512"  # many partitions on the long rows
+                runs.append((f"decode {impl} {variant}", "cuda-paged", decode_case(dtype, ctx, 16), env))
         return runs
     case = mixed_case(dtype, ctx) if mutant in (None, "causal-diagonal") else decode_like(dtype, ctx)
     label = "mixed causal" if case.causal else "mixed full"

@@ -141,6 +141,31 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
             ("const bool valid = token < end;", "const bool valid = token <= end;"),
             ("(t0 + row < end) ? dot : -INFINITY", "(t0 + row <= end) ? dot : -INFINITY"),
         ],
+        # the tensor-core kernel (impl tc): labels starting "tc-" (see paged_mutant_impls)
+        "tc-last-key-dropped": [
+            ("const int seq_len = p.kv_lens[seq];", "const int seq_len = p.kv_lens[seq] - 1;"),
+        ],
+        "tc-last-block-dropped": [(
+            "const int seq_len = p.kv_lens[seq];",
+            "const int seq_len = ((p.kv_lens[seq] - 1) >> p.block_shift) << p.block_shift;",
+        )],
+        "tc-kv-head-wrong-group": [(
+            "size_t(kv_head) * D + c * kVec;", "size_t((kv_head + 1) % p.num_kv_heads) * D + c * kVec;"
+        )],
+        "tc-stale-slot-read": [
+            ("const bool in_range = token < end;", "const bool in_range = token <= end;"),
+            ("s[nt][e] = token < end ? x : -INFINITY;", "s[nt][e] = token <= end ? x : -INFINITY;"),
+        ],
+        # the merge of the four warps' softmax states leaves the last warp out
+        "tc-warp-dropped": [(
+            "w < S::kWarps; ++w) {\n      const float wgt", "w < S::kWarps - 1; ++w) {\n      const float wgt"
+        )],
+        # P's A fragment with two registers swapped: rows g+8 get tokens 8..15 of row g
+        "tc-p-fragment-swapped": [(
+            "pa[1] = Pair<T>::from_float2(s[0][2], s[0][3]);",
+            "pa[1] = Pair<T>::from_float2(s[1][0], s[1][1]);",
+        )],
+        "tc-rescale-skipped": [("o[dt][2 * r] *= alpha;", "o[dt][2 * r] *= 1.f;")],
     },
     "flash_attention.cu": {
         "last-key-dropped": [(
@@ -179,6 +204,8 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "if (p.cap_in != 0.f) dot = p.cap_out", "if (false) dot = p.cap_out"
         )],
         "alibi-wrong-head": [("p.alibi_slopes[q_head0 + g]", "p.alibi_slopes[g]")],
+        "tc-softcap-ignored": [("if (p.cap_in != 0.f) x = p.cap_out", "if (false) x = p.cap_out")],
+        "tc-alibi-wrong-head": [("p.alibi_slopes[q_head0 + row]", "p.alibi_slopes[row]")],
     },
     "flash_attention.cu": {
         "window-edge-off-by-one": [(
@@ -192,6 +219,21 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "alibi-distance-unaligned": [("float(row + diag - key)", "float(row - key)")],
     },
 }
+
+# Mutants of paged_attention.cu in code both of its implementations run (the argument checks, the
+# window's first token, the split-K merge); the others are simt's, or tc's when labelled "tc-".
+PAGED_SHARED_MUTANTS = frozenset({
+    "softmax-scale-2pct", "last-split-dropped", "window-edge-off-by-one", "window-first-partition-skipped",
+})
+
+
+def paged_mutant_impls(mutant: str | None) -> tuple[str, ...]:
+    """The cuda-paged implementations (ATTNBENCH_CUDA_PAGED_IMPL) a paged_attention.cu mutant is in:
+    both for an honest build (None) and the shared code, else the one whose code it changes."""
+    if mutant is None or mutant in PAGED_SHARED_MUTANTS:
+        return ("tc", "simt")
+    return ("tc",) if mutant.startswith("tc-") else ("simt",)
+
 
 def mutate(source: str, subs: Substitutions, label: str) -> str:
     """Apply each substitution, which must match exactly once."""

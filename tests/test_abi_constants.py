@@ -61,8 +61,10 @@ def switch_launches(body: str, callee: str) -> dict[int | None, tuple[int, ...]]
 
 
 def allowed_head_dims(entry_point: str, text: str) -> set[int]:
-    """The head dims an entry point accepts: its `if (head_dim != a && head_dim != b ...)` check."""
-    body = function_body(text, f'extern "C" int {entry_point}(')
+    """The head dims an entry point accepts: its `if (head_dim != a && head_dim != b ...)` check
+    (entry_point: an extern "C" function's name, or the start of another function's definition)."""
+    signature = entry_point if "(" in entry_point else f'extern "C" int {entry_point}('
+    body = function_body(text, signature)
     check = one(r"if\s*\(((?:\s*head_dim\s*!=\s*\d+\s*&&)*\s*head_dim\s*!=\s*\d+\s*)\)", body, entry_point)
     return {int(v) for v in re.findall(r"head_dim\s*!=\s*(\d+)", check.group(1))}
 
@@ -124,14 +126,17 @@ def test_partition_alignment_matches_the_kernel():
 
 def test_paged_head_dims_match_the_kernel():
     text = source("cuda/paged_attention.cu")
-    assert allowed_head_dims("attnbench_paged_decode", text) == set(cuda_paged.HEAD_DIMS)
+    # both extern "C" entry points (simt and tc) check their arguments in paged_decode(Impl, ...)
+    assert allowed_head_dims("int paged_decode(Impl impl,", text) == set(cuda_paged.HEAD_DIMS)
+    tc = switch_launches(function_body(text, "int dispatch_tc(const PagedParams& p"), "launch_tc")
+    assert {d for (d,) in tc.values()} == set(cuda_paged.HEAD_DIMS)
     launches = switch_launches(function_body(text, "int dispatch_dim(const PagedParams& p"), "dispatch_heads")
     assert all((case,) == d for case, d in launches.items() if case is not None)
     assert {d for (d,) in launches.values()} == set(cuda_paged.HEAD_DIMS)
 
 
 def test_paged_block_sizes_are_ones_the_kernel_accepts():
-    body = function_body(source("cuda/paged_attention.cu"), 'extern "C" int attnbench_paged_decode(')
+    body = function_body(source("cuda/paged_attention.cu"), "int paged_decode(Impl impl,")
     check = one(r"block_size\s*<\s*1\s*\|\|\s*block_size\s*>\s*(\d+)\s*\|\|\s*"
                 r"\(block_size\s*&\s*\(block_size\s*-\s*1\)\)\s*!=\s*0", body, "block_size check")
     largest = int(check.group(1))
@@ -166,3 +171,8 @@ def test_cpu_limits_match_the_kernel():
     assert max(cpu_paged.BLOCK_SIZES) <= constexpr_int(text, "kMaxBlockSize")
     assert min(cpu_paged.BLOCK_SIZES) >= 1
     assert 1 <= cpu_paged.PREFILL_QUERY_TILE <= constexpr_int(text, "kMaxQueryTile")
+
+
+def test_tc_heads_per_block_mirrors_the_kernel():
+    """The tensor-core kernel's MMA rows (kTcRows) are the heads per block the backend sizes work by."""
+    assert constexpr_int(source("cuda/paged_attention.cu"), "kTcRows") == cuda_paged.TC_HEADS_PER_BLOCK

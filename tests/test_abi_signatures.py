@@ -63,7 +63,9 @@ CPU = header_signatures(kernels_dir() / "cpu" / "api.h")
 
 @pytest.mark.parametrize("name, declared", [
     ("attnbench_paged_decode", cuda_lib.PAGED_DECODE_ARGTYPES),
+    ("attnbench_paged_decode_tc", cuda_lib.PAGED_DECODE_ARGTYPES),
     ("attnbench_paged_decode_blocks_per_sm", cuda_lib.BLOCKS_PER_SM_ARGTYPES),
+    ("attnbench_paged_decode_tc_blocks_per_sm", cuda_lib.TC_BLOCKS_PER_SM_ARGTYPES),
     ("attnbench_flash_fwd", cuda_lib.FLASH_FWD_ARGTYPES),
 ])
 def test_cuda_argtypes_match_the_header(name, declared):
@@ -110,6 +112,9 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
     gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
                           num_kv_heads=2, head_dim=64, block_size=16, table_stride=4, dtype=1, scale=0.125,
                           window=4096, softcap=50.0, alibi_slopes=77)
+    gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
+                          num_kv_heads=2, head_dim=64, block_size=16, table_stride=4, dtype=1, scale=0.125,
+                          window=4096, softcap=50.0, alibi_slopes=77, impl="simt")
     gpu_lib.flash_fwd(out=1, q=2, k=3, v=4, cu_q=5, cu_k=6, batch=1, max_q_len=8, num_q_heads=8,
                        num_kv_heads=2, head_dim=64, dtype=1, causal=True, scale=0.125)
     cpu_lib = object.__new__(cpu_build.CpuLib)
@@ -118,9 +123,10 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
                             batch=1, num_q_heads=8, num_kv_heads=2, head_dim=64, num_blocks=4, block_size=16,
                             table_stride=4, dtype=0, causal=True, scale=0.125, query_tile=1, num_threads=1,
                             scratch=8, scratch_floats=100, window=7, softcap=2.0)
-    decode, flash = calls["attnbench_paged_decode"], calls["attnbench_flash_fwd"]
+    decode, flash = calls["attnbench_paged_decode_tc"], calls["attnbench_flash_fwd"]
     cpu = calls["attnbench_cpu_paged_attention"]
-    assert len(decode) == len(CUDA["attnbench_paged_decode"])
+    assert calls["attnbench_paged_decode"] == decode  # impl picks the entry point, the arguments are equal
+    assert len(decode) == len(CUDA["attnbench_paged_decode_tc"]) == len(CUDA["attnbench_paged_decode"])
     assert len(flash) == len(CUDA["attnbench_flash_fwd"])
     assert len(cpu) == len(CPU["attnbench_cpu_paged_attention"])
     assert decode[14:17] == (4096, 50.0, 77)

@@ -176,6 +176,9 @@ def test_flash_supports_prefill_and_chunked_prefill():
 def test_heads_per_block_rounds_group_up_to_power_of_two_capped_at_8():
     assert [heads_per_block(g) for g in (1, 2, 3, 4, 6, 8, 16)] == [1, 2, 4, 4, 8, 8, 8]
     assert work_items(4, 32, 2) == 4 * 2 * 2  # group 16: two blocks per KV head
+    assert work_items(4, 32, 2, impl="tc") == 4 * 2  # tensor cores: 16 heads are one block's MMA rows
+    assert work_items(4, 64, 2, impl="tc") == 4 * 2 * 2  # group 32: two blocks
+    assert [heads_per_block(g, "tc") for g in (1, 4, 16, 32)] == [1, 4, 16, 16]
 
 
 def test_variant_choice():

@@ -6,6 +6,11 @@ second kernel. v2 pays off when v1 would leave most of the GPU idle (few sequenc
 contexts); the choice is automatic, recorded in the row's "variant", and ATTNBENCH_CUDA_PAGED_VARIANT
 (v1 | v2) overrides it.
 
+Two implementations of both (row column "paged_impl"; ATTNBENCH_CUDA_PAGED_IMPL overrides): "tc"
+(default) packs up to 16 query heads of a KV group as the rows of m16n8k16 tensor-core MMAs for
+QK^T and PV, each warp keeping its own softmax state over its tokens; "simt", the first kernel, does
+those dot products on FP32 CUDA cores (8 heads per block at most).
+
 Sliding window, logit soft-cap and ALiBi are run-time kernel arguments (no rebuild per window size): v1
 starts its walk at the window's first token; v2 sizes its partitions for the window's span
 (min(context, window + 1) tokens, see attended_context) and its partitions wholly before the window
@@ -31,6 +36,8 @@ HEAD_DIMS = (64, 128, 256)
 BLOCK_SIZES = (8, 16, 32, 64, 128)
 VARIANTS = ("v1", "v2")
 VARIANT_ENV = "ATTNBENCH_CUDA_PAGED_VARIANT"
+IMPL_ENV = "ATTNBENCH_CUDA_PAGED_IMPL"  # tc | simt
+TC_HEADS_PER_BLOCK = 16  # the MMA's rows (kTcRows in paged_attention.cu)
 PARTITION_ENV = "ATTNBENCH_CUDA_PAGED_PARTITION"  # v2 partition size in tokens (tuning only)
 V2_MIN_CONTEXT = 1024  # shorter contexts: a partition would hold too few tiles to repay the merge
 MIN_PARTITION = 256
@@ -43,15 +50,25 @@ def attended_context(case: Case) -> int:
     return case.max_kv if case.window is None else min(case.max_kv, case.window + 1)
 
 
-def heads_per_block(group: int) -> int:
-    """Query heads one thread block serves (mirrors heads_per_block in paged_attention.cu)."""
+def heads_per_block(group: int, impl: str = "simt") -> int:
+    """Query heads one thread block serves (mirrors heads_per_block and kTcRows in paged_attention.cu)."""
+    if impl == "tc":
+        return min(group, TC_HEADS_PER_BLOCK)
     return 1 if group <= 1 else 2 if group <= 2 else 4 if group <= 4 else 8
 
 
-def work_items(batch: int, num_q_heads: int, num_kv_heads: int) -> int:
+def work_items(batch: int, num_q_heads: int, num_kv_heads: int, impl: str = "simt") -> int:
     """Thread blocks v1 launches: sequences x KV heads x head tiles."""
     group = num_q_heads // num_kv_heads
-    return batch * num_kv_heads * math.ceil(group / heads_per_block(group))
+    per_block = TC_HEADS_PER_BLOCK if impl == "tc" else heads_per_block(group)
+    return batch * num_kv_heads * math.ceil(group / per_block)
+
+
+def choose_impl(override: str | None = None) -> str:
+    """tc unless ATTNBENCH_CUDA_PAGED_IMPL says simt."""
+    if override and override not in cuda_lib.PAGED_IMPLS:
+        raise ValueError(f"{IMPL_ENV}={override!r}: allowed {', '.join(cuda_lib.PAGED_IMPLS)}")
+    return override or "tc"
 
 
 def choose_variant(work: int, max_kv: int, slots: int, override: str | None = None) -> str:
@@ -118,10 +135,14 @@ class CudaPaged(Backend):
         kv_lens = paged.kv_lens.to(torch.int32).contiguous()
         out = torch.empty_like(q)
 
+        try:
+            impl = choose_impl(os.environ.get(IMPL_ENV) or None)
+        except ValueError as e:
+            raise Unsupported(str(e)) from None
         props = torch.cuda.get_device_properties(q.device)
-        per_sm = lib.paged_blocks_per_sm(case.head_dim, case.num_q_heads, case.num_kv_heads, code)
+        per_sm = lib.paged_blocks_per_sm(case.head_dim, case.num_q_heads, case.num_kv_heads, code, impl=impl)
         slots = props.multi_processor_count * max(1, per_sm)
-        work = work_items(case.batch, case.num_q_heads, case.num_kv_heads)
+        work = work_items(case.batch, case.num_q_heads, case.num_kv_heads, impl)
         try:
             # The window's span, not the context, is what a block walks (and what v2 splits).
             variant = choose_variant(work, attended_context(case), slots, os.environ.get(VARIANT_ENV) or None)
@@ -129,8 +150,9 @@ class CudaPaged(Backend):
             raise Unsupported(str(e)) from None
         info: dict = {
             "variant": variant,
+            "paged_impl": impl,
             "kv_layout_used": KV_LAYOUT_USED,
-            "heads_per_block": heads_per_block(case.gqa_ratio),
+            "heads_per_block": heads_per_block(case.gqa_ratio, impl),
         }
         part_tokens, max_parts = 0, 0
         part_acc = part_ml = None
@@ -173,6 +195,7 @@ class CudaPaged(Backend):
             part_ml=part_ml.data_ptr() if part_ml is not None else 0,
             max_partitions=max_parts,
             alibi_slopes=slopes.data_ptr() if slopes is not None else 0,
+            impl=impl,
         )
         keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes)  # alive as long as run()
 

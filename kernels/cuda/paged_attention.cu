@@ -775,7 +775,9 @@ int paged_decode(Impl impl, void* out, const void* q, const void* k_cache, const
   p.alibi_slopes = alibi_slopes;
   auto s = static_cast<cudaStream_t>(stream);
   const bool half = dtype == ATTNBENCH_FP16;
-  if (impl == Impl::kTc) return half ? dispatch_tc<__half>(p, batch, head_dim, s) : dispatch_tc<__nv_bfloat16>(p, batch, head_dim, s);
+  if (impl == Impl::kTc) {
+    return half ? dispatch_tc<__half>(p, batch, head_dim, s) : dispatch_tc<__nv_bfloat16>(p, batch, head_dim, s);
+  }
   return half ? dispatch_dim<__half>(p, batch, head_dim, s) : dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
 }
 
