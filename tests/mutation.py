@@ -160,10 +160,12 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "tc-warp-dropped": [(
             "w < S::kWarps; ++w) {\n      const float wgt", "w < S::kWarps - 1; ++w) {\n      const float wgt"
         )],
-        # P's A fragment with two registers swapped: rows g+8 get tokens 8..15 of row g
+        # P's A fragment with two registers swapped: row g's weights of tokens 8..15 on tokens 0..7.
+        # (Swapping into rows g+8 instead was an equivalent mutant at GQA groups <= 8, whose rows 8..15
+        # are padding: caught 0 of 4 on an H200.)
         "tc-p-fragment-swapped": [(
-            "pa[1] = Pair<T>::from_float2(s[0][2], s[0][3]);",
-            "pa[1] = Pair<T>::from_float2(s[1][0], s[1][1]);",
+            "pa[0] = Pair<T>::from_float2(s[0][0], s[0][1]);",
+            "pa[0] = Pair<T>::from_float2(s[1][0], s[1][1]);",
         )],
         "tc-rescale-skipped": [("o[dt][2 * r] *= alpha;", "o[dt][2 * r] *= 1.f;")],
     },

@@ -18,6 +18,12 @@ from attnbench.report.styles import styles_for
 SHAPE = ["batch", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "block_size", "kv_layout"]
 
 
+def shape_keys(rows: pd.DataFrame) -> pd.Series:
+    """One string per row naming its SHAPE (str() of each value: a missing block size is 'None' or
+    'nan' alike, never a float left in the join)."""
+    return rows[SHAPE].apply(lambda r: "|".join(map(str, r)), axis=1)
+
+
 def window_series(ok: pd.DataFrame) -> tuple[pd.DataFrame, int] | None:
     """The decode rows of the shape with the most (label, context) points both full and at one window."""
     rows = ok[(ok["phase"] == "decode") & ok["lengths_equal"]]
@@ -28,10 +34,10 @@ def window_series(ok: pd.DataFrame) -> tuple[pd.DataFrame, int] | None:
         lambda w: f"window{int(w)}" if pd.notna(w) else ""))]
     best: tuple[int, pd.DataFrame, int] | None = None
     for (w,), g in win.groupby(["window"]):
-        keys = g[SHAPE].astype(str).agg("|".join, axis=1)
+        keys = shape_keys(g)
         for key in keys.unique():
             gw = g[keys == key]
-            fk = full[SHAPE].astype(str).agg("|".join, axis=1)
+            fk = shape_keys(full)
             gf = full[(fk == key) & full["label"].isin(gw["label"])]
             if gw["n_len"].nunique() < 2 or gf["n_len"].nunique() < 2:
                 continue
