@@ -25,6 +25,14 @@ KV_DTYPE_BYTES = {"fp8_e4m3": 1}
 SCALE_BYTES = 4  # a float32 scale
 
 
+def kv_elem_bytes(dtype: str, kv_dtype: object = None) -> int:
+    """Bytes of one stored K/V element for a row's dtype and kv_dtype (missing or auto: dtype's; an
+    unknown dtype counts 2). Readers of rows use it, so rows without kv_dtype read as before."""
+    if isinstance(kv_dtype, str) and kv_dtype in KV_DTYPE_BYTES:
+        return KV_DTYPE_BYTES[kv_dtype]
+    return DTYPE_BYTES.get(dtype, 2)
+
+
 @dataclass(frozen=True)
 class Case:
     """One attention problem.
@@ -144,7 +152,7 @@ class Case:
     @property
     def kv_elem_bytes(self) -> int:
         """Bytes of one stored K or V element: dtype's, or 1 for fp8."""
-        return KV_DTYPE_BYTES.get(self.kv_dtype, self.elem_bytes)
+        return kv_elem_bytes(self.dtype, self.kv_dtype)
 
     @property
     def kv_scale_count(self) -> int:
