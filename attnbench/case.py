@@ -16,6 +16,21 @@ PHASES = ("prefill", "decode", "mixed")
 DTYPES = ("bf16", "fp16", "fp32")
 KV_LAYOUTS = ("shuffled", "contiguous")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+# The KV cache's element type: "auto" stores K/V in the case's dtype (every case before the axis
+# existed); fp8_e4m3 stores them as float8 e4m3 (torch.float8_e4m3fn) with float32 scales, as vLLM's
+# kv_cache_dtype=fp8 does. The scale is one per tensor (K and V each) or one per KV head.
+KV_DTYPES = ("auto", "fp8_e4m3")
+KV_SCALES = ("per-tensor", "per-head")
+KV_DTYPE_BYTES = {"fp8_e4m3": 1}
+SCALE_BYTES = 4  # a float32 scale
+
+
+def kv_elem_bytes(dtype: str, kv_dtype: object = None) -> int:
+    """Bytes of one stored K/V element for a row's dtype and kv_dtype (missing or auto: dtype's; an
+    unknown dtype counts 2). Readers of rows use it, so rows without kv_dtype read as before."""
+    if isinstance(kv_dtype, str) and kv_dtype in KV_DTYPE_BYTES:
+        return KV_DTYPE_BYTES[kv_dtype]
+    return DTYPE_BYTES.get(dtype, 2)
 
 
 @dataclass(frozen=True)
@@ -24,6 +39,9 @@ class Case:
 
     phase: prefill (q_len == kv_len per sequence), decode (q_len == 1 against a cached context),
         mixed (chunked prefill: q_len new tokens at the end of a kv_len context, q_len <= kv_len).
+    kv_dtype / kv_scale: the KV cache's storage (KV_DTYPES); "auto" = the case's dtype, with
+        kv_scale None; fp8_e4m3 with a float32 scale per tensor or per KV head (kv_scale, default
+        per-tensor). Q and the output stay in dtype.
     q_lens / kv_lens: per-sequence query and key lengths; causal masks align bottom-right
         (query i of a sequence sees keys 0 .. kv_len - q_len + i).
     block_size: tokens per KV-cache block for paged backends; None for contiguous-KV backends.
@@ -57,6 +75,8 @@ class Case:
     window: int | None = None
     softcap: float | None = None
     alibi: bool = False
+    kv_dtype: str = "auto"
+    kv_scale: str | None = None
     tags: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +104,16 @@ class Case:
             raise ValueError(f"window {self.window!r} must be a non-negative token count or None")
         if self.softcap is not None and not self.softcap > 0:
             raise ValueError(f"softcap {self.softcap!r} must be a positive number or None")
+        if self.kv_dtype not in KV_DTYPES:
+            raise ValueError(f"kv_dtype {self.kv_dtype!r} is not one of {KV_DTYPES}")
+        if self.kv_dtype == "auto":
+            if self.kv_scale is not None:
+                raise ValueError(f"kv_scale {self.kv_scale!r} needs a quantised kv_dtype "
+                                 f"({', '.join(KV_DTYPES[1:])}); kv_dtype is auto")
+        elif self.kv_scale is None:
+            object.__setattr__(self, "kv_scale", KV_SCALES[0])  # frozen: the documented default
+        elif self.kv_scale not in KV_SCALES:
+            raise ValueError(f"kv_scale {self.kv_scale!r} is not one of {KV_SCALES}")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -113,6 +143,23 @@ class Case:
     @property
     def elem_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    @property
+    def kv_quantised(self) -> bool:
+        """K/V stored in a narrower type than dtype, with scales (kv_dtype other than auto)."""
+        return self.kv_dtype != "auto"
+
+    @property
+    def kv_elem_bytes(self) -> int:
+        """Bytes of one stored K or V element: dtype's, or 1 for fp8."""
+        return kv_elem_bytes(self.dtype, self.kv_dtype)
+
+    @property
+    def kv_scale_count(self) -> int:
+        """float32 scales per tensor (K, and V again): 0 unquantised, 1 per tensor, Hkv per head."""
+        if not self.kv_quantised:
+            return 0
+        return self.num_kv_heads if self.kv_scale == "per-head" else 1
 
     @property
     def paged(self) -> bool:
@@ -155,8 +202,10 @@ class Case:
             f"hq{self.num_q_heads}-hkv{self.num_kv_heads}",
             f"d{self.head_dim}",
             self.dtype,
-            "causal" if self.causal else "full",
         ]
+        if self.kv_quantised:  # absent for auto: the ids of cases before the axis stay as they were
+            parts.append(f"kv{self.kv_dtype}-{self.kv_scale}")
+        parts.append("causal" if self.causal else "full")
         if self.prefix_len:
             parts.append(f"prefix{self.prefix_len}")
         if self.pattern != "none":
@@ -171,6 +220,9 @@ class Case:
         d.pop("q_lens")
         d.pop("kv_lens")
         d.pop("tags")
+        if not self.kv_quantised:  # rows of unquantised cases hold the columns they always did
+            d.pop("kv_dtype")
+            d.pop("kv_scale")
         d.update(
             case_id=self.case_id,
             batch=self.batch,
@@ -192,6 +244,9 @@ class Case:
         d["q_lens"] = list(self.q_lens)
         d["kv_lens"] = list(self.kv_lens)
         d["tags"] = list(self.tags)
+        if not self.kv_quantised:  # the defaults; from_json restores them
+            d.pop("kv_dtype")
+            d.pop("kv_scale")
         return d
 
     @classmethod

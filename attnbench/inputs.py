@@ -9,6 +9,11 @@ Layouts (the one convention every backend adapts from):
   layout), block_tables int32 (batch, max_blocks_per_seq) padded with 0, kv_lens int32 (batch,).
   The pool and tables come from the KV-cache manager (attnbench.kvcache) via build_paged_kv
   (attnbench.paged_pool).
+- Quantised KV (kv_dtype fp8_e4m3): k, v and the paged k_cache, v_cache hold torch.float8_e4m3fn
+  elements, quantised from the case's random bf16/fp16 K/V, and k_scale / v_scale their float32 scales
+  ((1,) per tensor or (Hkv,) per KV head; attnbench.kv_quant); the stored value is element * scale.
+  Q stays in dtype. The reference and the error baseline are computed from the dequantised cache, so
+  a kernel reading the same fp8 bytes owes nothing to the quantisation and is held to the dtype's bar.
 - The reference output: float32 (total_q, num_q_heads, head_dim), computed in float64 on a CPU
   and float32 (no TF32) on a GPU from the same (rounded) inputs, and the error baseline the
   correctness check judges against (attnbench.reference: per sequence and head, the error of a
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from attnbench.case import Case
+from attnbench.kv_quant import quantise
 from attnbench.paged_pool import PagedKV, paged_pool_for_case
 from attnbench.reference import ErrorBaseline, error_baseline, reference_attention
 
@@ -39,6 +45,9 @@ class Inputs:
     reference: torch.Tensor
     error_baseline: ErrorBaseline
     paged: PagedKV | None = None
+    # float32 scales of a quantised K/V ((1,) or (Hkv,), on the device); None for kv_dtype auto
+    k_scale: torch.Tensor | None = None
+    v_scale: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -54,6 +63,7 @@ class Inputs:
         tensors = [self.q, self.k, self.v]
         if self.paged is not None:
             tensors += [self.paged.k_cache, self.paged.v_cache, self.paged.block_tables]
+        tensors += [s for s in (self.k_scale, self.v_scale) if s is not None]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -94,9 +104,10 @@ def random_qkv(case: Case, device: torch.device | str) -> tuple[torch.Tensor, to
     return q, k, v
 
 
-def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
+def build_paged_kv(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int],
+                   k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None) -> PagedKV:
     """Scatter the packed K/V into a block pool through the KV-cache manager."""
-    return paged_pool_for_case(case, k, v, cu_k)
+    return paged_pool_for_case(case, k, v, cu_k, k_scale, v_scale)
 
 
 def build_inputs(case: Case, device: torch.device | str, base: Inputs | None = None) -> Inputs:
@@ -104,12 +115,18 @@ def build_inputs(case: Case, device: torch.device | str, base: Inputs | None = N
     if base is not None and base.case == case.without_paging():
         q, k, v, ref, errs = base.q, base.k, base.v, base.reference, base.error_baseline
         cu_q, cu_k = base.cu_seqlens_q, base.cu_seqlens_k
+        k_scale, v_scale = base.k_scale, base.v_scale
     else:
         q, k, v = random_qkv(case, device)
+        k_scale = v_scale = None
+        if case.kv_quantised:
+            assert case.kv_scale is not None
+            k, k_scale = quantise(k, case.kv_dtype, case.kv_scale)
+            v, v_scale = quantise(v, case.kv_dtype, case.kv_scale)
         cu_q = cumulative(case.q_lens, device)
         cu_k = cumulative(case.kv_lens, device)
-        ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist())
-        errs = error_baseline(case, q, k, v, cu_q, cu_k, ref)
-    paged = build_paged_kv(case, k, v, cu_k.tolist()) if case.paged else None
+        ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist(), k_scale, v_scale)
+        errs = error_baseline(case, q, k, v, cu_q, cu_k, ref, k_scale, v_scale)
+    paged = build_paged_kv(case, k, v, cu_k.tolist(), k_scale, v_scale) if case.paged else None
     return Inputs(case=case, q=q, k=k, v=v, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, reference=ref,
-                  error_baseline=errs, paged=paged)
+                  error_baseline=errs, paged=paged, k_scale=k_scale, v_scale=v_scale)

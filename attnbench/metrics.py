@@ -7,7 +7,7 @@ tflops (1e12 FLOP/s).
 from __future__ import annotations
 
 from attnbench import patterns
-from attnbench.case import Case
+from attnbench.case import SCALE_BYTES, Case
 
 
 def attended_pairs(q_len: int, kv_len: int, causal: bool, window: int | None = None) -> int:
@@ -56,11 +56,14 @@ def min_hbm_bytes(case: Case) -> int:
     Q read once (total_q * Hq * d), K and V read once per KV head (2 * kv_tokens * Hkv * d, where
     kv_tokens counts only the keys a window can reach), O written once (total_q * Hq * d), all at
     the element size; paged cases add the block-table entries actually read (the blocks holding a
-    reachable key, int32 each, per sequence) and the kv_lens (int32).
+    reachable key, int32 each, per sequence) and the kv_lens (int32). A quantised KV cache (kv_dtype
+    fp8_e4m3) is read at its own element size, one byte, plus its float32 scales (K's and V's: one
+    each per tensor, or one per KV head); Q and O stay at the dtype's.
     """
     e = case.elem_bytes
     q_bytes = case.total_q * case.num_q_heads * case.head_dim * e
-    kv_bytes = 2 * reachable_kv_tokens(case) * case.num_kv_heads * case.head_dim * e
+    kv_bytes = 2 * reachable_kv_tokens(case) * case.num_kv_heads * case.head_dim * case.kv_elem_bytes
+    kv_bytes += 2 * case.kv_scale_count * SCALE_BYTES
     o_bytes = q_bytes
     table_bytes = 0
     if case.block_size is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from attnbench.case import Case
+from attnbench.kv_quant import stale_values
 from attnbench.kvcache import KVCacheManager
 
 
@@ -70,23 +71,40 @@ STALE_SCALE = 4.0
 
 
 def stale_pool(
-    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, seed: int
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, seed: int,
+    kv_dtype: str = "auto", scales: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K and V pools filled with finite stale values (never zeros: a zero key hides an extra read)."""
+    """K and V pools filled with finite stale values (never zeros: a zero key hides an extra read).
+
+    kv_dtype / scales (K's, V's) of a quantised cache: the stale values are stored in kv_dtype at those
+    scales (attnbench.kv_quant.stale_values), as wide once dequantised as in an unquantised pool.
+    """
     gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 29)
     pools = []
-    for _ in range(2):
+    for i in range(2):
+        if scales is not None:
+            pools.append(stale_values(kv_dtype, shape, scales[i], gen, device, STALE_SCALE))
+            continue
         t = torch.randn(shape, generator=gen, dtype=torch.float32, device=device) * STALE_SCALE
         pools.append(t.to(dtype))
     return pools[0], pools[1]
 
 
-def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int]) -> PagedKV:
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    """t's storage as uint8, the last axis widened to its bytes (t contiguous)."""
+    return t.contiguous().view(torch.uint8)
+
+
+def paged_pool_for_case(
+    case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list[int],
+    k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None,
+) -> PagedKV:
     """The case's K/V scattered into a block pool through the manager, with block tables and stats.
 
     The pool has exactly the blocks the case needs (prefix blocks counted once). kv_layout
     "contiguous" places the sequences in a fresh pool (ascending block ids); "shuffled" first lets
-    other requests churn through the pool (seeded by case.seed).
+    other requests churn through the pool (seeded by case.seed). A quantised case's k / v are already
+    in its kv_dtype with these scales (attnbench.kv_quant); the pool holds the same bytes.
     """
     assert case.block_size is not None
     bs = case.block_size
@@ -107,7 +125,12 @@ def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list
     stats_m = manager.stats()
 
     hkv, d = case.num_kv_heads, case.head_dim
-    k_cache, v_cache = stale_pool((need, bs, hkv, d), k.dtype, k.device, case.seed)
+    scales = None
+    if case.kv_quantised:
+        if k_scale is None or v_scale is None:
+            raise ValueError(f"kv_dtype {case.kv_dtype}: the pool needs the K and V scales")
+        scales = (k_scale, v_scale)
+    k_cache, v_cache = stale_pool((need, bs, hkv, d), k.dtype, k.device, case.seed, case.kv_dtype, scales)
     # One slot per token: slot = block_id * block_size + offset; shared prefix slots repeat with
     # identical values (the prefix K/V of every sequence equal sequence 0's), so write order is moot.
     slots = []
@@ -116,14 +139,15 @@ def paged_pool_for_case(case: Case, k: torch.Tensor, v: torch.Tensor, cu_k: list
         slots.append(torch.tensor(tables[i], dtype=torch.int64)[t // bs] * bs + t % bs)
     slot_index = torch.cat(slots).to(k.device)
     total = cu_k[-1]
-    k_cache.view(-1, hkv, d).index_copy_(0, slot_index, k[:total])
-    v_cache.view(-1, hkv, d).index_copy_(0, slot_index, v[:total])
+    # Through byte views: torch has no index_copy_ for float8 types, and a copy of bytes is exact.
+    for cache, src in ((k_cache, k), (v_cache, v)):
+        _bytes(cache).view(-1, hkv, d * cache.element_size()).index_copy_(0, slot_index, _bytes(src[:total]))
 
     width = max(len(t) for t in tables)
     table_t = torch.zeros((case.batch, width), dtype=torch.int32)
     for i, row in enumerate(tables):
         table_t[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
-    token_bytes = 2 * hkv * d * case.elem_bytes  # K and V, every KV head, per token
+    token_bytes = 2 * hkv * d * case.kv_elem_bytes  # K and V, every KV head, per token (scales aside)
     unique_tokens = int(torch.unique(slot_index).numel())
     stats = {
         "kv_blocks_allocated": need,

@@ -1,7 +1,11 @@
 """The one reference, error metric and correctness rule: the harness, the tests and the GPU scripts use it.
 
 Reference: exact attention in float64 (CPU) or float32 without TF32 (GPU), one sequence at a time, from
-the same rounded inputs the kernels get.
+the same rounded inputs the kernels get. A quantised KV cache (kv_dtype fp8_e4m3) enters dequantised,
+element * scale formed in the reference's precision (exact in float64), so the reference is exact with
+respect to the quantisation: a kernel reading the same fp8 bytes and scales is judged on its attention
+alone. The plain implementation (below) gets the cache dequantised to the case's dtype, as an eager
+framework without an fp8 kernel computes it; the bar stays the output dtype's.
 
 Metric: the relative error of every (sequence, query head) cell,
     rel[s, h] = ||out[s, h] - ref[s, h]|| / ||ref[s, h]||      (Frobenius over the cell's rows x head dim).
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from attnbench.kv_quant import dequantise
 from attnbench.patterns import apply_softcap, needs_bias, score_bias
 
 if TYPE_CHECKING:
@@ -67,6 +72,11 @@ def _masked_scores(case: Case, scores: torch.Tensor, r0: int, nq: int, nk: int) 
     return scores
 
 
+def _kv_in(t: torch.Tensor, scale: torch.Tensor | None, compute: torch.dtype) -> torch.Tensor:
+    """A (tokens, Hkv, D) K or V slice in `compute`, dequantised first when it has a scale."""
+    return t.to(compute) if scale is None else dequantise(t, scale, compute)
+
+
 def _attention(
     case: Case,
     q: torch.Tensor,
@@ -75,15 +85,21 @@ def _attention(
     cu_q: list[int],
     cu_k: list[int],
     compute: torch.dtype,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention one sequence at a time with every operation in `compute`; float32 output."""
+    """Attention one sequence at a time with every operation in `compute`; float32 output.
+
+    k_scale / v_scale: the float32 scales of a quantised k / v (attnbench.kv_quant), None otherwise.
+    """
     out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
     group = case.gqa_ratio
     elem = torch.finfo(compute).bits // 8
     for i in range(case.batch):
         qs = q[cu_q[i] : cu_q[i + 1]].to(compute).transpose(0, 1)  # (Hq, nq, D)
-        ks = k[cu_k[i] : cu_k[i + 1]].to(compute).transpose(0, 1).repeat_interleave(group, dim=0)
-        vs = v[cu_k[i] : cu_k[i + 1]].to(compute).transpose(0, 1).repeat_interleave(group, dim=0)
+        kv = slice(cu_k[i], cu_k[i + 1])
+        ks = _kv_in(k[kv], k_scale, compute).transpose(0, 1).repeat_interleave(group, dim=0)
+        vs = _kv_in(v[kv], v_scale, compute).transpose(0, 1).repeat_interleave(group, dim=0)
         nq, nk = qs.shape[1], ks.shape[1]
         # Chunk query rows so the (heads, rows, nk) score block stays near 512 MiB.
         rows = max(1, (512 << 20) // (elem * qs.shape[0] * nk))
@@ -110,20 +126,23 @@ class _Tf32:
 
 
 def reference_attention(
-    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int]
+    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int],
+    k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Exact attention in float64 (CPU) or float32 without TF32 (GPU), one sequence at a time."""
+    """Exact attention in float64 (CPU) or float32 without TF32 (GPU), one sequence at a time
+    (from the dequantised K/V when scales are given)."""
     precise = torch.float64 if q.device.type == "cpu" else torch.float32
     with _Tf32(False):
-        return _attention(case, q, k, v, cu_q, cu_k, precise)
+        return _attention(case, q, k, v, cu_q, cu_k, precise, k_scale, v_scale)
 
 
 def plain_attention(
-    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int]
+    case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int],
+    k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The plain PyTorch implementation in the case's dtype: what the dtype itself costs in accuracy."""
     with _Tf32(q.device.type == "cuda"):
-        return _attention(case, q, k, v, cu_q, cu_k, _TORCH_DTYPES[case.dtype])
+        return _attention(case, q, k, v, cu_q, cu_k, _TORCH_DTYPES[case.dtype], k_scale, v_scale)
 
 
 def cell_sq_norms(x: torch.Tensor, cu_q: torch.Tensor) -> torch.Tensor:
@@ -154,11 +173,11 @@ class ErrorBaseline:
 
 def error_baseline(
     case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
-    reference: torch.Tensor,
+    reference: torch.Tensor, k_scale: torch.Tensor | None = None, v_scale: torch.Tensor | None = None,
 ) -> ErrorBaseline:
     if not torch.isfinite(reference).all():
         raise ValueError("the reference output has NaN or Inf: the inputs cannot judge a kernel")
-    plain = plain_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist())
+    plain = plain_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist(), k_scale, v_scale)
     ref_sq = cell_sq_norms(reference, cu_q).clamp_min(1e-300)
     plain_rel = (cell_sq_norms(plain - reference, cu_q) / ref_sq).sqrt()
     rounded = reference.to(_TORCH_DTYPES[case.dtype]).float()

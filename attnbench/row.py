@@ -18,8 +18,9 @@ config needs (scripts/compare_rows.py, tests/test_row.py):
 `presence` says where a column is found in rows this code writes: "every" row, every "ok" row of a
 sweep (on any device), or "some" (a device, a backend, a paged case, a profile...). Rows of older
 runs may lack columns added since (window, softcap, alibi and pattern arrived with the pattern
-axes; run_id, gpu_name and git_commit with row identity) and may hold `retired` ones: readers
-accept both. A plugin backend's Prepared.info may add columns of its own (docs/plugins.md); only
+axes; run_id, gpu_name and git_commit with row identity; kv_dtype and kv_scale are written only
+for a quantised KV cache, so a row without them has K/V in its dtype) and may hold `retired` ones:
+readers accept both. A plugin backend's Prepared.info may add columns of its own (docs/plugins.md); only
 the shipped backends are held to this table.
 
 Torch-free: the report, the gate and export import it. Longer than most modules (~500 lines) because
@@ -33,7 +34,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
+from attnbench.case import DTYPES, KV_DTYPES, KV_LAYOUTS, KV_SCALES, PHASES
 
 STATUSES = ("ok", "skipped", "failed", "incorrect")
 VARIES = ("config", "host", "run")
@@ -158,6 +159,13 @@ CASE = _in(
     _f("softcap", "number", "", "config", "every", "logit soft-cap c (scores become c*tanh(s/c)); null: off",
        nullable=True),
     _f("alibi", "boolean", "", "config", "every", "ALiBi biases added to the scores"),
+    _f("kv_dtype", "string", "", "config", "some",
+       "KV-cache storage when quantised (fp8_e4m3: one byte per element plus float32 scales); absent: "
+       "K/V in dtype (kv_dtype auto, every row before the axis)", enum=KV_DTYPES),
+    _f("kv_scale", "string", "", "config", "some",
+       "a quantised KV cache's scales: one per tensor (K and V each) or one per KV head; absent with "
+       "kv_dtype",
+       enum=KV_SCALES),
     _f("case_id", "string", "", "config", "every",
        "the case's stable key (with backend: the point's identity)"),
     _f("batch", "integer", "sequences", "config", "every", "sequences in the batch"),
@@ -184,7 +192,8 @@ POINT = _in(
     _f("flops", "integer", "FLOP", "config", "every",
        "forward FLOPs: 4 * head_dim per attended pair per query head"),
     _f("min_hbm_bytes", "integer", "bytes", "config", "every",
-       "fewest bytes any implementation moves: Q, K, V read once, O written once (+ block tables)"),
+       "fewest bytes any implementation moves: Q, K, V read once, O written once (+ block tables; "
+       "a quantised KV at its own element size plus its scales)"),
     _f("padding_waste", "number", "fraction", "config", "every",
        "share of a padded (batch, max_kv) layout that is padding"),
     _f("status", "string", "", "config", "every", "what became of the point", enum=STATUSES),
@@ -223,7 +232,8 @@ CHECK = _in(
 POOL = _in(
     "the paged pool (attnbench.paged_pool)",
     _f("kv_blocks_allocated", "integer", "blocks", "config", "some", "blocks the case's sequences hold"),
-    _f("kv_bytes_allocated", "integer", "bytes", "config", "some", "K and V bytes of those blocks"),
+    _f("kv_bytes_allocated", "integer", "bytes", "config", "some",
+       "K and V bytes of those blocks (at the KV element size)"),
     _f("kv_bytes_used", "integer", "bytes", "config", "some", "K and V bytes of the distinct tokens stored"),
     _f("kv_bytes_logical", "integer", "bytes", "config", "some",
        "K and V bytes of total_kv tokens, none shared"),

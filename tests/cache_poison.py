@@ -27,9 +27,17 @@ def owned_slots(paged: PagedKV) -> torch.Tensor:
     return owned.view(num_blocks, bs)
 
 
+# e4m3fn's NaN byte (S.1111.111). Triton's interpreter reads it as 480, not NaN (it treats e4m3 like an
+# IEEE type), larger than any element a case stores (<= 448), so a read of it still shows on a CPU.
+FP8_NAN_BITS = 0x7F
+
+
 def poison_unused_slots(paged: PagedKV) -> int:
     """Write NaN into K and V of every unowned slot (block tails, spare blocks); returns how many."""
     unused = ~owned_slots(paged).to(paged.k_cache.device)
-    paged.k_cache[unused] = float("nan")
-    paged.v_cache[unused] = float("nan")
+    for cache in (paged.k_cache, paged.v_cache):
+        if cache.dtype == torch.float8_e4m3fn:  # no index_put for float8: through its bytes
+            cache.view(torch.uint8)[unused] = FP8_NAN_BITS
+        else:
+            cache[unused] = float("nan")
     return int(unused.sum())

@@ -118,6 +118,17 @@ PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "split-ignores-window": [("lo = win_lo + split * chunk", "lo = split * chunk")],
     },
 }
+# Faults in the fp8 KV path (issue 20): caught only on fp8 cases (a bf16 cache never reads a scale);
+# "scale-of-head-0" only with per-KV-head scales. tests/test_mutants.py runs them on such a case.
+FP8_KV_MUTANTS: dict[str, dict[str, Substitutions]] = {
+    "paged_attn": {
+        "k-scale-dropped": [("sm_scale = sm_scale * tl.load(KScale + kv_head * stride_sc)",
+                             "sm_scale = sm_scale * 1.0")],
+        "v-scale-dropped": [("out = out * tl.load(VScale + kv_head * stride_sc)", "out = out * 1.0")],
+        "scale-of-head-0": [("tl.load(KScale + kv_head * stride_sc)", "tl.load(KScale)"),
+                            ("tl.load(VScale + kv_head * stride_sc)", "tl.load(VScale)")],
+    },
+}
 
 CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
     "paged_attention.cu": {
@@ -284,7 +295,8 @@ def load_triton_mutant(module: str, mutant: str) -> ModuleType:
     folder = Path(honest.__file__).parent
     helpers = sys.modules[package].HELPER_MODULES
     files = {name: (folder / f"{name}.py").read_text() for name in (module, *helpers)}
-    subs = TRITON_MUTANTS[module].get(mutant) or PATTERN_MUTANTS[module][mutant]
+    subs = (TRITON_MUTANTS[module].get(mutant) or PATTERN_MUTANTS[module].get(mutant)
+            or FP8_KV_MUTANTS[module][mutant])
     label = f"{module}:{mutant}"
     mutated = mutate_files(files, subs, label)
     name = f"_mutant_{module}_{mutant.replace('-', '_')}"

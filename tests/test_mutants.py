@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output
-from tests.mutation import HARNESS_FAULTS, TRITON_MUTANTS, load_triton_mutant, mutant_backend
+from tests.mutation import FP8_KV_MUTANTS, HARNESS_FAULTS, TRITON_MUTANTS, load_triton_mutant, mutant_backend
 
 CONTEXTS = (4096, 1, 2, 17, 129, 1000)
 # Chunked-prefill style rows (q_len <= kv_len): prefill rows for the short sequences, a decode row for
@@ -161,6 +162,31 @@ def test_triton_paged_mutant_caught(interpret, mutant: str, dtype: str) -> None:
     for case, splits in paged_runs(mutant, dtype):
         check = run_triton_paged(mod, case, splits)
         assert not check.ok, (mutant, dtype, check.ratio)
+
+
+def run_triton_paged_fp8(mod, case: Case) -> torch.Tensor:
+    inputs = build_inputs(case, "cpu")
+    p = inputs.paged
+    out = torch.full_like(inputs.q, float("nan"))
+    mod.paged_attention(inputs.q, p.k_cache, p.v_cache, p.block_tables, p.kv_lens, inputs.cu_seqlens_q,
+                        case.max_q, case.max_kv, causal=case.causal, sm_scale=case.softmax_scale,
+                        num_splits=1, out=out, config=_cfg(1), k_scale=inputs.k_scale, v_scale=inputs.v_scale)
+    return check_output(out, inputs)
+
+
+def fp8_decode_case(dtype: str) -> Case:
+    """decode_case with an fp8 e4m3 cache scaled per KV head."""
+    c = decode_case(dtype, seed=2)
+    return replace(c, kv_dtype="fp8_e4m3", kv_scale="per-head")
+
+
+@pytest.mark.parametrize("mutant", [None, *sorted(FP8_KV_MUTANTS["paged_attn"])])
+def test_triton_paged_fp8_mutant_caught(interpret, mutant: str | None) -> None:
+    from attnbench.backends._triton_common import kernels_module
+
+    mod = kernels_module("paged_attn") if mutant is None else load_triton_mutant("paged_attn", mutant)
+    check = run_triton_paged_fp8(mod, fp8_decode_case("bf16"))
+    assert check.ok == (mutant is None), (mutant, check.ratio, check.reason)
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

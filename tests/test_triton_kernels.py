@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,78 @@ def test_paged_long_context_split_matches_one_pass():
         assert check.ok, (splits, check.reason)
 
 
+# ---- paged, fp8 e4m3 KV cache (issue 20) ---------------------------------------------------------------
+def fp8(c: Case, scale: str) -> Case:
+    return replace(c, kv_dtype="fp8_e4m3", kv_scale=scale)
+
+
+def run_paged_fp8(c: Case, num_splits: int = 1, fault=None) -> ErrorCheck:
+    """run_paged for an fp8 case, the cache's scales passed to the kernel; fault(k_scale, v_scale) ->
+    (k_scale, v_scale) plants a wrong scale (the check must then reject the output)."""
+    inp = build_inputs(c, "cpu")
+    paged = inp.paged
+    assert paged is not None and paged.k_cache.dtype == torch.float8_e4m3fn
+    assert inp.k_scale is not None and inp.v_scale is not None
+    poison_unused_slots(paged)
+    k_scale, v_scale = (inp.k_scale, inp.v_scale) if fault is None else fault(inp.k_scale, inp.v_scale)
+    out = torch.full_like(inp.q, float("nan"))
+    _, _, used = kernels("paged_attn").paged_attention(
+        inp.q, paged.k_cache, paged.v_cache, paged.block_tables, paged.kv_lens, inp.cu_seqlens_q, c.max_q,
+        c.max_kv, c.causal, c.softmax_scale, num_splits=num_splits, out=out, k_scale=k_scale, v_scale=v_scale,
+        window=c.window, softcap=c.softcap)
+    assert used == num_splits
+    return check_output(out, inp)
+
+
+@pytest.mark.parametrize("scale", ["per-tensor", "per-head"])
+@pytest.mark.parametrize("bs,splits", [(8, 1), (16, 2), (32, 1), (24, 3)])
+def test_paged_fp8_decode_short_and_long_contexts(bs, splits, scale):
+    c = fp8(case("decode", q=(1, 1, 1), kv=(1, 17, 300), hq=8, hkv=2, d=32, bs=bs, seed=bs), scale)
+    check = run_paged_fp8(c, num_splits=splits)
+    assert check.ok, check.reason
+
+
+@pytest.mark.parametrize("scale", ["per-tensor", "per-head"])
+def test_paged_fp8_chunked_prefill_fp16(scale):
+    c = fp8(case("mixed", q=(1, 5, 17), kv=(17, 40, 150), hq=8, hkv=2, d=32, bs=16, dtype="fp16", seed=5),
+            scale)
+    check = run_paged_fp8(c, num_splits=2)
+    assert check.ok, check.reason
+
+
+def test_paged_fp8_with_patterns():
+    c = fp8(case("mixed", q=(3, 9), kv=(40, 70), hq=4, hkv=2, d=32, bs=16, seed=6), "per-head")
+    c = replace(c, window=24, softcap=20.0)
+    check = run_paged_fp8(c)
+    assert check.ok, check.reason
+
+
+@pytest.mark.parametrize(("scale", "fault"), [
+    ("per-tensor", lambda ks, vs: (ks, vs * 1.02)),  # V's scale 2% off
+    ("per-tensor", lambda ks, vs: (ks * 1.03, vs)),  # K's scale 3% off: the softmax temperature
+    ("per-tensor", lambda ks, vs: (vs, ks)),  # K's and V's scales swapped
+    ("per-head", lambda ks, vs: (ks.roll(1), vs.roll(1))),  # each KV head given another head's scales
+    ("per-head", lambda ks, vs: (ks[:1].contiguous(), vs[:1].contiguous())),  # head 0's scale for all
+])
+def test_paged_fp8_wrong_scale_is_caught(scale, fault):
+    c = fp8(case("decode", q=(1, 1, 1), kv=(1, 17, 300), hq=8, hkv=2, d=32, bs=16, seed=11), scale)
+    check = run_paged_fp8(c, fault=fault)
+    assert not check.ok and check.ratio is not None and check.ratio > 1.5, check
+
+
+def test_paged_fp8_scales_must_fit_the_cache():
+    c = fp8(case("decode", q=(1,), kv=(20,), hq=4, hkv=2, d=32, bs=16), "per-head")
+    inp = build_inputs(c, "cpu")
+    p = inp.paged
+    assert p is not None and inp.k_scale is not None
+    mod = kernels("paged_attn")
+    args = (inp.q, p.k_cache, p.v_cache, p.block_tables, p.kv_lens, inp.cu_seqlens_q, 1, 20, False)
+    with pytest.raises(ValueError, match="needs k_scale and v_scale"):
+        mod.paged_attention(*args)
+    with pytest.raises(ValueError, match="1 or 2"):
+        mod.paged_attention(*args, k_scale=torch.ones(3), v_scale=torch.ones(3))
+
+
 def test_choose_num_splits():
     mod = kernels("paged_attn")
     assert mod.choose_num_splits(programs=512, max_kv=4096, num_sms=132) == 1  # already fills the chip
@@ -223,7 +296,8 @@ def test_choose_num_splits():
 def test_backends_run_interpreted_and_report_variant():
     for name, c in [("triton-flash", case(q=(17, 9), hq=4, hkv=2)),
                     ("triton-paged", case("decode", q=(1, 1), kv=(17, 40), bs=16)),
-                    ("triton-paged", case("mixed", q=(4, 2), kv=(17, 40), bs=8))]:
+                    ("triton-paged", case("mixed", q=(4, 2), kv=(17, 40), bs=8)),
+                    ("triton-paged", fp8(case("decode", q=(1, 1), kv=(17, 40), bs=16), "per-head"))]:
         backend = get_backend(name)
         assert backend.available("cpu") == (True, "")
         assert backend.supports(c) == (True, "")

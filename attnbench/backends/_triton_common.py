@@ -48,6 +48,27 @@ def common_limits(case: Case) -> tuple[bool, str]:
     return True, ""
 
 
+# Triton's float8 e4m3 type (fp8e4nv) compiles for sm_89 and newer only (sm_80 has e5m2 and e4m3b15).
+FP8_E4M3_MIN_CAPABILITY = (8, 9)
+
+
+def fp8_kv_reason(case: Case) -> str:
+    """Why a Triton kernel cannot read the case's fp8 KV cache on this machine's GPU ("" when it can,
+    and on a CPU, where the interpreter runs it)."""
+    if not case.kv_quantised or os.environ.get("TRITON_INTERPRET") == "1":
+        return ""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ""
+    cap = torch.cuda.get_device_capability()
+    if cap < FP8_E4M3_MIN_CAPABILITY:
+        need = ".".join(map(str, FP8_E4M3_MIN_CAPABILITY))
+        return f"kv_dtype {case.kv_dtype}: Triton's e4m3 type needs compute capability {need}+, " \
+               f"the GPU has {cap[0]}.{cap[1]}"
+    return ""
+
+
 def kernels_module(name: str):
     """The kernel module (flash_fwd | paged_attn), interpreted or compiled to match TRITON_INTERPRET."""
     from attnbench.paths import import_kernels

@@ -65,6 +65,12 @@ class Backend(ABC):
     # not listed is skipped with the reason before the backend's own supports() is asked, so a
     # backend that knows nothing of patterns can never run a windowed case as a full one.
     patterns: ClassVar[frozenset[str]] = frozenset()
+    # The KV-cache storage types (attnbench.case.KV_DTYPES) the backend reads. A quantised case (fp8 K/V
+    # with scales in Inputs.k_scale / v_scale) is skipped with the reason before supports() is asked
+    # unless its kv_dtype is listed, so a backend that knows nothing of fp8 (the CUDA kernels, a plugin)
+    # never gets float8 tensors. kv_dtype_note: why not, appended to that reason where it helps.
+    kv_dtypes: ClassVar[frozenset[str]] = frozenset({"auto"})
+    kv_dtype_note: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -101,12 +107,24 @@ def case_features(case: Case) -> tuple[str, ...]:
 _Supports = TypeVar("_Supports", bound="Callable[[Any, Case], tuple[bool, str]]")
 
 
+def kv_dtype_reason(backend: Backend, case: Case) -> str:
+    """Why the backend cannot read the case's KV storage ("" when it can)."""
+    if case.kv_dtype in type(backend).kv_dtypes:
+        return ""
+    note = type(backend).kv_dtype_note
+    return f"kv_dtype {case.kv_dtype}: not supported by {backend.name}" + (f" ({note})" if note else "")
+
+
 def _with_pattern_check(supports: _Supports) -> _Supports:
+    """supports() behind the checks every backend shares: the pattern features, then the KV storage."""
     @functools.wraps(supports)
     def checked(self: Backend, case: Case) -> tuple[bool, str]:
         missing = [f for f in case_features(case) if f not in type(self).patterns]
         if missing:
             return False, f"no {'/'.join(missing)} pattern in this backend"
+        kv_why = kv_dtype_reason(self, case)
+        if kv_why:
+            return False, kv_why
         return supports(self, case)
 
     checked._checks_patterns = True  # type: ignore[attr-defined]

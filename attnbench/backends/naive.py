@@ -1,7 +1,9 @@
 """naive: eager attention that materialises the (heads, N_q, N_kv) score matrix, as textbooks write it.
 
 Contiguous KV: padded K/V. Paged KV: the blocks are gathered into a padded K/V inside the timed
-call first, as a framework without a paged kernel would have to.
+call first, as a framework without a paged kernel would have to. An fp8 KV cache is dequantised to
+the dtype inside the timed call too (element * scale in float32, rounded to dtype), as a framework
+without an fp8 attention kernel would have to.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from attnbench.backends._padded import gather_paged, padded_qkv, pattern_bias, u
 from attnbench.backends.base import Backend, Prepared, register
 from attnbench.case import Case
 from attnbench.inputs import Inputs
+from attnbench.kv_quant import dequantise
 from attnbench.patterns import apply_softcap, needs_bias
 
 
@@ -25,6 +28,7 @@ class Naive(Backend):
     kv_inputs = ("contiguous", "paged")
     devices = ("cpu", "cuda")
     patterns = frozenset({"window", "softcap", "alibi"})
+    kv_dtypes = frozenset({"auto", "fp8_e4m3"})
 
     def supports(self, case: Case) -> tuple[bool, str]:
         return True, ""
@@ -44,7 +48,12 @@ class Naive(Backend):
         scale = case.softmax_scale
         softcap = case.softcap
 
+        k_scale, v_scale = inputs.k_scale, inputs.v_scale
+
         def attend(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            if k_scale is not None and v_scale is not None:  # (B, Hkv, N, D): heads on axis 1
+                k = dequantise(k, k_scale, q.dtype, head_axis=1)
+                v = dequantise(v, v_scale, q.dtype, head_axis=1)
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
             scores = apply_softcap(torch.matmul(q, k.transpose(-1, -2)).float() * scale, softcap)

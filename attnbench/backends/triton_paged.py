@@ -2,6 +2,9 @@
 
 Decode and chunked prefill ("mixed") over the block-table cache; prefill (q_len == kv_len, the whole
 prompt already in the cache) runs through the same kernel, correct but not tuned for long prompts.
+An fp8 KV cache (kv_dtype fp8_e4m3, per-tensor or per-KV-head scales) is read as one byte per element
+and dequantised in registers: the tiles are converted to Q's type, K's scale folds into the softmax
+scale and V's into the output (one program owns one KV head, so a per-head scale is one number too).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from attnbench.backends._triton_common import (
     common_limits,
     compile_info,
     device_info,
+    fp8_kv_reason,
     kernel_cache_size,
     kernels_module,
     triton_available,
@@ -36,6 +40,7 @@ class TritonPaged(Backend):
     kv_inputs = ("paged",)
     devices = ("cuda", "cpu")
     patterns = frozenset({"window", "softcap", "alibi"})
+    kv_dtypes = frozenset({"auto", "fp8_e4m3"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = super().available(device)
@@ -47,6 +52,9 @@ class TritonPaged(Backend):
         assert case.block_size is not None
         if case.block_size > MAX_BLOCK_SIZE:
             return False, f"block_size {case.block_size} not supported: 1..{MAX_BLOCK_SIZE}"
+        fp8_why = fp8_kv_reason(case)
+        if fp8_why:
+            return False, fp8_why
         return common_limits(case)
 
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:
@@ -64,7 +72,8 @@ class TritonPaged(Backend):
         slopes = slopes_tensor(case.num_q_heads, q.device) if case.alibi else None
         kernels_before = kernel_cache_size(mod.paged_attn_kernel)
         launch, _, config, splits = mod.paged_attention_runner(
-            *args, num_splits=splits, out=out, window=case.window, softcap=case.softcap, alibi_slopes=slopes
+            *args, num_splits=splits, out=out, window=case.window, softcap=case.softcap, alibi_slopes=slopes,
+            k_scale=inputs.k_scale, v_scale=inputs.v_scale,
         )
         launch()
 
@@ -73,6 +82,8 @@ class TritonPaged(Backend):
             return out
 
         variant = f"split-kv x{splits}" if splits > 1 else "one-pass"
+        if case.kv_quantised:
+            variant += f" kv-{case.kv_dtype}"
         info = {"variant": f"{variant} {config.describe()}", "num_splits": splits}
         info.update(device_info(q.device.type))
         info.update(compile_info(mod.paged_attn_kernel, kernels_before))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnbench.case import Case
 from attnbench.config.checks import ConfigError
-from attnbench.config.workload import Workload
+from attnbench.config.workload import Workload, kv_points
 from attnbench.workloads import draw_lengths
 
 if TYPE_CHECKING:
@@ -28,9 +28,11 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
     # order as the flat product would.
     shapes = itertools.product(wl.batch, wl.lengths, wl.q_heads, wl.kv_heads, wl.head_dim, wl.dtype)
     variants = itertools.product(wl.causal, chunks, wl.prefix_len, wl.window, wl.softcap, wl.alibi)
-    for (batch, mix, hq, hkv, d, dtype), (causal, chunk, prefix, window, softcap, alibi) in itertools.product(
-        shapes, variants
-    ):
+    # The KV storage points innermost: a workload without kv_dtype has the one point (auto, None), so its
+    # cases come in the order they always did.
+    points = itertools.product(shapes, variants, kv_points(wl))
+    for (batch, mix, hq, hkv, d, dtype), (causal, chunk, prefix, window, softcap, alibi), kv in points:
+        kv_dtype, kv_scale = kv
         if hkv > hq:
             continue
         # The shared prefix is part of each context (a sequence shorter than it is lengthened to it),
@@ -60,6 +62,8 @@ def expand_workload(wl: Workload, seed: int) -> list[Case]:
             window=window,
             softcap=softcap,
             alibi=alibi,
+            kv_dtype=kv_dtype,
+            kv_scale=kv_scale,
             tags=wl.tags,
         )
         if base not in seen:
@@ -89,7 +93,7 @@ def workload_size(wl: Workload) -> int:
     chunks = len(wl.chunk) if wl.phase == "mixed" else 1
     combos = (len(wl.batch) * len(wl.lengths) * heads * len(wl.head_dim) * len(wl.dtype)
               * len(wl.causal) * chunks * len(wl.prefix_len) * len(wl.window) * len(wl.softcap)
-              * len(wl.alibi))
+              * len(wl.alibi) * len(kv_points(wl)))
     return combos * (1 + len(wl.block_size) * len(wl.block_order))
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
+from attnbench.case import DTYPES, KV_DTYPES, KV_LAYOUTS, KV_SCALES, PHASES
 from attnbench.config.sweep_config import DEVICES, TIMING_METHODS, WORKLOAD_ALIASES, TimingPolicy, Workload
 from attnbench.workloads import DISTS
 
@@ -32,6 +32,10 @@ _WORKLOAD_AXES: dict[str, tuple[dict[str, Any], int | None, bool, str]] = {
     "chunk": ({"type": "integer"}, 1, False, "mixed only: new query tokens per sequence (default 128)"),
     "prefix_len": ({"type": "integer"}, 0, False, "leading context tokens all sequences share"),
     "alibi": ({"type": "boolean"}, None, False, "ALiBi biases with the geometric per-head slopes"),
+    "kv_dtype": ({"enum": list(KV_DTYPES)}, None, False,
+                 "KV-cache storage: auto (= dtype, the default) or fp8_e4m3 with float32 scales"),
+    "kv_scale": ({"enum": list(KV_SCALES)}, None, False,
+                 "fp8 KV only: one scale per tensor (default) or per KV head"),
 }
 # Pattern axes whose values may be "none" (off): (item schema, description).
 _OPTIONAL_AXES: dict[str, tuple[dict[str, Any], str]] = {

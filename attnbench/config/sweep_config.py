@@ -27,6 +27,8 @@ allowed; the CLI prints it on one line and exits 2 (attnbench.config.checks).
         window: [none, 4096]        # sliding-window left context in tokens (none = full attention)
         softcap: [none, 50.0]       # logit soft-cap (none = off)
         alibi: [false]              # ALiBi biases with the usual per-head slopes
+        kv_dtype: [auto, fp8_e4m3]  # KV-cache storage: auto (= dtype) or fp8 e4m3 with float32 scales
+        kv_scale: [per-tensor]      # fp8 only: a scale per tensor or per KV head (per-head)
         backends: [...]             # optional: only these backends for this workload
     exclude:                        # points to leave out; keys match row columns, *_gt / *_lt compare
       - {backend: naive, max_kv_gt: 8192}

@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass, fields
 from typing import Any
 
-from attnbench.case import DTYPES, KV_LAYOUTS, PHASES
+from attnbench.case import DTYPES, KV_DTYPES, KV_LAYOUTS, KV_SCALES, PHASES
 from attnbench.config.checks import Checker, ConfigError
 from attnbench.workloads import LengthMix, MixError, parse_mix
 
@@ -33,6 +33,10 @@ class Workload:
     window: tuple[int | None, ...] = (None,)
     softcap: tuple[float | None, ...] = (None,)
     alibi: tuple[bool, ...] = (False,)
+    # The KV cache's storage: auto (= dtype) and/or fp8_e4m3, whose scale granularities kv_scale lists
+    # (it applies only to the quantised kv_dtype values; auto makes one case whatever kv_scale says).
+    kv_dtype: tuple[str, ...] = ("auto",)
+    kv_scale: tuple[str, ...] = ("per-tensor",)
     backends: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
 
@@ -90,9 +94,14 @@ def parse_workload(ctx: Checker, raw: Any, index: int, known_backends: list[str]
         window=ctx.optional_axis(raw, "window", p, int),
         softcap=ctx.optional_axis(raw, "softcap", p, float),
         alibi=ctx.axis(raw, "alibi", p, bool, [False]),
+        kv_dtype=ctx.axis(raw, "kv_dtype", p, str, ["auto"], allowed=KV_DTYPES),
+        kv_scale=ctx.axis(raw, "kv_scale", p, str, ["per-tensor"], allowed=KV_SCALES),
         backends=backends,
         tags=tuple(ctx.str_list(raw, "tags", p, default=[])),
     )
+    if "kv_scale" in raw and all(k == "auto" for k in wl.kv_dtype):
+        ctx.fail(p + "kv_scale", raw["kv_scale"], "no kv_scale without a quantised kv_dtype "
+                 f"(add kv_dtype: [{', '.join(KV_DTYPES[1:])}], or leave kv_scale out)")
     for hq, hkv in itertools.product(wl.q_heads, wl.kv_heads):
         if hkv > hq:
             continue  # combinations with more KV heads than query heads are dropped in expansion
@@ -101,3 +110,9 @@ def parse_workload(ctx: Checker, raw: Any, index: int, known_backends: list[str]
     if not any(hkv <= hq for hq, hkv in itertools.product(wl.q_heads, wl.kv_heads)):
         ctx.fail(p + "kv_heads", list(wl.kv_heads), "at least one value <= a q_heads value")
     return wl
+
+
+def kv_points(wl: Workload) -> list[tuple[str, str | None]]:
+    """The workload's (kv_dtype, kv_scale) pairs: auto once with no scale, each quantised type per scale."""
+    return [(kv, None) if kv == "auto" else (kv, sc)
+            for kv in wl.kv_dtype for sc in (wl.kv_scale if kv != "auto" else (None,))]

@@ -9,7 +9,8 @@ tokens in all and `prompt` prompt tokens admitted:
   context / running) is interpolated in (log2 batch, log2 context) over the cases of the measured
   shape with the most decode cases (inverse-distance weights, power 2; exact at a measured case;
   outside the measured range the nearest cases weigh most). It is scaled from the measured shape's
-  KV bytes per token and layer (2 x kv_heads x head_dim x dtype bytes) to the model's (2 x hidden x
+  KV bytes per token and layer (2 x kv_heads x head_dim x KV element bytes: 1 for an fp8 cache, the
+  dtype's otherwise; rows of an fp8 cache are a shape of their own) to the model's (2 x hidden x
   dtype bytes, multi-head) and multiplied by the model's layers: decode attention is bandwidth-bound,
   so its time follows the bytes it reads. A layer's attention never takes less than the side's
   fastest measured call (the launch floor), which per-token scaling alone would go below at small
@@ -31,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp8": 1}
+from attnbench.case import kv_elem_bytes
+
 IDW_POWER = 2.0
 
 
@@ -152,7 +154,9 @@ def no_measured_timing(run_dir: Path | None) -> str | None:
 
 
 def _shape(row: dict[str, Any]) -> tuple:
-    return (row["num_q_heads"], row["num_kv_heads"], row["head_dim"], row["dtype"])
+    """The measured shape a row belongs to; an fp8 KV cache is its own (rows without kv_dtype: auto)."""
+    kv = row.get("kv_dtype") or "auto"
+    return (row["num_q_heads"], row["num_kv_heads"], row["head_dim"], row["dtype"], kv)
 
 
 def measured_iteration(run_dir: Path, setup: dict[str, Any]) -> MeasuredIteration:
@@ -177,14 +181,14 @@ def measured_iteration(run_dir: Path, setup: dict[str, Any]) -> MeasuredIteratio
                 best[key] = (tau, str(r["backend"]))
         points = tuple((float(b), float(c), t) for (b, c), (t, _) in sorted(best.items()))
         curves[side] = AttentionCurve(side, points, tuple(sorted({name for _, name in best.values()})))
-    hq, hkv, d, dtype = shape
+    hq, hkv, d, dtype, kv_dtype = shape
     cal = manifest["calibration"]
     params = setup["weights_gb"] * 1e9 / setup["dtype_bytes"]  # the paper's weight bytes / bytes a parameter
     return MeasuredIteration(
         curves=curves,
         num_layers=int(setup["num_layers"]),
         model_kv_bytes_per_token_layer=2.0 * setup["hidden_size"] * setup["dtype_bytes"],
-        case_kv_bytes_per_token_layer=2.0 * hkv * d * DTYPE_BYTES.get(dtype, 2),
+        case_kv_bytes_per_token_layer=2.0 * hkv * d * kv_elem_bytes(dtype, kv_dtype),
         params=params,
         weight_bytes=setup["weights_gb"] * 1e9,
         matmul_flops_per_s=float(cal["matmul_tflops"]) * 1e12,
@@ -193,7 +197,7 @@ def measured_iteration(run_dir: Path, setup: dict[str, Any]) -> MeasuredIteratio
             "kind": "measured",
             "run": str(run_dir),
             "gpu": manifest.get("gpu_name"),
-            "shape": f"heads {hq}/{hkv}, d{d}, {dtype}",
+            "shape": f"heads {hq}/{hkv}, d{d}, {dtype}" + ("" if kv_dtype == "auto" else f", KV {kv_dtype}"),
             "cases": {side: len(c.points) for side, c in curves.items()},
             "backends": {side: list(c.backends) for side, c in curves.items()},
             "matmul_tflops": float(cal["matmul_tflops"]),

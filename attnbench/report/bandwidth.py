@@ -8,11 +8,19 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.case import kv_elem_bytes
 from attnbench.report.load import RunData
 from attnbench.report.select import describe_case, label_order
 from attnbench.report.table import Table, not_measured, num, pct, ratio
 
 ELEM_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+def kv_elem_bytes_of(rows: pd.DataFrame) -> pd.Series:
+    """Bytes of one stored K/V element per row: 1 for an fp8 cache (kv_dtype), else the dtype's."""
+    kv = rows["kv_dtype"] if "kv_dtype" in rows.columns else pd.Series(None, index=rows.index, dtype=object)
+    return pd.Series([kv_elem_bytes(str(d), k) for d, k in zip(rows["dtype"], kv, strict=True)],
+                     index=rows.index, dtype=float)
 
 
 def min_read_bytes(row: pd.Series) -> float:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from attnbench.report import claims_patterns
 from attnbench.report import fragmentation as frag
-from attnbench.report.bandwidth import ELEM_BYTES
+from attnbench.report.bandwidth import kv_elem_bytes_of
 from attnbench.report.complexity import TOLERANCE
 from attnbench.report.load import RunData
 from attnbench.report.select import best_per_label, class_paired, paired, paired_summary
@@ -211,7 +211,7 @@ def fits_more(run: RunData, _tables: dict) -> Claim:
         c.verdict = not_measured("no fragmentation study and no batched mixed-length paged rows with "
                                  "KV bytes")
         return c
-    token = 2 * rows["num_kv_heads"] * rows["head_dim"] * rows["dtype"].map(ELEM_BYTES).fillna(2)
+    token = 2 * rows["num_kv_heads"] * rows["head_dim"] * kv_elem_bytes_of(rows)
     padded = rows["batch"] * rows["max_kv"] * token
     fit = (padded / rows["kv_bytes_allocated"]).groupby(rows["block_size"]).median()
     c.values = {"source": "rows", "by_block": fit.to_dict()}
@@ -302,7 +302,7 @@ def prefix_sharing(run: RunData, _tables: dict) -> Claim:
     if rows.empty:
         c.verdict = not_measured("no paged row of a prefix-sharing case with kv_lens and kv_bytes_allocated")
         return c
-    token = 2 * rows["num_kv_heads"] * rows["head_dim"] * rows["dtype"].map(ELEM_BYTES).fillna(2)
+    token = 2 * rows["num_kv_heads"] * rows["head_dim"] * kv_elem_bytes_of(rows)
 
     def private_tokens(r: pd.Series) -> float:
         """Slots of one private copy per sequence: ceil(kv_len / block_size) blocks each."""

@@ -8,8 +8,9 @@ Derived columns (all computed here, once):
   paged KV cache counts as "paged" (flash-attn's block_table path included); contiguous flash rows
   are "flash"; every naive-family row is "naive".
 - problem: the attention problem without its KV form (phase, lengths, heads, head dim, dtype,
-  masking, prefix), so a paged row and a contiguous row of the same work share it, as do two
-  workloads of a config that sweep the same geometry (a block-size sweep and the main decode case).
+  masking, prefix, a quantised cache's kv_dtype and kv_scale), so a paged row and a contiguous row
+  of the same work share it, as do two workloads of a config that sweep the same geometry (a
+  block-size sweep and the main decode case).
 - n_len: the sequence length of an equal-length case (prefill N, decode context), else NaN.
 - ok: status == "ok" with a latency.
 """
@@ -38,7 +39,7 @@ EXPECTED = (
     "latency_ms_ci_high", "samples_ms", "n_samples", "tflops", "hbm_gbps", "bw_util", "flop_util", "flops",
     "min_hbm_bytes", "peak_mem_bytes", "working_mem_bytes", "kv_bytes_allocated", "kv_bytes_used",
     "padding_waste", "throttled", "variant", "dram_read_bytes", "dram_write_bytes",
-    "pattern", "window", "softcap", "alibi", "compile_s", "prepare_s", "new_kernel",
+    "pattern", "window", "softcap", "alibi", "compile_s", "prepare_s", "new_kernel", "kv_dtype", "kv_scale",
 )
 # The number columns among them (attnbench.row's types): read with to_numeric, a missing or odd
 # value becoming NaN.
@@ -102,6 +103,9 @@ def _problem_key(row: Mapping[str, Any]) -> str:
     pattern = row.get("pattern")
     if isinstance(pattern, str) and pattern != "none":
         parts.append(pattern)  # a windowed case is a different problem from the full one
+    kv = row.get("kv_dtype")
+    if isinstance(kv, str) and kv != "auto":  # an fp8 cache is another problem; rows without it: as before
+        parts.append(f"kv {kv} {row.get('kv_scale')}")
     if not parts[1] and isinstance(row.get("case_id"), str):
         # No length lists: the case_id without its "/bs<N>-<layout>" suffix names the problem.
         cid = row["case_id"]
@@ -152,7 +156,7 @@ def normalize(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df.loc[(fam == "") & ~df["paged"], "kind"] = "other"
     # per row in plain Python over the columns: apply(axis=1) built a Series per row
     key_cols = ["phase", "q_lens", "kv_lens", "num_q_heads", "num_kv_heads", "head_dim", "dtype", "causal",
-                "prefix_len", "pattern", "case_id"]
+                "prefix_len", "pattern", "case_id", "kv_dtype", "kv_scale"]
     df["problem"] = [_problem_key(dict(zip(key_cols, values, strict=True)))
                      for values in zip(*(df[c] for c in key_cols), strict=True)]
 

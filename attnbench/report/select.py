@@ -202,6 +202,9 @@ def describe_case(row: pd.Series) -> str:
              str(row.get("dtype")), "causal" if row.get("causal") else "full"]
     if row.get("prefix_len") and row.get("prefix_len") == row.get("prefix_len"):
         parts.append(f"shared prefix {row.get('prefix_len'):.0f}")
+    kv = row.get("kv_dtype")
+    if isinstance(kv, str) and kv != "auto":
+        parts.append(f"KV {kv} ({row.get('kv_scale')} scale)")
     return ", ".join(parts)
 
 

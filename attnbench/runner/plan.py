@@ -99,7 +99,8 @@ def build_plan(cfg: SweepConfig, device: str, override_backends: list[str] | Non
         ok, why = ask("available()", lambda b=b: b.available(device))
         if not ok:
             unavailable[name] = why
-    sample = Case("w", "prefill", (1,), (1,), 1, 1, 16, "bf16", True)
+    # a quantised-KV sample: its columns include kv_dtype and kv_scale, which unquantised rows leave out
+    sample = Case("w", "prefill", (1,), (1,), 1, 1, 16, "bf16", True, kv_dtype="fp8_e4m3")
     validate_exclusions(cfg, set(sample.describe()) | {"backend", "family", "impl"})
     planned: list[PlannedCase] = []
     n_excluded = 0

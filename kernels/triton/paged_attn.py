@@ -46,9 +46,13 @@ def _paged_kv_tile(
     KC, VC, seq_table, n, kv_len, kv_head,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, KV_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASK_N: tl.constexpr,
+    MASK_N: tl.constexpr, Q, KV_CAST: tl.constexpr,
 ):
-    """K^T (BLOCK_D x BLOCK_N) and V (BLOCK_N x BLOCK_D) for logical tokens n .. n + BLOCK_N."""
+    """K^T (BLOCK_D x BLOCK_N) and V (BLOCK_N x BLOCK_D) for logical tokens n .. n + BLOCK_N.
+
+    KV_CAST: the cache holds another type than Q (fp8 e4m3): the tiles are converted to Q's type in
+    registers (exact: every e4m3 value is a bf16 and an fp16 value); the scales are applied by the caller.
+    """
     tok = n + offs_n
     if KV_BLOCK % BLOCK_N == 0:
         # The whole tile sits in one block: one table entry, contiguous slots.
@@ -75,12 +79,16 @@ def _paged_kv_tile(
     else:
         kt = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
+    if KV_CAST:
+        kt = kt.to(Q.dtype.element_ty)
+        v = v.to(Q.dtype.element_ty)
     return kt, v
 
 
 @triton.jit(do_not_specialize=["window"])
 def paged_attn_kernel(
     Q, KC, VC, Out, TABLES, KV_LENS, cu_q, PART_O, PART_LSE, sm_scale, window, softcap, Slopes,
+    KScale, VScale, stride_sc,
     stride_qt, stride_qh, stride_ot, stride_oh,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_tb,
     stride_pos, stride_pot, stride_poh, stride_pls, stride_plt,
@@ -89,6 +97,7 @@ def paged_attn_kernel(
     KV_BLOCK: tl.constexpr, CAUSAL: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr = False, HAS_SOFTCAP: tl.constexpr = False, HAS_ALIBI: tl.constexpr = False,
+    KV_CAST: tl.constexpr = False, HAS_KV_SCALE: tl.constexpr = False,
 ):
     seq = tl.program_id(0)
     q_tile = tl.program_id(1)
@@ -131,6 +140,11 @@ def paged_attn_kernel(
     hi = tl.minimum(hi, lo + chunk)
     full = tl.maximum(lo, (tl.minimum(full, hi) // BLOCK_N) * BLOCK_N)
 
+    if HAS_KV_SCALE:
+        # Scaled KV (fp8): score = q . (k * s_k) = (q . k) * s_k and out = sum p (v * s_v) / l = s_v * (...),
+        # with s_k, s_v constant over the program (it owns one KV head; per-tensor scales have stride 0),
+        # so K's scale folds into the softmax scale and V's into the output: no multiply per element.
+        sm_scale = sm_scale * tl.load(KScale + kv_head * stride_sc)
     qk_scale = sm_scale * 1.4426950408889634  # log2(e)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -150,7 +164,7 @@ def paged_attn_kernel(
                 n = tl.multiple_of(n, BLOCK_N)
                 kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks,
                                        stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                       HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+                                       HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
                 cols = n + offs_n
                 mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
                 if CAUSAL:
@@ -161,14 +175,14 @@ def paged_attn_kernel(
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST)
             acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
                                                 n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
             cols = n + offs_n
             mask = kv_len > cols[None, :]  # (written so; the planted stale-slot fault edits the other)
             if CAUSAL:
@@ -182,14 +196,14 @@ def paged_attn_kernel(
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST)
             acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
             cols = n + offs_n
             mask = cols[None, :] < kv_len
             if CAUSAL:
@@ -198,6 +212,8 @@ def paged_attn_kernel(
 
     l_safe = tl.where(l_i > 0, l_i, 1.0)  # an empty split (context shorter than its start) has l = 0
     out = acc / l_safe[:, None]
+    if HAS_KV_SCALE:
+        out = out * tl.load(VScale + kv_head * stride_sc)  # split partials too: the reduce is linear in O
     if not SPLIT:
         tl.store(Out + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
                  out.to(Out.dtype.element_ty), mask=io_mask)
@@ -304,6 +320,8 @@ def paged_attention_runner(
     window: int | None = None,
     softcap: float | None = None,
     alibi_slopes: torch.Tensor | None = None,
+    k_scale: torch.Tensor | None = None,
+    v_scale: torch.Tensor | None = None,
 ) -> tuple[Callable[[], None], torch.Tensor, LaunchConfig, int]:
     """Tune (first call per shape class) and return (launch, out, config, splits used).
 
@@ -311,6 +329,9 @@ def paged_attention_runner(
     num_splits: None picks from the SM count on a GPU (1 on a CPU). workspace: preallocated
     (partial O float32 (S, total_q, Hq, D), partial LSE float32 (S, total_q, Hq)) for S > 1.
     window / softcap / alibi_slopes (float32 (Hq,)): the patterns (module docstring); None = off.
+    k_scale / v_scale: float32 (1,) (per tensor) or (Hkv,) (per KV head) scales of a quantised cache
+    (k_cache / v_cache in torch.float8_e4m3fn; attnbench.kv_quant): the values are element * scale.
+    Required when the cache's type differs from q's.
     """
     total_q, hq, d = q.shape
     _, kv_block, hkv, _ = k_cache.shape
@@ -320,6 +341,8 @@ def paged_attention_runner(
         raise ValueError(f"head dim {d} must be a multiple of 16 and at most 256")
     batch = kv_lens.numel()
     group = hq // hkv
+    kv_cast = k_cache.dtype != q.dtype
+    stride_sc = kv_scale_stride(k_scale, v_scale, hkv, kv_cast)
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
     on_gpu = q.device.type == "cuda"
     out = torch.empty_like(q) if out is None else out
@@ -347,6 +370,7 @@ def paged_attention_runner(
         args = (q, k_cache, v_cache, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
                 -1 if window is None else window, 1.0 if softcap is None else float(softcap),
                 out if alibi_slopes is None else alibi_slopes,
+                out if k_scale is None else k_scale, out if v_scale is None else v_scale, stride_sc,
                 q.stride(0), q.stride(1), out.stride(0), out.stride(1),
                 k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
                 v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
@@ -355,7 +379,8 @@ def paged_attention_runner(
                       KV_BLOCK=kv_block, CAUSAL=causal, SPLIT=split, BLOCK_Q=cfg["BLOCK_Q"],
                       BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg.num_warps,
                       num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
-                      HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None)
+                      HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None,
+                      KV_CAST=kv_cast, HAS_KV_SCALE=k_scale is not None)
         if not split:
             return lambda: kernel(*args, **kwargs)
         reduce = split_reduce_kernel[(total_q, hq)]
@@ -372,7 +397,7 @@ def paged_attention_runner(
     if config is None:
         key = (d, kv_block, group, max_q == 1, causal, length_bucket(max_q), length_bucket(max_kv),
                num_splits, q.dtype, str(q.device), window is not None, softcap is not None,
-               alibi_slopes is not None)
+               alibi_slopes is not None, str(k_cache.dtype), k_scale is not None)
         config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu)
     return bind(config), out, config, num_splits
 
@@ -385,6 +410,25 @@ def paged_attention(*args, **kwargs) -> tuple[torch.Tensor, LaunchConfig, int]:
     launch, out, config, splits = paged_attention_runner(*args, **kwargs)
     launch()
     return out, config, splits
+
+
+def kv_scale_stride(k_scale: torch.Tensor | None, v_scale: torch.Tensor | None, hkv: int,
+                    kv_cast: bool) -> int:
+    """The scales' stride per KV head (0: one per tensor, 1: one per head); ValueError for scales that
+    do not fit the cache, or a cache of another type than q without them."""
+    if k_scale is None and v_scale is None:
+        if kv_cast:
+            raise ValueError("a KV cache of another type than q (fp8) needs k_scale and v_scale")
+        return 0
+    if k_scale is None or v_scale is None:
+        raise ValueError("give both k_scale and v_scale, or neither")
+    for name, t in (("k_scale", k_scale), ("v_scale", v_scale)):
+        if t.dtype != torch.float32 or t.numel() not in (1, hkv) or not t.is_contiguous():
+            raise ValueError(f"{name} must be a contiguous float32 tensor of 1 or {hkv} (KV heads) elements, "
+                             f"got {t.dtype} {tuple(t.shape)}")
+    if k_scale.numel() != v_scale.numel():
+        raise ValueError("k_scale and v_scale must have the same granularity (per tensor or per head)")
+    return 0 if k_scale.numel() == 1 else 1
 
 
 def split_workspace(q: torch.Tensor, num_splits: int) -> tuple[torch.Tensor, torch.Tensor]:
