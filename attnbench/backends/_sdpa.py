@@ -81,8 +81,11 @@ class SdpaBackend(Backend):
         pq = padded_qkv(case, inputs)
         is_causal, mask_factory, mode = self._mode(case)
         mask = mask_factory(inputs.device) if mask_factory is not None else None
-        if mask is not None and mask.is_floating_point():
-            mask = mask.to(inputs.q.dtype)  # SDPA takes a float mask in the query's dtype
+        # SDPA takes a float mask in the query's dtype. A CausalBias (a Tensor subclass that holds no
+        # mask) is left alone: it reports itself floating point, and on torch 2.11 its .to() copy lost
+        # seq_len_q (AttributeError on the H200 study's chunked-prefill rows).
+        if type(mask) is torch.Tensor and mask.is_floating_point():
+            mask = mask.to(inputs.q.dtype)
         backend = getattr(SDPBackend, self.sdpa_backend)
         q, k, v = pq.q, pq.k, pq.v
         info = {"input_mode": mode, "padding_waste": padding_waste(case.kv_lens)}
