@@ -101,6 +101,8 @@ def _grid(pairs: pd.DataFrame) -> pd.DataFrame | None:
     """batch x length table of flash time / paged time for the head/dtype shape with the most cells
     (geometric mean where a cell holds several cases); None when no shape spans 2 x 2."""
     pairs = pairs[~(pairs["prefix_len"] > 0)]  # prefix sharing is another problem: its own class
+    if "pattern" in pairs.columns:  # a window or soft-cap case is another workload than full attention
+        pairs = pairs[pairs["pattern"].fillna("none").isin(["none", ""])]
     if pairs.empty:
         return None
     pairs = pairs.assign(speedup=pairs["lat_b"] / pairs["lat_a"],
