@@ -66,7 +66,10 @@ def test_a_version_against_itself_passes(config, tmp_path):
     assert out.exit_code == 0, out.output
     doc = json.loads(out_json.read_text())
     (point,) = doc["points"]
-    assert point["verdict"] == "SAME" and point["rule"] == "paired" and point["n_baseline"] == 40
+    # No false alarm: SAME, or NOISY when the busy 2-core CI machine widens the paired interval past the
+    # cap (seen once, under xdist); SLOW or FAST against itself would be the gate's failure.
+    assert point["verdict"] in ("SAME", "NOISY"), point
+    assert point["rule"] == "paired" and point["n_baseline"] == 40
     (m,) = doc["measured"]
     assert len(m["a_ms"]) == len(m["b_ms"]) == 40 and m["a_err"] == m["b_err"]
     assert "A: worktree" in out.stdout and "sign-test" in out.stdout
