@@ -52,6 +52,8 @@ def make_fake(version: str = "0.7.2.post1", jit_dir: Path | None = None) -> type
     def jit_build(name: str) -> None:
         if jit_dir is not None:
             (jit_dir / name).mkdir(parents=True, exist_ok=True)
+            (jit_dir / name / f"{name}.so").touch()  # what a real build leaves
+            (jit_dir / "tmp").mkdir(exist_ok=True)  # the real package's scratch folder, no module
 
     class _Wrapper:
         kind = ""

@@ -340,6 +340,9 @@ def test_the_jit_cache_is_the_packages_own_where_it_says(fi, tmp_path):
     lib, _ = api.detect()
     assert api.jit_dir(lib.version, lib) == real
     (real / "batch_decode_x").mkdir(parents=True)
+    (real / "batch_decode_x" / "batch_decode_x.so").touch()
+    (real / "tmp").mkdir()  # FlashInfer's scratch folder: listed on an H200 as if it were a module
+    (real / "half_built").mkdir()  # a build that left no library yet
     assert api.built_modules(lib.version, lib) == {"batch_decode_x"}
 
 

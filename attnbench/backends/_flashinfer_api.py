@@ -153,10 +153,11 @@ def status_line() -> str:
 
 def built_modules(version: str, lib: FlashInferLib | None = None) -> set[str]:
     """Names of the compiled modules in the JIT cache (a listing before and after plan() shows what
-    that plan had to compile)."""
+    that plan had to compile): folders holding a built .so; FlashInfer's own `tmp` scratch folder
+    (seen on an H200 beside the first module) is none."""
     root = jit_dir(version, lib)
     try:
-        return {p.name for p in root.iterdir() if p.is_dir()}
+        return {p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.so"))}
     except OSError:
         return set()
 
