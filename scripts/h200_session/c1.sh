@@ -1,4 +1,4 @@
-# call 1 (carry .fia .devrun): FlashInfer part 1; CUDA kernels: correctness of both paged implementations
+# call 1 (carry .fia): FlashInfer part 1; CUDA kernels: correctness of both paged implementations
 # (tc decides the study's ATTNBENCH_CUDA_PAGED_IMPL), sanitizers, planted faults, patterns
 CALL=c1; source scripts/h200_session/common.sh; mkdir -p "$OUT/$CALL" /tmp/fi && cp .fia/part.aa /tmp/fi/
 nvidia-smi > "$OUT/$CALL/nvidia-smi.txt" 2>&1; git log --oneline -1 > "$OUT/$CALL/commit.txt" 2>/dev/null
