@@ -28,8 +28,10 @@
 // constants below) before the softmax. ALiBi: then - slope_h * log2(e) * distance, one FMA.
 #include <cuda_runtime.h>
 
-// One file, ~480 lines, on purpose: the v1 and v2 kernels, their split-K reduce and the launch code share
-// the tile constants and the heads-per-block choice; read together, a change to one is seen in all.
+// One file, ~830 lines, on purpose: the simt and tensor-core kernels (each as v1 and v2), the split-K
+// reduce both use and the launch code share the parameters, the window's first token, the argument
+// checks and the heads-per-block choice; read together, a change to one is seen in all (and the
+// mutation tests plant shared faults once, in tests/mutation.py's PAGED_SHARED_MUTANTS).
 
 #include <cstdint>
 
