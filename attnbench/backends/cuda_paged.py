@@ -60,8 +60,7 @@ def heads_per_block(group: int, impl: str = "simt") -> int:
 def work_items(batch: int, num_q_heads: int, num_kv_heads: int, impl: str = "simt") -> int:
     """Thread blocks v1 launches: sequences x KV heads x head tiles."""
     group = num_q_heads // num_kv_heads
-    per_block = TC_HEADS_PER_BLOCK if impl == "tc" else heads_per_block(group)
-    return batch * num_kv_heads * math.ceil(group / per_block)
+    return batch * num_kv_heads * math.ceil(group / heads_per_block(group, impl))
 
 
 def choose_impl(override: str | None = None) -> str:

@@ -8,12 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.case import kv_elem_bytes
+from attnbench.case import DTYPE_BYTES, kv_elem_bytes
 from attnbench.report.load import RunData
 from attnbench.report.select import describe_case, label_order
 from attnbench.report.table import Table, not_measured, num, pct, ratio
-
-ELEM_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 
 def kv_elem_bytes_of(rows: pd.DataFrame) -> pd.Series:
@@ -25,7 +23,7 @@ def kv_elem_bytes_of(rows: pd.DataFrame) -> pd.Series:
 
 def min_read_bytes(row: pd.Series) -> float:
     """Minimum bytes read: the minimum HBM bytes less the output written once (total_q * Hq * d)."""
-    elem = ELEM_BYTES.get(str(row.get("dtype")), 2)
+    elem = DTYPE_BYTES.get(str(row.get("dtype")), 2)
     out = row["total_q"] * row["num_q_heads"] * row["head_dim"] * elem
     return float(row["min_hbm_bytes"] - out)
 
