@@ -22,7 +22,7 @@ Layouts (the one convention every backend adapts from):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -130,3 +130,24 @@ def build_inputs(case: Case, device: torch.device | str, base: Inputs | None = N
     paged = build_paged_kv(case, k, v, cu_k.tolist(), k_scale, v_scale) if case.paged else None
     return Inputs(case=case, q=q, k=k, v=v, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, reference=ref,
                   error_baseline=errs, paged=paged, k_scale=k_scale, v_scale=v_scale)
+
+
+def clone_inputs(inputs: Inputs) -> Inputs:
+    """The same values at other device addresses, sharing the reference and its error baseline.
+
+    Timing rotates over such copies (attnbench.point.input_copies): a launch-bound kernel's time
+    depends by a few percent on where its inputs lie. Cloning instead of building again keeps the
+    values (build_inputs with the case's seed would draw the same numbers anyway) and skips a
+    reference per copy, the cost of which grows with the case.
+    """
+    paged = inputs.paged
+    if paged is not None:
+        paged = replace(paged, k_cache=paged.k_cache.clone(), v_cache=paged.v_cache.clone(),
+                        block_tables=paged.block_tables.clone(), kv_lens=paged.kv_lens.clone())
+    return replace(
+        inputs, q=inputs.q.clone(), k=inputs.k.clone(), v=inputs.v.clone(),
+        cu_seqlens_q=inputs.cu_seqlens_q.clone(), cu_seqlens_k=inputs.cu_seqlens_k.clone(), paged=paged,
+        k_scale=None if inputs.k_scale is None else inputs.k_scale.clone(),
+        v_scale=None if inputs.v_scale is None else inputs.v_scale.clone(),
+    )
+

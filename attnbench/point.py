@@ -22,7 +22,7 @@ from attnbench.backends import get_backend
 from attnbench.backends.base import Backend, Unsupported
 from attnbench.case import Case
 from attnbench.config.sweep_config import TimingPolicy
-from attnbench.inputs import Inputs, build_inputs
+from attnbench.inputs import Inputs, clone_inputs
 from attnbench.measure import measure_memory, time_callable
 from attnbench.reference import check_output
 from attnbench.telemetry import TelemetrySampler, nvml_index
@@ -96,14 +96,15 @@ def input_copies(
     case: Case, backend: Backend, inputs: Inputs, policy: TimingPolicy, first: Callable[[], Any]
 ) -> tuple[list[Callable[[], Any]], str]:
     """The callables the GPU samples rotate over (TimingPolicy.input_copies): the checked first one,
-    and the backend prepared on fresh inputs at other addresses while a copy's inputs stay within
-    input_copies_max_mb. Each copy's output is checked like the first; returns (runs, problem)."""
+    and the backend prepared on clones of its inputs at other addresses while a copy's inputs stay
+    within input_copies_max_mb. Each copy's output is checked against the shared reference like the
+    first; returns (runs, problem)."""
     n = policy.input_copies if inputs.device.type == "cuda" else 1
     if n <= 1 or inputs.input_bytes() > policy.input_copies_max_mb * 2**20:
         return [first], ""
     runs = [first]
     for i in range(1, n):
-        copy = build_inputs(case, inputs.device)
+        copy = clone_inputs(inputs)
         prepared = backend.prepare(case, copy)
         check = check_output(prepared.to_packed(prepared.run()), copy)
         if not check.ok:

@@ -180,7 +180,8 @@ def main() -> int:
     md = [
         f"# Multi-run gate evidence: {summary['gpu_name']}, config hash {summary['config_hash']}", "",
         f"Baseline: {k} runs; {len(fresh_runs)} further fresh runs; rule max({gate_stats.DEFAULT_FLOOR:.0%}, "
-        f"{gate_stats.DEFAULT_MULTIPLIER:g} sd sqrt(1+1/K)), NOISY over {gate_stats.DEFAULT_CAP:.0%}.", "",
+        f"{gate_stats.DEFAULT_MULTIPLIER:g} sd sqrt(1+1/K)), sd pooled over the baseline's and the current "
+        f"side's runs, NOISY over {gate_stats.DEFAULT_CAP:.0%}.", "",
         f"- fresh runs against the baseline: {n_fresh_pass}/{len(fresh_results)} pass",
         f"- leave-out A/A combinations (any {k} runs as baseline, {m} other run(s) as current): "
         f"{len(combos) - aa_fail}/{len(combos)} pass",

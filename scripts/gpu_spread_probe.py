@@ -66,6 +66,59 @@ def one_process(backend: str, allocs: int, device: str) -> dict[str, Any]:
         "q_ptr": [int(i.q.data_ptr()) % (1 << 32) for i, _ in runs]}
 
 
+def rotate_process(backend: str, copies: int, seconds: float, device: str) -> dict[str, Any]:
+    """--rotate: the sweep's own held sampler rotating over `copies` input sets for `seconds`, each
+    sample attributed to its copy, with the SM clock and temperature read every round: per-copy
+    medians say whether a process is slow as a whole (every copy) or by where some copies lie."""
+    import time
+
+    import torch
+
+    from attnbench.backends import get_backend
+    from attnbench.case import Case
+    from attnbench.inputs import build_inputs
+    from attnbench.measure import ROUND, _HeldSampler, host_call_ms
+    from attnbench.stream_hold import L2Flusher
+    from attnbench.telemetry import nvml_index
+
+    block = 16 if backend in PAGED else None
+    case = Case("probe", "decode", (1,) * 16, (512,) * 16, 32, 8, 128, "bf16", True, block_size=block)
+    bk = get_backend(backend)
+    dev = torch.device(device)
+    preps = []
+    for _ in range(copies):
+        inputs = build_inputs(case, device)
+        preps.append((inputs, bk.prepare(case, inputs)))
+    fns = [p.run for _, p in preps]
+    for f in fns:
+        for _ in range(20):
+            f()
+    torch.cuda.synchronize()
+    calls = sorted(host_call_ms(fns[0], torch.cuda.synchronize))
+    sampler = _HeldSampler(fns, L2Flusher(dev), dev, calls[int(0.9 * (len(calls) - 1))])
+    per_copy: list[list[float]] = [[] for _ in range(copies)]
+    clocks, temps = [], []
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle = pynvml.nvmlDeviceGetHandleByIndex(nvml_index(0) or 0)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        start, exposed = sampler._next, sampler.exposed
+        out = sampler.round()
+        if sampler.exposed == exposed and len(out) == ROUND:
+            for j, ms in enumerate(out):
+                per_copy[(start + j) % copies].append(ms)
+        clocks.append(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))
+        temps.append(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU))
+    kv = [i.paged.k_cache if i.paged is not None else i.k for i, _ in preps]
+    return {"backend": backend, "copy_medians_ms": [statistics.median(c) if c else None for c in per_copy],
+            "all_median_ms": statistics.median([x for c in per_copy for x in c]),
+            "samples": sum(len(c) for c in per_copy),
+            "sm_clock_mhz": [min(clocks), statistics.median(clocks)], "temp_c": [min(temps), max(temps)],
+            "k_ptr_mod_2mb": [int(t.data_ptr()) % (1 << 21) for t in kv]}
+
+
 def _sm_clock(index: int | None) -> int | None:
     if index is None:
         return None
@@ -82,11 +135,19 @@ def main() -> int:
     ap.add_argument("--allocs", type=int, default=6)
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--rotate", type=int, default=0,
+                    help="copies: per process, the held sampler over this many copies, samples per copy")
+    ap.add_argument("--seconds", type=float, default=1.2)
     args = ap.parse_args()
     device = "cpu" if args.cpu else "cuda"
+    if args.one and args.rotate:
+        print(json.dumps(rotate_process(args.one, args.rotate, args.seconds, device)))
+        return 0
     if args.one:
         print(json.dumps(one_process(args.one, args.allocs, device)))
         return 0
+    if args.rotate:
+        return rotate_main(args)
     args.out.mkdir(parents=True, exist_ok=True)
     backends = ("naive",) if args.cpu else BACKENDS
     result: dict[str, Any] = {}
@@ -115,6 +176,35 @@ def main() -> int:
         }
         print(backend, {k: v for k, v in result[backend].items() if k != "processes"}, flush=True)
     (args.out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def rotate_main(args: argparse.Namespace) -> int:
+    """Processes x backends of rotate_process; the spread across processes of the median over the
+    first n copies, for several n (does rotating over more copies bring it down?)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    for backend in BACKENDS:
+        procs = []
+        for _ in range(args.processes):
+            cmd = [sys.executable, __file__, str(args.out), "--one", backend, "--rotate", str(args.rotate),
+                   "--seconds", str(args.seconds)]
+            res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+            lines = res.stdout.strip().splitlines()
+            procs.append(json.loads(lines[-1]) if lines else {"error": res.stderr[-800:]})
+        ok = [p for p in procs if "copy_medians_ms" in p]
+        by_n = {}
+        for n in sorted({1, 2, 4, 6, 12, args.rotate}):
+            if n <= args.rotate:
+                by_n[n] = spread([statistics.mean(p["copy_medians_ms"][:n]) for p in ok])
+        result[backend] = {"processes": procs, "spread_all_samples": spread([p["all_median_ms"] for p in ok]),
+                           "spread_mean_of_first_n_copies": by_n,
+                           "within_process_copy_spread": [spread(p["copy_medians_ms"]) for p in ok]}
+        print(backend, {k: v for k, v in result[backend].items() if k != "processes"}, flush=True)
+        for p in ok:
+            us = round(p["all_median_ms"] * 1e3, 2)
+            print("   ", us, "us; clock", p["sm_clock_mhz"], "temp", p["temp_c"])
+    (args.out / "rotate.json").write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

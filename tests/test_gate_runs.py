@@ -270,13 +270,63 @@ def test_a_current_of_three_runs_is_judged_on_its_median_run(tmp_path):
         return str(tmp_path / name)
 
     one_slow = compare(str(tmp_path / "base"), current("one", [1.06, 1.0, 1.0]))
-    assert one_slow.exit_code == 0 and {p.key: p for p in one_slow.points}[ks[0]].verdict == "SAME"
+    lone = {p.key: p for p in one_slow.points}[ks[0]]
+    # the three runs disagree by 6%: their spread, pooled with the baseline's, makes the point NOISY
+    assert one_slow.exit_code == 0 and lone.verdict == "NOISY" and "current runs disagree" in lone.note
     all_slow = compare(str(tmp_path / "base"), current("all", [1.06, 1.06, 1.06]))
     assert {p.key: p for p in all_slow.points}[ks[0]].verdict == "SLOW" and all_slow.exit_code == 1
     broken = compare(str(tmp_path / "base"), current("broken", [1.0, 1.0, 1.0], broken_run=1))
     assert {p.key: p for p in broken.points}[ks[2]].verdict == "BROKEN"
     single = compare(str(tmp_path / "base"), str(tmp_path / "one" / "run-01"))  # that slow run alone
     assert {p.key: p for p in single.points}[ks[0]].verdict == "SLOW"
+
+
+def _trials_of_m(rng, sigma: float, slowdown: float, k: int, m: int, trials: int, rules: Rules) -> float:
+    """Fraction of SLOW verdicts for one point: a baseline of k runs against the median run of m."""
+    from attnbench.gate.sides import RunSide, combine_runs
+
+    key = keys(1)[0]
+    slow = 0
+    for _ in range(trials):
+        meds = run_medians(rng, [1.0], sigma, k + m)[:, 0]
+        brows = [row(key, lognormal(rng, x, 0.002, 9)) for x in meds[:k]]
+        slowed = [row(key, lognormal(rng, x * (1 + slowdown), 0.002, 9)) for x in meds[k:]]
+        sides = [RunSide(f"c{i}", Path("."), {}, {key: r}, 0) for i, r in enumerate(slowed)]
+        crow = combine_runs("c", Path("."), sides).rows[key]
+        slow += judge_point(key, brows, crow, rules).verdict == "SLOW"
+    return slow / trials
+
+
+def test_pooled_spread_of_three_current_runs_has_the_claimed_false_alarm_and_catch_rates():
+    """The current side is three runs whose spread is pooled with the baseline's (K + M - 2 = 6
+    degrees of freedom): on runs with known between-run noise the observed SLOW rates match
+    gate_stats.catch_probability(..., m=3), with no slowdown (multiplier 2.5 so that false alarms are
+    frequent enough to count) and with a planted 3% at sigma 0.6%."""
+    rng = np.random.default_rng(41)
+    n = 1500
+    loose = Rules(0.05, 0.05, multiplier=2.5, floor=0.0, cap=10.0)
+    claimed = gate_stats.catch_probability(0.0, 0.01, 5, multiplier=2.5, floor=0.0, m=3)
+    assert 0.005 < claimed < 0.05  # the median of three is steadier than one run: below P(T_4 > 2.5)
+    assert _within(_trials_of_m(rng, 0.01, 0.0, 5, 3, n, loose), claimed, n)
+    claimed = gate_stats.catch_probability(0.03, 0.006, 5, m=3)
+    assert _within(_trials_of_m(rng, 0.006, 0.03, 5, 3, 400, RULES), claimed, 400)
+    assert gate_stats.median_variance(1) == 1.0
+    assert gate_stats.median_variance(3) == pytest.approx(0.4487, abs=2e-3)  # the order-statistic value
+
+
+def test_a_baseline_whose_runs_happen_to_agree_does_not_gate_runs_that_do_not(tmp_path):
+    """Five baseline runs within 0.2% and three current runs 2-4% apart (a point whose true spread
+    between processes is 2%, as triton-flash causal prefill on an H200): the pooled spread keeps it
+    from a false SLOW; the same three runs agreeing at +6% are SLOW."""
+    ks = keys(1)
+    rng = np.random.default_rng(43)
+    base = np.array([[1.000], [1.002], [0.998], [1.001], [0.999]])
+    write_runs(tmp_path / "base", runs_rows(rng, ks, base, 0.002, 30))
+    write_runs(tmp_path / "disagree", runs_rows(rng, ks, np.array([[1.0], [1.036], [1.04]]), 0.002, 30))
+    write_runs(tmp_path / "agree", runs_rows(rng, ks, np.array([[1.058], [1.06], [1.061]]), 0.002, 30))
+    disagree = compare(str(tmp_path / "base"), str(tmp_path / "disagree")).points[0]
+    assert disagree.verdict in ("SAME", "NOISY") and disagree.ratio > 1.03
+    assert compare(str(tmp_path / "base"), str(tmp_path / "agree")).points[0].verdict == "SLOW"
 
 
 def test_a_current_run_on_another_card_is_warned_about(tmp_path):

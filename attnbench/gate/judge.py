@@ -162,18 +162,23 @@ def judge_point(
     if mismatch:
         return PointResult(verdict="UNKNOWN", note="; ".join([mismatch, *notes]), **none, **base)
     if len(ok_runs) >= gate_stats.MIN_RUNS_FOR_SPREAD:
-        return _spread_rule(ok_runs, cs, rules, notes, base)
+        return _spread_rule(ok_runs, cs, crow, rules, notes, base)
     return _single_run_rule(ok_runs, cs, rules, notes, base)
 
 
 def _spread_rule(
-    ok_runs, cs: np.ndarray, rules: Rules, notes: list[str], base: dict[str, Any]
+    ok_runs, cs: np.ndarray, crow: dict[str, Any] | None, rules: Rules, notes: list[str], base: dict[str, Any]
 ) -> PointResult:
+    current = crow.get(gate_stats.CURRENT_MEDIANS) if crow else None
+    finite = [float(v) for v in current or [] if isinstance(v, (int, float)) and 0 < v < math.inf]
     tol = gate_stats.spread_tolerance(
-        [float(np.median(s)) for _, s in ok_runs], rules.multiplier, rules.floor
+        [float(np.median(s)) for _, s in ok_runs], rules.multiplier, rules.floor, finite
     )
     log_ratio = math.log(float(np.median(cs))) - tol.center_log
     lo, hi = median_interval(cs)
+    if tol.m >= 2 and tol.sd_baseline_log is not None and tol.sd_log > 1.5 * tol.sd_baseline_log:
+        notes.append(f"the {tol.m} current runs disagree: spread {tol.spread:.2%} pooled "
+                     f"(baseline alone {math.expm1(tol.sd_baseline_log):.2%})")
     if tol.tolerance > rules.cap:
         verdict = "NOISY"
         shown = ">1000%" if tol.tolerance > 10 else f"{tol.tolerance:.1%}"

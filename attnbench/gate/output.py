@@ -85,7 +85,8 @@ def method_text(result: Any) -> str:
     spread = (
         f"Points with >= 3 baseline runs (the spread rule): SLOW when the current median exceeds the "
         f"baseline runs' geometric mean by more than the tolerance max({r.floor:.0%}, {r.multiplier:g} x sd "
-        f"x sqrt(1 + 1/K)), sd the between-run sd of the runs' log medians (column 'spread'); FAST by "
+        f"x sqrt(1 + 1/K)), sd the between-run sd of the runs' log medians (column 'spread'), pooled "
+        f"over the K baseline runs and the current side's runs when it has several; FAST by "
         f"the same margin below; NOISY (not gated) when the tolerance exceeds {r.cap:.0%}. 'run interval' "
         f"is the current run's own ~95% interval for its median over the baseline: shown, not used."
     )

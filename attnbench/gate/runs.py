@@ -10,7 +10,10 @@ power-capped prefill points, so a gate built on within-run intervals raised fals
 184 A/A pairs (issue 19). The spread between runs has to be measured, and only repeats measure it.
 
 The spread rule (K >= 3 baseline runs with samples for the point). l_1..l_K are the runs' log
-medians, sd their sample sd, c the current run's log median. With
+medians, sd their sample sd, c the current run's log median (or, for a current side of M runs, that
+of its median run; sd is then pooled over the baseline's and the current runs' own spreads, with
+K + M - 2 degrees of freedom, so that a baseline whose five runs happened to agree does not gate
+runs that disagree among themselves). With
     tolerance = max(log(1 + floor), multiplier * sd * sqrt(1 + 1/K))        (natural-log units)
 the point is SLOW when c - mean(l) > tolerance, FAST when c - mean(l) < -tolerance, SAME otherwise,
 and NOISY (reported with its spread, never failed) when exp(tolerance) - 1 exceeds the cap.
@@ -23,6 +26,10 @@ of a false SLOW on one point is P(T_{K-1} > 6): 0.19% for K = 5, 1.3% for K = 3,
 at most 14 x 0.19% = 2.7% under that model. 6 rather than the t quantile because real run-to-run
 noise has heavier tails than a normal (a slow first run of a process); on the committed H100 runs
 this rule gave 0 false alarms over 2,772 leave-out A/A combinations, where K = 3 gave 4-6%.
+With the baseline's sd alone, 13 of the 27,720 leave-out combinations (5 baseline + 3 current of
+12 runs on one H200) failed on triton-flash causal prefill, whose process-to-process spread is 2%
+while some five runs agree within 0.4%; pooling the current runs' spread removed all 13 and kept
+the planted-5% catch rate on the stable decode points at 93% (from 96%).
 Power: gate_stats.catch_probability(slowdown, sigma, K) integrates the chance of SLOW over the
 sd's chi distribution. With K = 5, a point of between-run sd sigma catches a 5% slowdown with
 probability 0.99 at sigma = 0.4%, 0.79 at 0.6% and 0.32 at 1%; a 3% one at 0.999, 0.69, 0.32,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.gate import stats as gate_stats
 from attnbench.gate.judge import samples_of
 from attnbench.runner.results import MANIFEST, ROWS, load_run, point_key
 
@@ -111,7 +112,8 @@ def combine_runs(label: str, path: Path, runs: list[RunSide]) -> RunSide:
     run's row (so VANISHED and BROKEN still fire); otherwise it takes the row of its median run by
     median time (for even M the faster middle one). One slow process then cannot fail the gate
     alone: on an H200 single runs of stable decode points came out 2.6% slow with nothing changed
-    (issue 19's evidence), while a real slowdown is in every run."""
+    (issue 19's evidence), while a real slowdown is in every run. The row also carries every run's
+    median (gate_stats.CURRENT_MEDIANS), whose spread the spread rule pools with the baseline's."""
     keys = sorted({k for r in runs for k in r.rows})
     rows: dict[Key, dict[str, Any]] = {}
     for k in keys:
@@ -123,7 +125,10 @@ def combine_runs(label: str, path: Path, runs: list[RunSide]) -> RunSide:
             continue
         # odd is empty, so no row is None; the filter says so to the type checker
         timed = sorted((row for row in per_run if row is not None), key=_median_ms)
-        rows[k] = {**timed[(len(timed) - 1) // 2], "current_runs": len(runs)}
+        # every run's median goes along: the spread rule pools the current runs' spread with the
+        # baseline's (gate_stats.spread_tolerance)
+        rows[k] = {**timed[(len(timed) - 1) // 2], "current_runs": len(runs),
+                   gate_stats.CURRENT_MEDIANS: [_median_ms(row) for row in timed]}
     manifest = {**runs[0].manifest, "current_runs": [str(r.path) for r in runs]}
     return RunSide(label, path, manifest, rows, sum(r.duplicates for r in runs))
 

@@ -152,10 +152,16 @@ def bonferroni_alpha(family_alpha: float, n_tests: int) -> float:
 
 # ---- between-run noise: baselines of K runs ------------------------------------------------
 # The spread rule (see gate.py for the verdicts): a point's baseline is K runs, each giving the log
-# of its median time, l_1..l_K. A fresh run's log median c is compared with their mean; when the
-# runs' log medians are independent draws N(mu, sigma^2), (c - mean(l)) / (sd(l) * sqrt(1 + 1/K)) is
-# Student-t with K - 1 degrees of freedom (a prediction interval for one new run). The tolerance is
-# max(floor, multiplier * sd(l) * sqrt(1 + 1/K)) on the log scale.
+# of its median time, l_1..l_K. A fresh side's log median c (of one run, or the median run of M) is
+# compared with their mean. The between-run sd is pooled over both sides when the current side has
+# M >= 2 runs: sd^2 = ((K-1) sd_b^2 + (M-1) sd_c^2) / (K + M - 2), so a point whose current runs
+# disagree among themselves is not gated on a baseline that happened to agree (on an H200,
+# triton-flash causal prefill: five baseline runs within 0.4%, the point's runs over 12 processes
+# 2%). When the log medians are independent draws N(mu, sigma^2), (c - mean(l)) / (sd sqrt(1+1/K))
+# is Student-t with K - 1 degrees of freedom for one current run (a prediction interval), and at
+# most that tail with K + M - 2 for the median of M (the median of M has a smaller variance than
+# one run). The tolerance is max(floor, multiplier * sd * sqrt(1 + 1/K)) on the log scale.
+CURRENT_MEDIANS = "current_run_medians_ms"  # a combined current row's key: each run's median (ms)
 DEFAULT_MULTIPLIER = 6.0
 DEFAULT_FLOOR = 0.02  # fraction: a run differing by less than 2% is never called slower
 DEFAULT_CAP = 0.10  # fraction: a point whose tolerance exceeds 10% cannot gate; it is NOISY
@@ -166,10 +172,12 @@ MIN_RUNS_FOR_SPREAD = 3  # an sd from 2 runs (1 degree of freedom) bounds nothin
 class SpreadTolerance:
     """The tolerance of one point from its K baseline runs (all on the natural-log scale)."""
 
-    center_log: float  # mean of the runs' log medians
-    sd_log: float  # sample sd (ddof=1) of the runs' log medians
+    center_log: float  # mean of the baseline runs' log medians
+    sd_log: float  # sample sd (ddof=1) of the log medians, pooled with the current runs' when M >= 2
     tolerance_log: float  # max(log1p(floor), multiplier * sd_log * sqrt(1 + 1/K))
     k: int
+    m: int = 1  # current runs whose spread was pooled in (1: the baseline's sd alone)
+    sd_baseline_log: float | None = None  # the baseline runs' own sd, before pooling
 
     @property
     def center_ms(self) -> float:
@@ -187,16 +195,33 @@ class SpreadTolerance:
 
 
 def spread_tolerance(
-    run_medians_ms: list[float], multiplier: float = DEFAULT_MULTIPLIER, floor: float = DEFAULT_FLOOR
+    run_medians_ms: list[float],
+    multiplier: float = DEFAULT_MULTIPLIER,
+    floor: float = DEFAULT_FLOOR,
+    current_medians_ms: list[float] | None = None,
 ) -> SpreadTolerance:
-    """The tolerance of a point from the medians (ms) of its K >= 2 baseline runs."""
-    logs = np.log(np.asarray(run_medians_ms, dtype=np.float64))
+    """The tolerance of a point from the medians (ms) of its K >= 2 baseline runs, its sd pooled with
+    the M current runs' (current_medians_ms) when there are two or more."""
+    logs = _logs(run_medians_ms)
     k = int(logs.size)
-    if k < 2 or not np.all(np.isfinite(logs)):
+    if k < 2:
         raise ValueError(f"need >= 2 finite positive run medians, got {run_medians_ms}")
-    sd = float(np.std(logs, ddof=1))
+    sd_b = float(np.std(logs, ddof=1))
+    sd, m = sd_b, 1
+    current = _logs(current_medians_ms or [])
+    if current.size >= 2:
+        m = int(current.size)
+        sd_c = float(np.std(current, ddof=1))
+        sd = math.sqrt(((k - 1) * sd_b**2 + (m - 1) * sd_c**2) / (k + m - 2))
     tol = max(math.log1p(floor), multiplier * sd * math.sqrt(1.0 + 1.0 / k))
-    return SpreadTolerance(float(np.mean(logs)), sd, tol, k)
+    return SpreadTolerance(float(np.mean(logs)), sd, tol, k, m, sd_b)
+
+
+def _logs(medians_ms: list[float]) -> np.ndarray:
+    logs = np.log(np.asarray(medians_ms, dtype=np.float64))
+    if not np.all(np.isfinite(logs)):
+        raise ValueError(f"run medians must be finite and positive, got {medians_ms}")
+    return logs
 
 
 def t_sf(x: float, df: int) -> float:
@@ -221,24 +246,48 @@ def catch_probability(
     k: int,
     multiplier: float = DEFAULT_MULTIPLIER,
     floor: float = DEFAULT_FLOOR,
+    m: int = 1,
 ) -> float:
     """P(SLOW) for one point under the spread rule when runs' log medians are N(mu, sigma_log^2)
-    and the fresh run is slower by the factor 1 + slowdown (slowdown 0: the false-alarm rate).
+    and the current side (one run, or the median run of m) is slower by the factor 1 + slowdown
+    (slowdown 0: the false-alarm rate).
 
-    The baseline's sd^2 is sigma^2 * chi2(K-1) / (K-1), independent of the fresh run's offset
-    c - mean ~ N(log1p(slowdown), sigma^2 (1 + 1/K)); the probability is integrated over the sd.
+    The pooled sd^2 is sigma^2 * chi2(nu) / nu with nu = K - 1 (+ m - 1 when m >= 2), independent of
+    the current side's offset c - mean ~ N(log1p(slowdown), sigma^2 (v_m + 1/K)), v_m the variance
+    of the median of m standard normals; the probability is integrated over the sd.
     """
-    nu = k - 1
+    nu = k - 1 + (m - 1 if m >= 2 else 0)
     inflate = math.sqrt(1.0 + 1.0 / k)
+    offset_sd = sigma_log * math.sqrt(median_variance(m) + 1.0 / k)
     q = np.linspace(0.0, nu + 60.0 * math.sqrt(2 * nu) + 60.0, 20001)[1:]  # chi2(nu) draws
     log_pdf = (nu / 2 - 1) * np.log(q) - q / 2 - (nu / 2) * math.log(2) - math.lgamma(nu / 2)
     weights = np.exp(log_pdf) * (q[1] - q[0])
     sd_hat = sigma_log * np.sqrt(q / nu)
     tol = np.maximum(math.log1p(floor), multiplier * sd_hat * inflate)
-    z = (tol - math.log1p(slowdown)) / (sigma_log * inflate)
+    z = (tol - math.log1p(slowdown)) / offset_sd
     normal = NormalDist()
     p_exceed = np.array([1.0 - normal.cdf(v) for v in z])
     return float(np.sum(weights * p_exceed) / np.sum(weights))
+
+
+def median_variance(m: int) -> float:
+    """Variance of the sample median of m standard normal draws (for even m the lower middle one,
+    as gate.combine_runs takes the faster middle run): 1 for m = 1, 0.449 for m = 3.
+
+    Numerical: the density of the r-th order statistic, r = (m + 1) // 2, integrated on a grid."""
+    if m <= 1:
+        return 1.0
+    r = (m + 1) // 2
+    x = np.linspace(-8.0, 8.0, 16001)
+    normal = NormalDist()
+    cdf = np.array([normal.cdf(v) for v in x])
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    log_coef = math.lgamma(m + 1) - math.lgamma(r) - math.lgamma(m - r + 1)
+    with np.errstate(divide="ignore"):
+        dens = np.exp(log_coef + (r - 1) * np.log(cdf) + (m - r) * np.log1p(-cdf)) * pdf
+    dx = x[1] - x[0]
+    mean = float(np.sum(x * dens) * dx)
+    return float(np.sum((x - mean) ** 2 * dens) * dx)
 
 
 # ---- A/B: paired ratios --------------------------------------------------------------------
