@@ -88,6 +88,10 @@ def sweep(
     max_points: int | None = typer.Option(
         None, "--max-points", min=1, help="Allow a plan of up to this many points (default 50000)"
     ),
+    profile: bool = typer.Option(
+        False, "--profile", help="Then profile the main decode/prefill points with ncu into RUN/profile "
+        "(DRAM bytes for the report's HBM-traffic claim; tens of seconds a point)"
+    ),
 ) -> None:
     """Run every backend over the sweep a YAML config describes; write a run directory.
     Exit 1 when a point failed or was incorrect (unless --allow-failures)."""
@@ -97,15 +101,15 @@ def sweep(
     if repeat != 1:
         from attnbench.gate.repeat import repeat_sweep
 
-        if dry_run or resume or shard or sets or workload:
+        if dry_run or resume or shard or sets or workload or profile:
             from attnbench.console import fail
 
             fail("--repeat makes K fresh runs of a config as it is: it cannot be combined with --dry-run, "
-                 "--resume, --shard, --set or --workload")
+                 "--resume, --shard, --set, --workload or --profile")
         raise typer.Exit(repeat_sweep(repeat, config, out, chosen, device, isolate, devices))
 
     sweep_command(config, out, chosen, dry_run, resume, device, isolate, shard, devices,
-                  allow_failures, max_points, sets, workload)
+                  allow_failures, max_points, sets, workload, profile)
 
 
 @app.command("run")

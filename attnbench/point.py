@@ -162,7 +162,8 @@ def run_point(
     if copy_problem:
         return {**row, "status": "incorrect", "reason": copy_problem}
     nvml = nvml_index(device.index or 0) if device.type == "cuda" else None
-    sampler = TelemetrySampler(nvml).start() if nvml is not None else None
+    period = policy.telemetry_period_s
+    sampler = TelemetrySampler(nvml, period).start() if nvml is not None and period > 0 else None
     compute_bound = is_compute_bound(row["flops"], row["min_hbm_bytes"], calibration)
     try:
         timing = time_callable(runs, device, policy, compute_bound=compute_bound, nvml_index=nvml)

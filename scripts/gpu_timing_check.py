@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -147,24 +148,33 @@ def one_process(backend: str, batch: int, ctx: int, device: str = "cuda") -> Non
         case = replace(case, dtype="fp32")
     inputs = build_inputs(case, device)
     policy = TimingPolicy() if device == "cuda" else TimingPolicy.for_device("cpu")
+    period = os.environ.get("SPREAD_TELEMETRY_PERIOD_S")
+    if period is not None:
+        policy = replace(policy, telemetry_period_s=float(period))
     row = run_point(case, get_backend(backend), inputs, policy, {})
-    print(json.dumps({"device_ms": row.get("latency_ms_p50"), "call_ms_p50": row.get("call_ms_p50"),
-                      "timing_method": row.get("timing_method"), "n": row.get("n_samples"),
-                      "input_copies": row.get("input_copies"), "status": row.get("status")}))
+    keep = ("call_ms_p50", "timing_method", "n_samples", "input_copies", "status", "sm_clock_mhz_mean",
+            "sm_clock_mhz_min", "power_w_mean", "temp_c_max", "hold_us", "exposed_samples", "sample_span_s",
+            "telemetry_samples", "latency_ms_p10", "latency_ms_p90")
+    print(json.dumps({"device_ms": row.get("latency_ms_p50"), **{k: row.get(k) for k in keep}}))
 
 
 def spread(backend: str, batch: int, ctx: int, runs: int, cpu: bool = False) -> dict[str, Any]:
-    medians = []
+    """`runs` fresh processes of one point (--one); SPREAD_TELEMETRY_PERIOD_S, when set, is passed
+    on as timing.telemetry_period_s (0: no NVML polling while timing)."""
+    medians: list[float | None] = []
+    procs: list[dict[str, Any]] = []
     for _ in range(runs):
         res = subprocess.run([sys.executable, __file__, "--one", backend, str(batch), str(ctx),
                               *(["--dry-run"] if cpu else [])],
                              capture_output=True, text=True, cwd=ROOT, timeout=300)
         line = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "{}"
-        medians.append(json.loads(line).get("device_ms"))
+        procs.append(json.loads(line))
+        medians.append(procs[-1].get("device_ms"))
     valid = [m for m in medians if m]
     mid = statistics.median(valid) if valid else None
     return {"backend": backend, "case": f"decode B{batch} ctx{ctx}", "medians_ms": medians,
-            "spread": (max(valid) - min(valid)) / mid if mid else None}
+            "spread": (max(valid) - min(valid)) / mid if mid else None, "processes": procs,
+            "telemetry_period_s": os.environ.get("SPREAD_TELEMETRY_PERIOD_S", "default")}
 
 
 def main() -> int:

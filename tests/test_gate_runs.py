@@ -329,6 +329,25 @@ def test_a_baseline_whose_runs_happen_to_agree_does_not_gate_runs_that_do_not(tm
     assert compare(str(tmp_path / "base"), str(tmp_path / "agree")).points[0].verdict == "SLOW"
 
 
+def test_a_compute_bound_point_at_another_power_state_is_not_gated(tmp_path):
+    """Baseline runs settled at 1965 MHz, current runs at 1830 MHz and 4% slower (a power cap's two
+    states, as sdpa-cudnn prefill on an H200): NOISY with the clocks named, not SLOW; the same +6%
+    at the baseline's clock is SLOW."""
+    ks = keys(1)
+    rng = np.random.default_rng(47)
+
+    def runs(name: str, medians: list[float], clock: float) -> str:
+        rows = runs_rows(rng, ks, np.array([[m] for m in medians]), 0.002, 30, sm_clock_mhz_settled=clock)
+        write_runs(tmp_path / name, rows)
+        return str(tmp_path / name)
+
+    base = runs("base", [1.000, 1.002, 0.998, 1.001, 0.999], 1965.0)
+    other = compare(base, runs("other", [1.04, 1.041, 1.039], 1830.0)).points[0]
+    assert other.verdict == "NOISY" and "1830 MHz now, 1965 MHz" in other.note
+    same_state = compare(base, runs("same", [1.06, 1.061, 1.059], 1950.0)).points[0]
+    assert same_state.verdict == "SLOW"
+
+
 def test_a_current_run_on_another_card_is_warned_about(tmp_path):
     rng = np.random.default_rng(32)
     ks = keys(2)

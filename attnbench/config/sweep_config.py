@@ -104,6 +104,9 @@ class TimingPolicy:
     short_min_time_s: float = 1.0
     short_max_samples: int = 50000
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
+    # NVML is read every telemetry_period_s on a thread while a point is timed (clocks, power,
+    # temperature, throttle reasons into the row); 0 turns it off.
+    telemetry_period_s: float = 0.01
 
     @classmethod
     def for_device(cls, device: str) -> TimingPolicy:

@@ -176,10 +176,14 @@ def _spread_rule(
     )
     log_ratio = math.log(float(np.median(cs))) - tol.center_log
     lo, hi = median_interval(cs)
+    power = _power_state_note([r for r, _ in ok_runs], crow)
     if tol.m >= 2 and tol.sd_baseline_log is not None and tol.sd_log > 1.5 * tol.sd_baseline_log:
         notes.append(f"the {tol.m} current runs disagree: spread {tol.spread:.2%} pooled "
                      f"(baseline alone {math.expm1(tol.sd_baseline_log):.2%})")
-    if tol.tolerance > rules.cap:
+    if power:
+        verdict = "NOISY"
+        notes.insert(0, power)
+    elif tol.tolerance > rules.cap:
         verdict = "NOISY"
         shown = ">1000%" if tol.tolerance > 10 else f"{tol.tolerance:.1%}"
         notes.insert(0, f"tolerance {shown} > cap {rules.cap:.0%}: not gated")
@@ -201,6 +205,26 @@ def _spread_rule(
         rule="spread",
         **base,
     )
+
+
+def _settled_clocks(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0]
+
+
+def _power_state_note(brows: list[dict[str, Any]], crow: dict[str, Any] | None) -> str:
+    """Why a compute-bound point's sides ran at different power states (median settled SM clocks
+    apart by more than CLOCK_STATE_TOL), or "" when they did not or no clock was recorded."""
+    if crow is None:
+        return ""
+    base = _settled_clocks([r.get("sm_clock_mhz_settled") for r in brows])
+    cur = _settled_clocks(crow.get(gate_stats.CURRENT_CLOCKS) or [crow.get("sm_clock_mhz_settled")])
+    if not base or not cur:
+        return ""
+    b, c = float(np.median(base)), float(np.median(cur))
+    if abs(c / b - 1.0) <= gate_stats.CLOCK_STATE_TOL:
+        return ""
+    return (f"another power state: settled SM clock {c:.0f} MHz now, {b:.0f} MHz in the baseline; "
+            "not gated from separate runs (use `attnbench gate ab`)")
 
 
 def _single_run_rule(

@@ -30,6 +30,10 @@ With the baseline's sd alone, 13 of the 27,720 leave-out combinations (5 baselin
 12 runs on one H200) failed on triton-flash causal prefill, whose process-to-process spread is 2%
 while some five runs agree within 0.4%; pooling the current runs' spread removed all 13 and kept
 the planted-5% catch rate on the stable decode points at 93% (from 96%).
+A compute-bound point settles at the clock its power cap allows, and processes of one card can settle
+in different states (sdpa-cudnn causal prefill on an H200: 1965 MHz and 0.94 ms, or 1815-1830 MHz
+and 0.97-0.99 ms): sides whose median settled clocks differ by more than CLOCK_STATE_TOL (3%) are
+NOISY, the clocks named; the A/B mode compares two versions at one power state.
 Power: gate_stats.catch_probability(slowdown, sigma, K) integrates the chance of SLOW over the
 sd's chi distribution. With K = 5, a point of between-run sd sigma catches a 5% slowdown with
 probability 0.99 at sigma = 0.4%, 0.79 at 0.6% and 0.32 at 1%; a 3% one at 0.999, 0.69, 0.32,

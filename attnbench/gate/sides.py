@@ -128,7 +128,8 @@ def combine_runs(label: str, path: Path, runs: list[RunSide]) -> RunSide:
         # every run's median goes along: the spread rule pools the current runs' spread with the
         # baseline's (gate_stats.spread_tolerance)
         rows[k] = {**timed[(len(timed) - 1) // 2], "current_runs": len(runs),
-                   gate_stats.CURRENT_MEDIANS: [_median_ms(row) for row in timed]}
+                   gate_stats.CURRENT_MEDIANS: [_median_ms(row) for row in timed],
+                   gate_stats.CURRENT_CLOCKS: [row.get("sm_clock_mhz_settled") for row in timed]}
     manifest = {**runs[0].manifest, "current_runs": [str(r.path) for r in runs]}
     return RunSide(label, path, manifest, rows, sum(r.duplicates for r in runs))
 

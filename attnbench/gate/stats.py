@@ -162,6 +162,13 @@ def bonferroni_alpha(family_alpha: float, n_tests: int) -> float:
 # most that tail with K + M - 2 for the median of M (the median of M has a smaller variance than
 # one run). The tolerance is max(floor, multiplier * sd * sqrt(1 + 1/K)) on the log scale.
 CURRENT_MEDIANS = "current_run_medians_ms"  # a combined current row's key: each run's median (ms)
+CURRENT_CLOCKS = "current_run_sm_clocks_mhz"  # ... and each run's settled SM clock (compute-bound points)
+# A compute-bound point's runs settle at the SM clock the power cap allows (attnbench.thermal). On one
+# H200, five processes of sdpa-cudnn causal prefill settled at 1965 MHz and ran 0.94 ms, others at
+# 1815-1830 MHz and 0.97-0.99 ms: two power states, each run agreeing with its own. Sides whose
+# median settled clocks differ by more than this are not compared from separate runs (NOISY; the A/B
+# mode, which alternates both versions in one process, compares them at one power state).
+CLOCK_STATE_TOL = 0.03
 DEFAULT_MULTIPLIER = 6.0
 DEFAULT_FLOOR = 0.02  # fraction: a run differing by less than 2% is never called slower
 DEFAULT_CAP = 0.10  # fraction: a point whose tolerance exceeds 10% cannot gate; it is NOISY

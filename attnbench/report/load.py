@@ -211,6 +211,10 @@ def _read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def load_one(path: Path, fragmentation: Path | None = None, profiles: Sequence[Path] = ()) -> RunData:
     """One run; rows of `profiles` (attnbench profile runs) add their ncu fields to matching points."""
     manifest, rows = _read_run(path)
+    from attnbench.runner.profile_phase import PROFILE_DIR
+
+    if not profiles and (path / PROFILE_DIR / "manifest.json").is_file():
+        profiles = [path / PROFILE_DIR]  # written by `attnbench sweep --profile`
     if profiles:
         from attnbench.profile.rows import merge_rows
 

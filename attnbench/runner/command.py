@@ -78,8 +78,10 @@ def sweep_command(
     max_points: int | None = None,
     sets: list[str] | None = None,
     workloads: list[str] | None = None,
+    profile: bool = False,
 ) -> None:
-    """Plan, run and summarise a sweep (the CLI's `sweep`). Exit codes: 0 every point ok or
+    """Plan, run and summarise a sweep (the CLI's `sweep`); with `profile`, then the ncu profile of
+    its main points (attnbench.runner.profile_phase). Exit codes: 0 every point ok or
     skipped; 1 a point failed or was incorrect (0 with allow_failures), or the sweep could not go
     on (a full disk, a crash: the manifest says `failed`); 2 bad input; 130 Ctrl-C, 143 SIGTERM
     (both resumable)."""
@@ -113,7 +115,22 @@ def sweep_command(
             write_study(study, run.path)
     finally:
         lock.release()
+    if profile and not outcome.interrupted:
+        _profile(config, cfg, run, dev)
     finish(outcome, run, plan, resume_hint(config, run.path, backends, shard, devices), allow_failures)
+
+
+def _profile(config: Path, cfg, run, dev: str) -> None:
+    """sweep --profile: the main points under ncu into RUN/profile, or one line saying why not."""
+    from attnbench.console import note, warn
+    from attnbench.runner.profile_phase import run_profile
+
+    if dev != "cuda":
+        warn("--profile: Nsight Compute profiles CUDA kernels; this sweep ran on the CPU: no profile taken")
+        return
+    ran = {str(r.get("backend")) for r in run.rows() if r.get("status") == "ok"}
+    code, line = run_profile(config, cfg, run.path, ran)
+    (warn if code else note)(line)
 
 
 def plan_sweep(config: Path | None, device: str, backends: str | None, max_points: int | None,
