@@ -194,7 +194,7 @@ def flash_candidates(head_dim: int, causal: bool, max_q: int, on_gpu: bool) -> l
     if block_d <= 64:
         cands = [(128, 128, 8, 3), (128, 64, 4, 3), (128, 64, 4, 4), (64, 64, 4, 3)]
     elif block_d <= 128 and causal:
-        # Causal: smaller tiles waste less on the diagonal; measured best on H100 (NOTES.md, run 1).
+        # Causal: smaller tiles waste less on the diagonal; best on H100 (kernels/notes/triton.md, run 1).
         cands = [(64, 64, 4, 3), (128, 128, 8, 3), (64, 64, 4, 4), (128, 64, 8, 3), (64, 128, 4, 3)]
     elif block_d <= 128:
         cands = [(128, 128, 8, 3), (64, 64, 4, 3), (128, 128, 8, 2), (128, 64, 4, 3)]
