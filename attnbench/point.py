@@ -162,9 +162,11 @@ def run_point(
     if copy_problem:
         return {**row, "status": "incorrect", "reason": copy_problem}
     nvml = nvml_index(device.index or 0) if device.type == "cuda" else None
-    period = policy.telemetry_period_s
-    sampler = TelemetrySampler(nvml, period).start() if nvml is not None and period > 0 else None
     compute_bound = is_compute_bound(row["flops"], row["min_hbm_bytes"], calibration)
+    period = policy.telemetry_period_s
+    threaded = policy.telemetry_thread == "always" or (policy.telemetry_thread == "compute-bound"
+                                                       and compute_bound)
+    sampler = TelemetrySampler(nvml, period, threaded).start() if nvml is not None and period > 0 else None
     try:
         timing = time_callable(runs, device, policy, compute_bound=compute_bound, nvml_index=nvml)
     except Exception as err:  # noqa: BLE001

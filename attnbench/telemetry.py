@@ -82,10 +82,12 @@ def decode_reasons(mask: int) -> list[str]:
 
 @dataclass
 class TelemetrySampler:
-    """Samples NVML every `period_s` on a thread between start() and stop()."""
+    """Samples NVML every `period_s` on a thread between start() and stop(); with threaded=False only
+    at start() and at stop() (two samples, nothing running while the point is timed)."""
 
     index: int
     period_s: float = 0.01
+    threaded: bool = True
     samples: list[dict[str, float]] = field(default_factory=list)
     reasons: int = 0
     error: str | None = None
@@ -100,34 +102,42 @@ class TelemetrySampler:
         except Exception as err:  # noqa: BLE001
             self.error = f"NVML unavailable: {err}"
             return self
+        if not self.threaded:
+            self._sample()
+            return self
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
 
-    def _loop(self) -> None:
+    def _sample(self) -> bool:
         import pynvml
 
         h = self._h
-        while not self._stop.is_set():
-            try:
-                self.samples.append(
-                    {
-                        "sm": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                        "mem": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
-                        "power": pynvml.nvmlDeviceGetPowerUsage(h) / 1000,
-                        "temp": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
-                    }
-                )
-                self.reasons |= pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
-            except Exception as err:  # noqa: BLE001
-                self.error = str(err)
-                return
+        try:
+            self.samples.append(
+                {
+                    "sm": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+                    "mem": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+                    "power": pynvml.nvmlDeviceGetPowerUsage(h) / 1000,
+                    "temp": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+                }
+            )
+            self.reasons |= pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+        except Exception as err:  # noqa: BLE001
+            self.error = str(err)
+            return False
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and self._sample():
             self._stop.wait(self.period_s)
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        elif not self.threaded and hasattr(self, "_h"):
+            self._sample()
         if not self.samples:
             return {"telemetry": self.error or "no samples"}
         sm = [s["sm"] for s in self.samples]

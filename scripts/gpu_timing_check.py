@@ -148,9 +148,11 @@ def one_process(backend: str, batch: int, ctx: int, device: str = "cuda") -> Non
         case = replace(case, dtype="fp32")
     inputs = build_inputs(case, device)
     policy = TimingPolicy() if device == "cuda" else TimingPolicy.for_device("cpu")
-    period = os.environ.get("SPREAD_TELEMETRY_PERIOD_S")
+    period, thread = os.environ.get("SPREAD_TELEMETRY_PERIOD_S"), os.environ.get("SPREAD_TELEMETRY_THREAD")
     if period is not None:
         policy = replace(policy, telemetry_period_s=float(period))
+    if thread is not None:
+        policy = replace(policy, telemetry_thread=thread)
     row = run_point(case, get_backend(backend), inputs, policy, {})
     keep = ("call_ms_p50", "timing_method", "n_samples", "input_copies", "status", "sm_clock_mhz_mean",
             "sm_clock_mhz_min", "power_w_mean", "temp_c_max", "hold_us", "exposed_samples", "sample_span_s",
@@ -174,7 +176,8 @@ def spread(backend: str, batch: int, ctx: int, runs: int, cpu: bool = False) -> 
     mid = statistics.median(valid) if valid else None
     return {"backend": backend, "case": f"decode B{batch} ctx{ctx}", "medians_ms": medians,
             "spread": (max(valid) - min(valid)) / mid if mid else None, "processes": procs,
-            "telemetry_period_s": os.environ.get("SPREAD_TELEMETRY_PERIOD_S", "default")}
+            "telemetry_period_s": os.environ.get("SPREAD_TELEMETRY_PERIOD_S", "default"),
+            "telemetry_thread": os.environ.get("SPREAD_TELEMETRY_THREAD", "default")}
 
 
 def main() -> int:

@@ -14,7 +14,14 @@ from dataclasses import fields
 from typing import Any
 
 from attnbench.case import DTYPES, KV_DTYPES, KV_LAYOUTS, KV_SCALES, PHASES
-from attnbench.config.sweep_config import DEVICES, TIMING_METHODS, WORKLOAD_ALIASES, TimingPolicy, Workload
+from attnbench.config.sweep_config import (
+    DEVICES,
+    TELEMETRY_THREADS,
+    TIMING_METHODS,
+    WORKLOAD_ALIASES,
+    TimingPolicy,
+    Workload,
+)
 from attnbench.workloads import DISTS
 
 # Per workload key: (item schema, minimum or None, required, description). Axis keys take one value
@@ -77,11 +84,14 @@ def _timing() -> dict[str, Any]:
     props: dict[str, Any] = {}
     for f in fields(TimingPolicy):
         if f.type == "str":
-            props[f.name] = {"enum": list(TIMING_METHODS)}
+            allowed = TELEMETRY_THREADS if f.name == "telemetry_thread" else TIMING_METHODS
+            props[f.name] = {"enum": list(allowed)}
         elif f.type == "bool":
             props[f.name] = {"type": "boolean"}
         elif f.type == "int":
             props[f.name] = {"type": "integer", "minimum": 1}
+        elif f.name == "telemetry_period_s":
+            props[f.name] = {"type": "number", "minimum": 0}
         else:
             props[f.name] = {"type": "number", "exclusiveMinimum": 0}
         props[f.name]["default"] = getattr(defaults, f.name)

@@ -60,6 +60,7 @@ __all__ = [
 
 DEVICES = ("auto", "cpu", "cuda")
 
+TELEMETRY_THREADS = ("always", "compute-bound", "never")
 TIMING_METHODS = ("events", "cupti")
 
 
@@ -105,8 +106,11 @@ class TimingPolicy:
     short_max_samples: int = 50000
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
     # NVML is read every telemetry_period_s on a thread while a point is timed (clocks, power,
-    # temperature, throttle reasons into the row); 0 turns it off.
+    # temperature, throttle reasons into the row); 0 turns it off. telemetry_thread: which points
+    # poll on a thread while timed (always | compute-bound | never); the others are read once
+    # before and once after their samples.
     telemetry_period_s: float = 0.01
+    telemetry_thread: str = "always"
 
     @classmethod
     def for_device(cls, device: str) -> TimingPolicy:
@@ -258,16 +262,20 @@ def _parse_timing(ctx: Checker, raw: Any) -> dict[str, Any]:
     for key, value in raw.items():
         kind = _TIMING_KEYS[key]
         if kind == "str":
-            if value not in TIMING_METHODS:
-                ctx.fail(f"timing.{key}", value, " or ".join(TIMING_METHODS))
+            allowed = TELEMETRY_THREADS if key == "telemetry_thread" else TIMING_METHODS
+            if value not in allowed:
+                ctx.fail(f"timing.{key}", value, " or ".join(allowed))
         elif kind == "bool":
             if not isinstance(value, bool):
                 ctx.fail(f"timing.{key}", value, "true or false")
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 ctx.fail(f"timing.{key}", value, "an integer >= 1")
-        elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-              or value <= 0):
+        elif key == "telemetry_period_s" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                              or not math.isfinite(value) or value < 0):
+            ctx.fail(f"timing.{key}", value, "a finite number >= 0 (0: no NVML telemetry)")
+        elif key != "telemetry_period_s" and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                              or not math.isfinite(value) or value <= 0):
             ctx.fail(f"timing.{key}", value, "a finite number > 0")
         out[key] = value
     if out.get("min_samples", 1) > out.get("max_samples", 10**9):
