@@ -96,12 +96,14 @@ def test_case_ids_rows_and_json_of_configs_without_the_axis_stay_as_they_were():
     cfg = load_config(ROOT / "tests" / "fixtures" / "rows" / "tiny.yaml")
     ids = {c.case_id for wl in cfg.workloads for c in expand_workload(wl, cfg.seed)}
     assert ids == {g["point"][0] for g in golden}
-    # and no shipped config's cases carry the new fields anywhere
+    # and no shipped workload without the axis carries the new fields anywhere (h200-fp8.yaml asks for it)
     for path in sorted(configs_dir().glob("*.yaml")):
         if path.name.startswith("fragmentation"):
             continue
         cfg = load_config(path)
         for wl in cfg.workloads:
+            if wl.kv_dtype != ("auto",):
+                continue
             for c in expand_workload(wl, cfg.seed):
                 assert c.kv_dtype == "auto" and "/kv" not in c.case_id, path.name
                 assert "kv_dtype" not in c.to_json() and "kv_dtype" not in c.describe(), path.name
