@@ -382,3 +382,26 @@ def test_classes_come_from_case_columns():
     long_single = pd.Series({"batch": 1, "kv_lens": [32768], "q_lens": [32768], "max_kv": 32768,
                              "gqa_ratio": 1, "prefix_len": 0, "tags": [], "workload": "x"})
     assert classes_of(long_single) == ["single", "long"]
+
+
+def test_every_drawn_figure_is_in_the_markdown_and_the_html(h100):
+    """Every figure drawn appears, after its table or at the end: decode_window was drawn into the
+    committed H200 report's folder and shown nowhere; a figure of a kind no table names goes last."""
+    import inspect
+    from dataclasses import replace as dc_replace
+
+    from attnbench.report import draw
+    from attnbench.report.document import FIGURES_AFTER, figures_after
+    from attnbench.report.figures import FigureResult
+
+    kinds = set(re.findall(r'\(\s*"([a-z_]+)", "', inspect.getsource(draw.draw_all)))
+    assert "decode_window" in kinds and kinds <= {k for v in FIGURES_AFTER.values() for k in v}
+    _, report, written, _ = h100
+    md = next(p for p in written if p.name == "report.md").read_text()
+    drawn = [f for f in report.figures if f.path is not None]
+    assert drawn and all(f"figures/{f.path.name}" in md for f in drawn)
+    stray = FigureResult("new_kind", "A new figure", "caption", base="new_kind")
+    with_stray = dc_replace(report, figures=[*report.figures, stray])
+    last = report.tables[-1].key
+    assert stray in figures_after(with_stray, last)
+    assert all(stray not in figures_after(with_stray, t.key) for t in report.tables[:-1])

@@ -26,15 +26,21 @@ class Report:
 FIGURES_AFTER = {
     "compare": ("samples",),
     "complexity": ("latency_vs_seqlen", "roofline"),
-    "bandwidth": ("decode_bandwidth",),
+    "bandwidth": ("decode_bandwidth", "decode_window"),
     "when_to_use": ("speedup_heatmap", "block_size_tradeoff"),
     "fragmentation": ("fragmentation",),
 }
 
 
 def figures_after(report: Report, table_key: str) -> list[FigureResult]:
+    """The figures placed after a table; after the last table also every figure whose place is not
+    in this report (a new kind, or its table absent), so that no drawn figure is left out."""
     kinds = FIGURES_AFTER.get(table_key, ())
-    return [f for kind in kinds for f in report.figures if f.base == kind]
+    out = [f for kind in kinds for f in report.figures if f.base == kind]
+    if report.tables and table_key == report.tables[-1].key:
+        placed = {k for t in report.tables for k in FIGURES_AFTER.get(t.key, ())}
+        out += [f for f in report.figures if f.base not in placed]
+    return out
 
 
 def title_line(report: Report) -> str:

@@ -9,6 +9,6 @@ step fp8_check 150 python3 scripts/gpu_cuda_check.py --out "$OUT/$CALL/cuda_fp8"
 step splits 120 python3 scripts/gpu_triton_splits_probe.py "$OUT/$CALL/splits"
 step fp8_sweep 200 python3 -m attnbench sweep configs/h200-fp8.yaml --out /tmp/h200-fp8
 cp -r /tmp/h200-fp8 "$OUT/$CALL/" 2>/dev/null
-SPREAD_TELEMETRY_PERIOD_S=0 step spread_nopoll 110 python3 scripts/gpu_timing_check.py "$OUT/$CALL/spread-nopoll" --spread-only
+SPREAD_TELEMETRY_THREAD=never step spread_nothread 110 python3 scripts/gpu_timing_check.py "$OUT/$CALL/spread-nothread" --spread-only
 step spread_default 110 python3 scripts/gpu_timing_check.py "$OUT/$CALL/spread-default" --spread-only
 pack
