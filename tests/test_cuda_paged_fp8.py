@@ -16,6 +16,7 @@ from attnbench.backends import cuda_paged
 from attnbench.backends.cuda_paged import IMPL_ENV, CudaPaged
 from attnbench.case import KV_SCALES, Case
 from attnbench.inputs import build_inputs
+from attnbench.reference import check_output
 
 needs_nvcc = pytest.mark.skipif(cuda_build.find_nvcc() is None, reason="nvcc not found")
 
@@ -158,3 +159,19 @@ def test_the_library_rejects_fp8_where_it_cannot_read_it():
         lib.paged_decode(**args, kv_dtype=1, k_scale=16, v_scale=32, kv_scales=3)
     with pytest.raises(cuda_lib.KernelError, match=r"kv_dtype code 5: allowed 0 \(auto: dtype\), 1 \(fp8"):
         lib.paged_decode(**args, kv_dtype=5)
+
+
+def test_the_planted_fp8_fault_is_one_the_check_sees():
+    """tests/mutation.py's tc-fp8-v-scale-dropped leaves V's scale out: the output is the reference over
+    s_v of its KV head; the harness's check (which the GPU mutant script applies) rejects it by far."""
+    from tests.mutation import FP8_CUDA_MUTANTS
+
+    assert "tc-fp8-v-scale-dropped" in FP8_CUDA_MUTANTS
+    case = fp8_case("per-head", kv=(300, 1, 40))
+    inputs = build_inputs(case, "cpu")
+    assert inputs.v_scale is not None
+    per_q_head = inputs.v_scale.repeat_interleave(case.gqa_ratio).view(1, -1, 1)
+    out = (inputs.reference / per_q_head).to(torch.bfloat16)
+    check = check_output(out, inputs)
+    assert not check.ok and check.ratio is not None and check.ratio > 10
+    assert check_output(inputs.reference.to(torch.bfloat16), inputs).ok  # the honest answer passes
