@@ -34,8 +34,9 @@ from pathlib import Path
 from attnbench.paths import kernels_dir
 
 LIB_NAME = "libattnbench_cuda.so"
-# mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi; 3: tc paged decode)
-ABI_VERSION = 3
+# mirrors attnbench_abi_version() in kernels/cuda/api.cu (2: window, softcap, ALiBi; 3: tc paged decode;
+# 4: the paged decode's kv_dtype and fp8 scales)
+ABI_VERSION = 4
 SOURCE_SUFFIXES = (".cu", ".cuh", ".h")
 # -lineinfo keeps source lines for profilers and compute-sanitizer at no run-time cost.
 COMMON_FLAGS = ["-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC"]

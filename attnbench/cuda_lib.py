@@ -24,9 +24,12 @@ _P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
 # parses the header and compares).
 # Annotated literals: the type checker joins the classes of a bare list of them to `object`.
 _Arg = type[ctypes.c_void_p | ctypes.c_int | ctypes.c_float]
-PAGED_DECODE_ARGTYPES: list[_Arg] = [*[_P] * 6, *[_I] * 7, _F, _I, _F, _P, _I, _P, _P, _I, _P]
+PAGED_DECODE_ARGTYPES: list[_Arg] = [
+    *[_P] * 6, *[_I] * 7, _F, _I, _F, _P, _I, _P, _P, _I,  # ... max_partitions
+    _I, _P, _P, _I, _P,  # kv_dtype, k_scale, v_scale, kv_scales, stream
+]
 BLOCKS_PER_SM_ARGTYPES: list[_Arg] = [_I, _I, _I, _I]
-TC_BLOCKS_PER_SM_ARGTYPES: list[_Arg] = [_I, _I]
+TC_BLOCKS_PER_SM_ARGTYPES: list[_Arg] = [_I, _I, _I]
 PAGED_IMPLS = ("tc", "simt")  # tensor-core dot products | FP32 CUDA-core dot products (the first kernel)
 FLASH_FWD_ARGTYPES: list[_Arg] = [*[_P] * 6, *[_I] * 7, _F, _I, _F, _P, _I, _P]
 
@@ -87,9 +90,15 @@ class CudaLib:
         part_acc: int = 0,
         part_ml: int = 0,
         max_partitions: int = 0,
+        kv_dtype: int = 0,
+        k_scale: int = 0,
+        v_scale: int = 0,
+        kv_scales: int = 0,
         stream: int = 0,
         impl: str = "tc",
     ) -> None:
+        """kv_dtype: KV_DTYPE_CODES; an fp8 cache's k_scale / v_scale are device float32 pointers of
+        kv_scales entries (1: per tensor, num_kv_heads: per KV head)."""
         launch = self._lib.attnbench_paged_decode_tc if impl == "tc" else self._lib.attnbench_paged_decode
         rc = launch(
             out,
@@ -113,15 +122,20 @@ class CudaLib:
             part_acc or None,
             part_ml or None,
             max_partitions,
+            kv_dtype,
+            k_scale or None,
+            v_scale or None,
+            kv_scales,
             stream or None,
         )
         self._check(rc, "paged_decode")
 
     def paged_blocks_per_sm(
         self, head_dim: int, num_q_heads: int, num_kv_heads: int, dtype: int, impl: str = "tc",
+        kv_dtype: int = 0,
     ) -> int:
         if impl == "tc":
-            return self._lib.attnbench_paged_decode_tc_blocks_per_sm(head_dim, dtype)
+            return self._lib.attnbench_paged_decode_tc_blocks_per_sm(head_dim, dtype, kv_dtype)
         return self._lib.attnbench_paged_decode_blocks_per_sm(head_dim, num_q_heads, num_kv_heads, dtype)
 
     def flash_fwd(
@@ -183,5 +197,6 @@ def load(arch: str | None = None) -> CudaLib:
 
 
 DTYPE_CODES = {"fp16": 0, "bf16": 1}
+KV_DTYPE_CODES = {"auto": 0, "fp8_e4m3": 1}  # the paged decode's K/V storage (ATTNBENCH_KV_* in api.h)
 
 

@@ -10,16 +10,21 @@
    that cell's ratio of error to allowed. Paged decode over every block size x head dim x dtype x
    GQA ratio, odd context lengths (1, 17, 129, 1000, 32768), shuffled tables, v1 and v2 (small
    partitions, so several are merged); flash forward over head dims, dtypes, causal/full, varlen,
-   q_len != kv_len, GQA, every tile configuration;
+   q_len != kv_len, GQA, every tile configuration; paged decode over an fp8 e4m3 cache (per-tensor and
+   per-KV-head scales, the pool quantised, junk included), judged against the reference over the
+   dequantised cache, where the implementation reads fp8 (tc; under simt it logs the skip);
 2. timing (triton do_bench, median, L2 flushed between samples) against the measured copy bandwidth
-   and torch SDPA flash: the issue's three targets and a few neighbours;
+   and torch SDPA flash: the issue's three targets and a few neighbours; fp8 against bf16 on the decode
+   targets (tokens/s ratio, bytes at one per K/V element);
 3. compute-sanitizer (memcheck; racecheck on request) on a small case, tables padded with an invalid id.
+The fp8 rows have keys of their own (paged_fp8_correctness, paged_fp8_timing): scripts/h200_session/c1.sh
+picks the study's implementation from the fp16/bf16 rows as before; the exit code counts them all.
 Writes DIR/cuda_check.json and prints a summary table last. Kernels go through the backends'
 prepare()/run(), the path the harness takes. --dry-run (no GPU needed) builds small cases through the
 same constructors on the CPU and checks the textbook `naive` backend on them, and that poisoned or
 truncated outputs are caught: it tests the script's inputs and bookkeeping, not the CUDA kernels.
 
-One file (~550 lines) on purpose: it is one device call's whole check, carried and run as one command.
+One file (~650 lines) on purpose: it is one device call's whole check, carried and run as one command.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from attnbench import (
 )
 from attnbench.backends.cuda_flash import CONFIGS, CudaFlash  # noqa: E402
 from attnbench.backends.cuda_paged import CudaPaged  # noqa: E402
-from attnbench.case import Case  # noqa: E402
+from attnbench.case import KV_SCALES, Case  # noqa: E402
 from attnbench.inputs import Inputs, PagedKV, build_inputs, cumulative  # noqa: E402
+from attnbench.kv_quant import quantise  # noqa: E402
 from attnbench.metrics import min_hbm_bytes  # noqa: E402
 from attnbench.reference import ErrorCheck, check_output, error_baseline, reference_attention  # noqa: E402
 
@@ -65,11 +71,13 @@ def rand(shape: tuple[int, ...], dtype: str, gen: torch.Generator) -> torch.Tens
     return torch.randn(shape, generator=gen, device=DEV, dtype=torch.float32).to(DT[dtype])
 
 
-def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0):
+def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0, kv_scale=None):
     """Case + Inputs for a decode step over a shuffled pool with spare junk blocks; returns (case, inputs).
 
     The reference and error baseline come from attnbench.reference, computed from the packed K/V
-    that the table gathers from the pool (the tokens a kernel must read).
+    that the table gathers from the pool (the tokens a kernel must read). kv_scale (per-tensor |
+    per-head): the pool is stored as fp8 e4m3 with its scales (attnbench.kv_quant), the reference made
+    from the dequantised values.
     """
     b = len(kv_lens)
     case = Case(
@@ -84,6 +92,8 @@ def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0):
         causal=True,
         block_size=bs,
         seed=seed,
+        kv_dtype="auto" if kv_scale is None else "fp8_e4m3",
+        kv_scale=kv_scale,
     )
     gen = torch.Generator(device=DEV).manual_seed(seed)
     q = rand((b, hq, d), dtype, gen)
@@ -91,6 +101,10 @@ def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0):
     pool = sum(nbs) + 3  # spare blocks full of junk
     k_cache = rand((pool, bs, hkv, d), dtype, gen)  # junk everywhere until overwritten
     v_cache = rand((pool, bs, hkv, d), dtype, gen)
+    k_scale = v_scale = None
+    if kv_scale is not None:
+        k_cache, k_scale = quantise(k_cache, "fp8_e4m3", kv_scale)
+        v_cache, v_scale = quantise(v_cache, "fp8_e4m3", kv_scale)
     perm = torch.randperm(pool, generator=torch.Generator().manual_seed(seed + 1))
     tables = torch.full((b, max(nbs)), pad_value, dtype=torch.int32)
     ks, vs = [], []
@@ -108,7 +122,7 @@ def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0):
     paged = PagedKV(k_cache, v_cache, tables.to(DEV), lens, bs, {})
     k, v = torch.cat(ks), torch.cat(vs)
     cu_q, cu_k = cumulative((1,) * b, DEV), cumulative(tuple(kv_lens), DEV)
-    ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist())
+    ref = reference_attention(case, q, k, v, cu_q.tolist(), cu_k.tolist(), k_scale, v_scale)
     inputs = Inputs(
         case=case,
         q=q,
@@ -117,8 +131,10 @@ def paged_case(kv_lens, hq, hkv, d, dtype, bs, seed=0, pad_value=0):
         cu_seqlens_q=cu_q,
         cu_seqlens_k=cu_k,
         reference=ref,
-        error_baseline=error_baseline(case, q, k, v, cu_q, cu_k, ref),
+        error_baseline=error_baseline(case, q, k, v, cu_q, cu_k, ref, k_scale, v_scale),
         paged=paged,
+        k_scale=k_scale,
+        v_scale=v_scale,
     )
     return case, inputs
 
@@ -251,6 +267,50 @@ def check_paged(quick: bool) -> list[dict]:
     return rows
 
 
+def fp8_skip_reason() -> str:
+    """Why cuda-paged (under this ATTNBENCH_CUDA_PAGED_IMPL) cannot read an fp8 cache ("" when it can)."""
+    probe = Case("check", "decode", (1,), (16,), 8, 2, 128, "bf16", True, block_size=16, kv_dtype="fp8_e4m3")
+    return CudaPaged().supports(probe)[1]
+
+
+def check_paged_fp8(quick: bool) -> list[dict]:
+    """fp8 e4m3 K/V: head dims x dtypes x scale granularity x a few block sizes and GQA ratios, v1 and v2,
+    then long contexts with padded head rows, v1 == v2 directly."""
+    be, rows = CudaPaged(), []
+    lens = (1, 17, 129, 1000)
+    block_sizes, gqa = ((8, 16, 128), ((4, 4), (16, 2))) if not quick else ((16,), ((16, 2),))
+    for dtype in ("bf16", "fp16"):
+        for d in (64, 128, 256):
+            for bs in block_sizes:
+                for hq, hkv in gqa:
+                    for scale in KV_SCALES:
+                        case, inputs = paged_case(lens, hq, hkv, d, dtype, bs, seed=len(rows), kv_scale=scale)
+                        checks = {}
+                        for variant, part in (("v1", None), ("v2", 256)):
+                            set_env(ATTNBENCH_CUDA_PAGED_VARIANT=variant, ATTNBENCH_CUDA_PAGED_PARTITION=part)
+                            checks[variant], _, _ = run_checked(be, case, inputs)
+                        base = dict(kind="paged-fp8", kv_scale=scale, dtype=dtype, d=d, bs=bs, hq=hq, hkv=hkv,
+                                    lens=lens)
+                        label = f"paged fp8 {scale} {dtype} d{d} bs{bs} hq{hq}/hkv{hkv}"
+                        rows.append(group_row(label, base, checks))
+    for lens_x, hq, hkv in (((1, 33, 32768), 24, 4), ((129, 32768), 32, 8)):
+        for dtype in ("bf16", "fp16"):
+            for scale in KV_SCALES:
+                case, inputs = paged_case(lens_x, hq, hkv, 128, dtype, 16, seed=len(rows), kv_scale=scale)
+                outs, checks = {}, {}
+                for variant, part in (("v1", None), ("v2", 1024), ("v2auto", None)):
+                    set_env(ATTNBENCH_CUDA_PAGED_VARIANT=variant[:2], ATTNBENCH_CUDA_PAGED_PARTITION=part)
+                    checks[variant], _, outs[variant] = run_checked(be, case, inputs)
+                if checks["v1"].ok:
+                    checks["v1_v2"] = check_output(outs["v2"], replace(inputs, reference=outs["v1"].float()))
+                base = dict(kind="paged-fp8", kv_scale=scale, dtype=dtype, d=128, bs=16, hq=hq, hkv=hkv,
+                            lens=lens_x)
+                rows.append(group_row(f"paged fp8 {scale} {dtype} d128 bs16 hq{hq}/hkv{hkv} lens {lens_x}",
+                                      base, checks))
+    set_env(ATTNBENCH_CUDA_PAGED_VARIANT=None, ATTNBENCH_CUDA_PAGED_PARTITION=None)
+    return rows
+
+
 def check_flash(quick: bool) -> list[dict]:
     be, rows = CudaFlash(), []
     shapes = [
@@ -354,6 +414,32 @@ def time_paged(copy: float, quick: bool) -> list[dict]:
     return rows
 
 
+def time_paged_fp8(copy: float, quick: bool) -> list[dict]:
+    """The decode targets (Hq32 Hkv8 D128 bf16 queries, automatic variant) with a bf16 cache and an fp8 one:
+    time, bandwidth at the byte model's one byte per fp8 element, and tokens/s against bf16's."""
+    be, rows = CudaPaged(), []
+    runs = [(64, 4096, 16), (4, 32768, 16)] + ([(64, 4096, 128), (8, 8192, 16)] if not quick else [])
+    for batch, ctx, bs in runs:
+        bf16_ms = None
+        for kv_scale in (None, *KV_SCALES):
+            case, inputs = paged_case((ctx,) * batch, 32, 8, 128, "bf16", bs, seed=7, kv_scale=kv_scale)
+            check, prep, _ = run_checked(be, case, inputs)
+            ms = bench_ms(prep.run)
+            bf16_ms = ms if kv_scale is None else bf16_ms
+            gbps = paged_bytes(case) / (ms * 1e-3) / 1e9
+            kv, variant = kv_scale or "bf16", prep.info["variant"]
+            rows.append(dict(kind="paged-fp8", batch=batch, ctx=ctx, bs=bs, kv=kv, variant=variant, ms=ms,
+                             gbps=gbps, of_copy=gbps / copy, tokens_per_s=batch / (ms * 1e-3),
+                             vs_bf16=bf16_ms / ms, ok=check.ok, reason=check.reason, **check.row_fields()))
+            log(f"paged fp8 B{batch} ctx{ctx} bs{bs} {kv:>10} {variant} {ms:8.4f} ms {gbps:7.0f} GB/s "
+                f"{100 * gbps / copy:5.1f}% of copy, {bf16_ms / ms:4.2f}x bf16 tokens/s  {describe(check)}")
+            if not check.ok:
+                log(f"FAIL paged fp8 timing B{batch} ctx{ctx} bs{bs} {kv}: {check.reason}")
+            del inputs
+        torch.cuda.empty_cache()
+    return rows
+
+
 def time_flash(quick: bool) -> list[dict]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
@@ -409,6 +495,12 @@ def sanitize_case() -> int:
     for variant, part in (("v1", None), ("v2", 64)):
         set_env(ATTNBENCH_CUDA_PAGED_VARIANT=variant, ATTNBENCH_CUDA_PAGED_PARTITION=part)
         checks.append(run_checked(CudaPaged(), case, inputs)[0])
+    if not fp8_skip_reason():  # the fp8 tiles too (D 64: 4 chunks a row, its own swizzle)
+        for d in (64, 128):
+            case, inputs = paged_case((1, 17, 129), 8, 2, d, "bf16", 16, pad_value=bad, kv_scale="per-head")
+            for variant, part in (("v1", None), ("v2", 64)):
+                set_env(ATTNBENCH_CUDA_PAGED_VARIANT=variant, ATTNBENCH_CUDA_PAGED_PARTITION=part)
+                checks.append(run_checked(CudaPaged(), case, inputs)[0])
     for cfg in CONFIGS:
         set_env(ATTNBENCH_CUDA_FLASH_CONFIG=cfg)
         case, inputs = flash_case((5, 70), (9, 200), 4, 2, 128, "fp16", True)
@@ -449,7 +541,8 @@ def last_key_dropped(case: Case, inputs: Inputs) -> torch.Tensor:
     k, v = inputs.k[ck[-2] : ck[-1] - 1], inputs.v[ck[-2] : ck[-1] - 1]
     short = replace(case, q_lens=(q.shape[0],), kv_lens=(k.shape[0],), block_size=None)
     out = inputs.reference.clone()
-    out[cq[-2] :] = reference_attention(short, q, k, v, [0, q.shape[0]], [0, k.shape[0]])
+    out[cq[-2] :] = reference_attention(short, q, k, v, [0, q.shape[0]], [0, k.shape[0]], inputs.k_scale,
+                                        inputs.v_scale)
     return out.to(DT[case.dtype])
 
 
@@ -460,8 +553,10 @@ def dry_run() -> list[dict]:
 
     naive, rows = get_backend("naive"), []
     for dtype in ("bf16", "fp16"):
+        lens = (1, 17, 129, 1000)
         cases = {
-            "paged": paged_case((1, 17, 129, 1000), 8, 2, 64, dtype, 16, seed=len(rows)),
+            "paged": paged_case(lens, 8, 2, 64, dtype, 16, seed=len(rows)),
+            "paged-fp8": paged_case(lens, 8, 2, 64, dtype, 16, seed=len(rows), kv_scale="per-head"),
             "flash": flash_case((1, 17, 129, 5), (1, 17, 129, 1000), 8, 2, 64, dtype, False, seed=len(rows)),
         }
         for kind, (case, inputs) in cases.items():
@@ -538,15 +633,27 @@ def main() -> int:
     save()
     result["flash_timing"] = time_flash(args.quick)
     save()
-    checked = [r for key in ("paged_correctness", "flash_correctness", "paged_timing", "flash_timing")
-               for r in result[key] if "ok" in r]  # sdpa timing rows carry no check
+    # fp8 KV after the fp16/bf16 sections, so that what c1.sh decides by is complete first
+    fp8_why = fp8_skip_reason()
+    result["paged_fp8_correctness"] = [] if fp8_why else check_paged_fp8(args.quick)
+    result["paged_fp8_timing"] = [] if fp8_why else time_paged_fp8(copy, args.quick)
+    if fp8_why:
+        result["paged_fp8_skipped"] = fp8_why
+        log(f"SKIP paged fp8: {fp8_why}")
+    else:
+        log(correctness_summary("paged fp8", result["paged_fp8_correctness"]))
+    save()
+    keys = ("paged_correctness", "flash_correctness", "paged_timing", "flash_timing", "paged_fp8_correctness",
+            "paged_fp8_timing")
+    checked = [r for key in keys for r in result[key] if "ok" in r]  # sdpa timing rows carry no check
     n_bad = sum(not r["ok"] for r in checked)
     tools = [tool for tool in args.sanitizers.split(",") if tool]
     result["sanitizer"] = [run_sanitizer(tool, args.sanitizer_timeout) for tool in tools]
     save()
     log("==== summary ====")
     for line in LOG:
-        if line.startswith(("paged B", "flash B", "correctness", "copy", "compute-sanitizer", "FAIL")):
+        if line.startswith(("paged B", "paged fp8 B", "flash B", "correctness", "copy", "compute-sanitizer",
+                            "FAIL", "SKIP")):
             print(line)
     return 0 if n_bad == 0 else 1
 

@@ -6,7 +6,9 @@ Every mutant of tests/mutation.py (CUDA_MUTANTS, TRITON_MUTANTS) is planted into
 source, built (CUDA: the mutated translation unit recompiled, the others reused, linked into a library
 of its own; Triton: a mutated module compiled by Triton), and run through the backend's prepare()/run()
 on batches that mix contexts from 1 to 32768 tokens in bf16 and fp16. The honest kernels run on the same
-batches first and must pass. Verdicts come from attnbench.reference.check_output, the harness's rule.
+batches first and must pass. The tc paged kernel also runs those batches over an fp8 e4m3 cache with
+per-KV-head scales, honest and with the fp8 mutants (FP8_CUDA_MUTANTS), which only such a cache reaches.
+Verdicts come from attnbench.reference.check_output, the harness's rule.
 Writes OUT_DIR/mutants.json and prints a table; exits 1 if a mutant passes or an honest kernel fails.
 """
 
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from attnbench.inputs import build_inputs  # noqa: E402
 from attnbench.reference import check_output  # noqa: E402
 from tests.mutation import (  # noqa: E402
     CUDA_MUTANTS,
+    FP8_CUDA_MUTANTS,
     TRITON_MUTANTS,
     load_triton_mutant,
     paged_mutant_impls,
@@ -48,6 +52,11 @@ def contexts(max_context: int) -> tuple[int, ...]:
 
 def decode_case(dtype: str, ctx: tuple[int, ...], block_size: int | None) -> Case:
     return Case("mutants", "decode", (1,) * len(ctx), ctx, 32, 8, 128, dtype, False, block_size=block_size)
+
+
+def fp8_decode_case(dtype: str, ctx: tuple[int, ...]) -> Case:
+    """decode_case over an fp8 e4m3 cache scaled per KV head (cuda-paged's tc implementation)."""
+    return replace(decode_case(dtype, ctx, 16), kv_dtype="fp8_e4m3", kv_scale="per-head")
 
 
 def mixed_case(dtype: str, ctx: tuple[int, ...]) -> Case:
@@ -132,7 +141,10 @@ def cuda_runs(unit: str, mutant: str | None, dtype: str, ctx: tuple[int, ...]) -
                 env = {"ATTNBENCH_CUDA_PAGED_VARIANT": variant, "ATTNBENCH_CUDA_PAGED_IMPL": impl}
                 if variant == "v2":
                     env["ATTNBENCH_CUDA_PAGED_PARTITION"] = "512"  # many partitions on the long rows
-                runs.append((f"decode {impl} {variant}", "cuda-paged", decode_case(dtype, ctx, 16), env))
+                if mutant not in FP8_CUDA_MUTANTS:
+                    runs.append((f"decode {impl} {variant}", "cuda-paged", decode_case(dtype, ctx, 16), env))
+                if impl == "tc" and (mutant is None or mutant in FP8_CUDA_MUTANTS):
+                    runs.append((f"decode fp8 {variant}", "cuda-paged", fp8_decode_case(dtype, ctx), env))
         return runs
     case = mixed_case(dtype, ctx) if mutant in (None, "causal-diagonal") else decode_like(dtype, ctx)
     label = "mixed causal" if case.causal else "mixed full"

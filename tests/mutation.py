@@ -20,6 +20,8 @@ Pattern mutants (PATTERN_MUTANTS, run on windowed / soft-capped / ALiBi cases):
   softcap-ignored         the soft-cap is not applied
   alibi-slope-halved      ALiBi biases are half what the slopes say
   split-ignores-window    (paged) split-KV chunks start at key 0 instead of the window's start
+fp8 KV mutants (FP8_KV_MUTANTS of the Triton kernel; the CUDA tc kernel's "tc-fp8-" ones, FP8_CUDA_MUTANTS),
+run on fp8 cases with per-KV-head scales: a K or V scale dropped, or read from KV head 0.
 Harness-level mutants (MutantPagedBackend) plant the same faults into a plain PyTorch paged attention,
 run through attnbench.point.run_point like any plugin backend.
 """
@@ -161,7 +163,7 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "const int seq_len = ((p.kv_lens[seq] - 1) >> p.block_shift) << p.block_shift;",
         )],
         "tc-kv-head-wrong-group": [(
-            "size_t(kv_head) * D + c * kVec;", "size_t((kv_head + 1) % p.num_kv_heads) * D + c * kVec;"
+            "size_t(kv_head) * D + c * kKvVec;", "size_t((kv_head + 1) % p.num_kv_heads) * D + c * kKvVec;"
         )],
         "tc-stale-slot-read": [
             ("const bool in_range = token < end;", "const bool in_range = token <= end;"),
@@ -179,6 +181,10 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
             "pa[0] = Pair<T>::from_float2(s[1][0], s[1][1]);",
         )],
         "tc-rescale-skipped": [("o[dt][2 * r] *= alpha;", "o[dt][2 * r] *= 1.f;")],
+        # fp8 KV (labels "tc-fp8-": run on an fp8 cache, see FP8_CUDA_MUTANTS): V's scale never applied
+        "tc-fp8-v-scale-dropped": [
+            ("if constexpr (kFp8) acc *= v_scale;", "if constexpr (kFp8) acc *= 1.f;"),
+        ],
     },
     "flash_attention.cu": {
         "last-key-dropped": [(
@@ -232,6 +238,10 @@ CUDA_PATTERN_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "alibi-distance-unaligned": [("float(row + diag - key)", "float(row - key)")],
     },
 }
+
+# Mutants of paged_attention.cu that only an fp8 cache reaches (a bf16 cache never reads a scale): the GPU
+# script runs them, and the honest tc kernel beside them, on fp8 cases with per-KV-head scales.
+FP8_CUDA_MUTANTS = frozenset(m for m in CUDA_MUTANTS["paged_attention.cu"] if m.startswith("tc-fp8-"))
 
 # Mutants of paged_attention.cu in code both of its implementations run (the argument checks, the
 # window's first token, the split-K merge); the others are simt's, or tc's when labelled "tc-".

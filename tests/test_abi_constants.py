@@ -76,6 +76,14 @@ def test_cuda_dtype_codes_match_the_header_enum():
     assert set(_cuda_common.DTYPES) == set(cuda_lib.DTYPE_CODES)
 
 
+def test_cuda_kv_dtype_codes_match_the_header_enum():
+    codes = enum_values(source("cuda/api.h"), "ATTNBENCH_KV_")
+    header = {"auto": codes["ATTNBENCH_KV_AUTO"], "fp8_e4m3": codes["ATTNBENCH_KV_FP8_E4M3"]}
+    assert header == cuda_lib.KV_DTYPE_CODES
+    assert len(codes) == len(cuda_lib.KV_DTYPE_CODES)
+    assert cuda_paged.CudaPaged.kv_dtypes == set(cuda_lib.KV_DTYPE_CODES)
+
+
 def test_cpu_dtype_codes_match_the_header_enum():
     codes = enum_values(source("cpu/api.h"), "ATTNBENCH_CPU_")
     header = {"fp32": codes["ATTNBENCH_CPU_FP32"], "fp16": codes["ATTNBENCH_CPU_FP16"],

@@ -109,12 +109,11 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
 
     gpu_lib = object.__new__(cuda_lib.CudaLib)
     gpu_lib._lib = Recorder()
-    gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
-                          num_kv_heads=2, head_dim=64, block_size=16, table_stride=4, dtype=1, scale=0.125,
-                          window=4096, softcap=50.0, alibi_slopes=77)
-    gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1, num_q_heads=8,
-                          num_kv_heads=2, head_dim=64, block_size=16, table_stride=4, dtype=1, scale=0.125,
-                          window=4096, softcap=50.0, alibi_slopes=77, impl="simt")
+    for impl in ("tc", "simt"):
+        gpu_lib.paged_decode(out=1, q=2, k_cache=3, v_cache=4, block_tables=5, kv_lens=6, batch=1,
+                              num_q_heads=8, num_kv_heads=2, head_dim=64, block_size=16, table_stride=4,
+                              dtype=1, scale=0.125, window=4096, softcap=50.0, alibi_slopes=77, kv_dtype=1,
+                              k_scale=88, v_scale=99, kv_scales=2, impl=impl)
     gpu_lib.flash_fwd(out=1, q=2, k=3, v=4, cu_q=5, cu_k=6, batch=1, max_q_len=8, num_q_heads=8,
                        num_kv_heads=2, head_dim=64, dtype=1, causal=True, scale=0.125)
     cpu_lib = object.__new__(cpu_build.CpuLib)
@@ -130,6 +129,7 @@ def test_wrappers_pass_one_value_per_declared_argument(monkeypatch):
     assert len(flash) == len(CUDA["attnbench_flash_fwd"])
     assert len(cpu) == len(CPU["attnbench_cpu_paged_attention"])
     assert decode[14:17] == (4096, 50.0, 77)
+    assert decode[21:] == (1, 88, 99, 2, None)  # kv_dtype, k_scale, v_scale, kv_scales, stream
     assert flash[14:17] == (-1, 0.0, None)
     assert cpu[17:19] == (7, 2.0)
 

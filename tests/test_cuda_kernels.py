@@ -6,6 +6,10 @@ every output is poisoned with NaN and recomputed, so a read past a sequence's en
 kernel forgot to write fails. Outputs are judged by attnbench.reference.check_output (per sequence and
 query head, against the plain in-dtype PyTorch error). scripts/gpu_cuda_check.py covers a wider matrix
 (spare junk blocks, invalid table padding, context 32768) and times the kernels.
+
+An fp8 cache (kv_dtype fp8_e4m3, cuda-paged's tc implementation) is judged the same way against the
+reference over the dequantised cache; its unowned slots hold e4m3's NaN byte, which the kernel's
+conversion reads as 480, beyond any stored element (tests/cache_poison.py), so a stale read still shows.
 """
 
 from __future__ import annotations
@@ -86,6 +90,54 @@ def test_paged_v1_and_v2_agree_on_a_long_context(monkeypatch, dtype):
     # are merged, so they must agree within what the check allows against the reference itself.
     agree = check_output(outs["v2"], replace(inputs, reference=outs["v1"].float()))
     assert agree.ok, agree.reason
+
+
+def fp8(case: Case, scale: str) -> Case:
+    return replace(case, kv_dtype="fp8_e4m3", kv_scale=scale)
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+@pytest.mark.parametrize("scale", ["per-tensor", "per-head"])
+@pytest.mark.parametrize("hq, hkv", [(4, 4), (16, 2)])  # GQA 1 (15 padding rows), 8
+@pytest.mark.parametrize("bs", [8, 16, 32, 64, 128])
+@pytest.mark.parametrize("d", [64, 128, 256])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_paged_decode_fp8_kv(monkeypatch, dtype, d, bs, hq, hkv, scale, variant):
+    monkeypatch.delenv("ATTNBENCH_CUDA_PAGED_IMPL", raising=False)  # tc, the one that reads fp8
+    monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_VARIANT", variant)
+    monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_PARTITION", "256")
+    case = fp8(decode_case((1, 17, 129, 1000), hq, hkv, d, dtype, bs, seed=bs + d + 1), scale)
+    check, _, info = run_poisoned(CudaPaged(), case)
+    assert (info["variant"], info["paged_impl"]) == (variant, "tc")
+    assert check.ok, check.reason
+
+
+@pytest.mark.parametrize("scale", ["per-tensor", "per-head"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_paged_fp8_v1_and_v2_agree_on_a_long_context(monkeypatch, dtype, scale):
+    monkeypatch.delenv("ATTNBENCH_CUDA_PAGED_IMPL", raising=False)
+    case = fp8(decode_case((33, 32768, 5), 24, 4, 128, dtype, 16, seed=7), scale)  # group 6: padded rows
+    inputs = build_inputs(case, "cuda")
+    assert inputs.paged is not None and poison_unused_slots(inputs.paged) > 0
+    outs = {}
+    for variant in ("v1", "v2"):
+        monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_VARIANT", variant)
+        check, outs[variant], _ = run_poisoned(CudaPaged(), case, inputs)
+        assert check.ok, (variant, check.reason)
+    agree = check_output(outs["v2"], replace(inputs, reference=outs["v1"].float()))
+    assert agree.ok, agree.reason
+
+
+def test_paged_fp8_with_window_softcap_and_alibi(monkeypatch):
+    """K's scale joins the logit scale before the soft-cap and ALiBi: the capped score is the true one's."""
+    monkeypatch.delenv("ATTNBENCH_CUDA_PAGED_IMPL", raising=False)
+    base = decode_case((1, 300, 2000), 16, 4, 128, "bf16", 16, seed=11)
+    case = replace(fp8(base, "per-head"), window=700, softcap=5.0, alibi=True)
+    for variant in ("v1", "v2"):
+        monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_VARIANT", variant)
+        monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_PARTITION", "256")
+        check, _, _ = run_poisoned(CudaPaged(), case)
+        assert check.ok, (variant, check.reason)
 
 
 def test_paged_automatic_variant_is_recorded():

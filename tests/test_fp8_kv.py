@@ -1,7 +1,8 @@
 """The fp8 KV-cache axis on the CPU (issue 20): config and case ids, quantised inputs and the reference
 made from them, the byte model, skip reasons, rows and the readers of rows.
 
-The Triton kernel's fp8 path runs under the interpreter in tests/test_triton_kernels.py.
+The Triton kernel's fp8 path runs under the interpreter in tests/test_triton_kernels.py; cuda-paged's
+(its tc implementation) on a GPU in tests/test_cuda_kernels.py, its CPU side in tests/test_cuda_paged_fp8.py.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from attnbench.report.select import describe_case
 from attnbench.runner.plan import build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-FP8_BACKENDS = {"naive", "triton-paged"}  # the built-in backends that read an fp8 cache
+FP8_BACKENDS = {"naive", "triton-paged", "cuda-paged"}  # the built-in backends that read an fp8 cache
 
 WORKLOAD = """
 name: t
@@ -217,9 +218,9 @@ def test_the_pools_kv_bytes_count_one_byte_per_element():
 
 
 # ---- backends that cannot read fp8 are skipped with the reason -------------------------------------
-def test_every_backend_but_naive_and_triton_paged_skips_fp8_with_the_reason():
+def test_every_backend_but_the_fp8_ones_skips_fp8_with_the_reason():
     for paged in (False, True):
-        case = fp8_case(bs=8 if paged else None)
+        case = fp8_case(bs=8 if paged else None, d=64)  # a head dim every fp8 backend takes
         for name, backend in all_backends().items():
             if not backend.wants(case):
                 continue
@@ -228,10 +229,9 @@ def test_every_backend_but_naive_and_triton_paged_skips_fp8_with_the_reason():
                 assert ok, (name, why)
             else:
                 assert not ok and why.startswith(f"kv_dtype fp8_e4m3: not supported by {name}"), (name, why)
-    # the CUDA kernels are among them, through the base check alone
-    for name in ("cuda-paged", "cuda-flash"):
-        case = fp8_case(bs=8 if name == "cuda-paged" else None)
-        assert get_backend(name).supports(case) == (False, f"kv_dtype fp8_e4m3: not supported by {name}")
+    # the CUDA flash kernel is among them, through the base check alone
+    assert get_backend("cuda-flash").supports(fp8_case(bs=None)) == (
+        False, "kv_dtype fp8_e4m3: not supported by cuda-flash")
 
 
 def test_a_sweep_plan_records_the_skips_and_the_rows_carry_the_kv_columns():

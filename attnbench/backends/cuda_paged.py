@@ -11,6 +11,10 @@ Two implementations of both (row column "paged_impl"; ATTNBENCH_CUDA_PAGED_IMPL 
 QK^T and PV, each warp keeping its own softmax state over its tokens; "simt", the first kernel, does
 those dot products on FP32 CUDA cores (8 heads per block at most).
 
+An fp8 KV cache (kv_dtype fp8_e4m3, a float32 scale per tensor or per KV head) runs on "tc" alone: its
+tiles move as one byte per element and are widened to the query's dtype in registers, K's scale folded
+into the softmax scale and V's into the output (one block serves one KV head). "simt" refuses it.
+
 Sliding window, logit soft-cap and ALiBi are run-time kernel arguments (no rebuild per window size): v1
 starts its walk at the window's first token; v2 sizes its partitions for the window's span
 (min(context, window + 1) tokens, see attended_context) and its partitions wholly before the window
@@ -63,6 +67,21 @@ def work_items(batch: int, num_q_heads: int, num_kv_heads: int, impl: str = "sim
     return batch * num_kv_heads * math.ceil(group / heads_per_block(group, impl))
 
 
+def fp8_kv_reason(case: Case) -> str:
+    """Why the implementation ATTNBENCH_CUDA_PAGED_IMPL picks cannot read the case's KV cache ("" when it
+    can): an fp8 cache needs tc."""
+    if not case.kv_quantised:
+        return ""
+    try:
+        impl = choose_impl(os.environ.get(IMPL_ENV) or None)
+    except ValueError as e:
+        return str(e)
+    if impl == "tc":
+        return ""
+    return (f"kv_dtype {case.kv_dtype}: {IMPL_ENV}={impl} reads {'/'.join(DTYPES)} K/V only; "
+            f"fp8 runs on impl tc (the default)")
+
+
 def choose_impl(override: str | None = None) -> str:
     """tc unless ATTNBENCH_CUDA_PAGED_IMPL says simt."""
     if override and override not in cuda_lib.PAGED_IMPLS:
@@ -101,6 +120,7 @@ class CudaPaged(Backend):
     kv_inputs = ("paged",)
     devices = ("cuda",)
     patterns = frozenset({"window", "softcap", "alibi"})
+    kv_dtypes = frozenset({"auto", "fp8_e4m3"})
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, reason = super().available(device)
@@ -117,6 +137,9 @@ class CudaPaged(Backend):
             return False, f"head_dim {case.head_dim}: allowed {', '.join(map(str, HEAD_DIMS))}"
         if case.block_size not in BLOCK_SIZES:
             return False, f"block_size {case.block_size}: allowed {', '.join(map(str, BLOCK_SIZES))}"
+        fp8_why = fp8_kv_reason(case)
+        if fp8_why:
+            return False, fp8_why
         return True, ""
 
     def prepare(self, case: Case, inputs: Inputs) -> Prepared:
@@ -133,13 +156,23 @@ class CudaPaged(Backend):
         tables = paged.block_tables.to(torch.int32).contiguous()
         kv_lens = paged.kv_lens.to(torch.int32).contiguous()
         out = torch.empty_like(q)
+        kv_code = cuda_lib.KV_DTYPE_CODES[case.kv_dtype]
+        k_scale = v_scale = None
+        if case.kv_quantised:  # (1,) or (Hkv,) float32 each, as the inputs hold them
+            assert inputs.k_scale is not None and inputs.v_scale is not None, "a quantised case has scales"
+            k_scale = inputs.k_scale.to(device=q.device, dtype=torch.float32).contiguous()
+            v_scale = inputs.v_scale.to(device=q.device, dtype=torch.float32).contiguous()
+            if k_scale.numel() != v_scale.numel():
+                raise Unsupported(f"k_scale has {k_scale.numel()} entries, v_scale {v_scale.numel()}: one "
+                                  "granularity for both")
 
         try:
             impl = choose_impl(os.environ.get(IMPL_ENV) or None)
         except ValueError as e:
             raise Unsupported(str(e)) from None
         props = torch.cuda.get_device_properties(q.device)
-        per_sm = lib.paged_blocks_per_sm(case.head_dim, case.num_q_heads, case.num_kv_heads, code, impl=impl)
+        per_sm = lib.paged_blocks_per_sm(case.head_dim, case.num_q_heads, case.num_kv_heads, code, impl=impl,
+                                         kv_dtype=kv_code)
         slots = props.multi_processor_count * max(1, per_sm)
         work = work_items(case.batch, case.num_q_heads, case.num_kv_heads, impl)
         try:
@@ -194,9 +227,14 @@ class CudaPaged(Backend):
             part_ml=part_ml.data_ptr() if part_ml is not None else 0,
             max_partitions=max_parts,
             alibi_slopes=slopes.data_ptr() if slopes is not None else 0,
+            kv_dtype=kv_code,
+            k_scale=k_scale.data_ptr() if k_scale is not None else 0,
+            v_scale=v_scale.data_ptr() if v_scale is not None else 0,
+            kv_scales=k_scale.numel() if k_scale is not None else 0,
             impl=impl,
         )
-        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes)  # alive as long as run()
+        # alive as long as run()
+        keep = (q, k_cache, v_cache, tables, kv_lens, part_acc, part_ml, slopes, k_scale, v_scale)
 
         def run() -> torch.Tensor:
             _ = keep

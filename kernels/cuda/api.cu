@@ -32,7 +32,8 @@ int check_launch(const char* what) {
 
 }  // namespace attnbench
 
-// 2: window, softcap and alibi_slopes arguments (mirrored by ABI_VERSION in attnbench/cuda_build.py).
-extern "C" int attnbench_abi_version(void) { return 3; }
+// 2: window, softcap and alibi_slopes arguments; 3: the tensor-core paged decode; 4: the paged decode's
+// kv_dtype and fp8 scales (mirrored by ABI_VERSION in attnbench/cuda_build.py).
+extern "C" int attnbench_abi_version(void) { return 4; }
 
 extern "C" const char* attnbench_last_error(void) { return g_last_error; }

@@ -12,9 +12,11 @@ extern "C" {
 
 enum { ATTNBENCH_OK = 0, ATTNBENCH_EINVAL = 1, ATTNBENCH_ECUDA = 2 };
 enum { ATTNBENCH_FP16 = 0, ATTNBENCH_BF16 = 1 };
+// K/V storage of the paged decode: the query's dtype, or fp8 e4m3 bytes with float32 scales.
+enum { ATTNBENCH_KV_AUTO = 0, ATTNBENCH_KV_FP8_E4M3 = 1 };
 
 // Version of this ABI; bumped whenever a signature below changes (2: window, softcap, alibi_slopes;
-// 3: the tensor-core paged decode and its occupancy query).
+// 3: the tensor-core paged decode and its occupancy query; 4: the paged decode's kv_dtype and scales).
 int attnbench_abi_version(void);
 
 // Message of the last failed call on this host thread ("" if none).
@@ -35,27 +37,32 @@ const char* attnbench_last_error(void);
 //   part_acc:          v2 workspace, float32 (batch, num_q_heads, max_partitions, head_dim).
 //   part_ml:           v2 workspace, float32 (batch, num_q_heads, max_partitions, 2).
 //   max_partitions:    >= ceil(max(kv_lens) / partition_tokens).
+//   kv_dtype:          ATTNBENCH_KV_AUTO (k_cache, v_cache in dtype; the scales unused) or
+//                      ATTNBENCH_KV_FP8_E4M3 (one byte per element, float8 e4m3fn; tensor-core decode only):
+//                      an element stands for byte * scale, k_scale / v_scale device float32 of kv_scales
+//                      entries, 1 (per tensor) or num_kv_heads (per KV head), as vLLM stores them.
 int attnbench_paged_decode(void* out, const void* q, const void* k_cache, const void* v_cache,
                            const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
                            int num_kv_heads, int head_dim, int block_size, int table_stride, int dtype,
                            float softmax_scale, int window, float softcap, const float* alibi_slopes,
                            int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
-                           void* stream);
+                           int kv_dtype, const float* k_scale, const float* v_scale, int kv_scales, void* stream);
 
 // The same decode with tensor-core dot products (impl "tc"): same arguments, same v1/v2 split and
 // workspaces; up to 16 query heads of a KV head's group per block (the MMA's rows), so
-// max_partitions and the workspaces are as for attnbench_paged_decode.
+// max_partitions and the workspaces are as for attnbench_paged_decode. The only one that reads fp8 K/V.
 int attnbench_paged_decode_tc(void* out, const void* q, const void* k_cache, const void* v_cache,
                               const int* block_tables, const int* kv_lens, int batch, int num_q_heads,
                               int num_kv_heads, int head_dim, int block_size, int table_stride, int dtype,
                               float softmax_scale, int window, float softcap, const float* alibi_slopes,
                               int partition_tokens, float* part_acc, float* part_ml, int max_partitions,
+                              int kv_dtype, const float* k_scale, const float* v_scale, int kv_scales,
                               void* stream);
 
 // How many blocks of the paged decode kernel fit on one SM (for the host's v1/v2 choice); 0 on error.
 int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads, int dtype);
-// The same for the tensor-core kernel (its block shape depends on the head dim alone).
-int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype);
+// The same for the tensor-core kernel (its block shape depends on the head dim and the K/V storage).
+int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype, int kv_dtype);
 
 // Flash-attention forward over packed varlen sequences (prefill, or a chunk at the end of a context).
 //   q, out:  (total_q, num_q_heads, head_dim); k, v: (total_kv, num_kv_heads, head_dim); contiguous.

@@ -1,5 +1,6 @@
 // Small device helpers shared by the attention kernels: 16-byte vectors of fp16/bf16, conversion to
-// float32, asynchronous global->shared copies (cp.async), ldmatrix and the m16n8k16 tensor-core MMA.
+// float32, fp8 e4m3 pairs widened to fp16/bf16, asynchronous global->shared copies (cp.async),
+// ldmatrix and the m16n8k16 tensor-core MMA.
 //
 // Everything here is sm_80+ PTX (Ampere and Hopper both run it); nothing Hopper-only.
 #pragma once
@@ -57,6 +58,52 @@ __device__ __forceinline__ void vec8_to_float(const uint4& v, float (&f)[kVec]) 
   const float2 c = Pair<T>::to_float2(v.z), d = Pair<T>::to_float2(v.w);
   f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y;
   f[4] = c.x; f[5] = c.y; f[6] = d.x; f[7] = d.y;
+}
+
+// ---- fp8 e4m3 -> fp16 / bf16 pairs (the tensor-core paged decode's fp8 KV cache) ------------------
+// Exact: every e4m3 value (3 mantissa bits, 2^-9 subnormal .. 448) is an fp16 and a bf16 value. The
+// selector puts two bytes of x at bits 8-15 and 24-31 (the first one low); a 16-bit half is then
+// s eeee mmm 0000 0000, and moving eeee mmm down by kShift bits gives T's bit pattern of the byte's
+// value times 2^-8 (fp16: exponent bias 15 against e4m3's 7) or 2^-120 (bf16: bias 127), an e4m3
+// subnormal landing on a T subnormal with the same mantissa bits. One multiply by 2^8 / 2^120 (a power
+// of two: exact, subnormal inputs included) gives the value. 4 integer ops and one HMUL2 per pair, no
+// branch, the same on sm_80 and sm_90 (cvt.f16x2.e4m3x2 needs sm_89 and makes fp16 only; cuda_fp8.h's
+// fallback below sm_89 loops per element). e4m3fn's NaN byte (s 1111 111) comes out as +-480, finite;
+// no quantiser stores it (tests/cache_poison.py writes it into unowned slots: 480 still stands out).
+template <typename T>
+struct Fp8Widen;
+template <>
+struct Fp8Widen<__half> {
+  static constexpr int kShift = 1;
+  static constexpr uint32_t kUnscale = 0x5c005c00u;  // (2^8, 2^8) as half2
+  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
+    __half2 x, y;
+    __builtin_memcpy(&x, &a, sizeof(a));
+    __builtin_memcpy(&y, &b, sizeof(b));
+    x = __hmul2(x, y);
+    __builtin_memcpy(&a, &x, sizeof(a));
+    return a;
+  }
+};
+template <>
+struct Fp8Widen<__nv_bfloat16> {
+  static constexpr int kShift = 4;
+  static constexpr uint32_t kUnscale = 0x7b807b80u;  // (2^120, 2^120) as bfloat162
+  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
+    __nv_bfloat162 x, y;
+    __builtin_memcpy(&x, &a, sizeof(a));
+    __builtin_memcpy(&y, &b, sizeof(b));
+    x = __hmul2(x, y);  // sm_80: fma.rn.bf16x2 with -0, sm_90: mul.bf16x2
+    __builtin_memcpy(&a, &x, sizeof(a));
+    return a;
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ uint32_t fp8x2_to_pair(uint32_t x, uint32_t selector) {
+  const uint32_t v = __byte_perm(x, 0u, selector);
+  const uint32_t bits = (v & 0x80008000u) | ((v & 0x7f007f00u) >> Fp8Widen<T>::kShift);
+  return Fp8Widen<T>::mul(bits, Fp8Widen<T>::kUnscale);
 }
 
 template <typename T>

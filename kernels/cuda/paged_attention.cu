@@ -28,10 +28,12 @@
 // constants below) before the softmax. ALiBi: then - slope_h * log2(e) * distance, one FMA.
 #include <cuda_runtime.h>
 
-// One file, ~830 lines, on purpose: the simt and tensor-core kernels (each as v1 and v2), the split-K
-// reduce both use and the launch code share the parameters, the window's first token, the argument
-// checks and the heads-per-block choice; read together, a change to one is seen in all (and the
-// mutation tests plant shared faults once, in tests/mutation.py's PAGED_SHARED_MUTANTS).
+// One file, ~970 lines, on purpose: the simt and tensor-core kernels (each as v1 and v2; tc also with an
+// fp8 cache), the split-K reduce both use and the launch code share the parameters, the window's first
+// token, the argument checks and the heads-per-block choice; read together, a change to one is seen in
+// all (and the mutation tests plant shared faults once, in tests/mutation.py's PAGED_SHARED_MUTANTS).
+
+#include <cuda_fp8.h>
 
 #include <cstdint>
 
@@ -66,6 +68,15 @@ struct PagedParams {
   float cap_in;          // 0 = no soft-cap
   float cap_out;
   const float* alibi_slopes;  // (num_q_heads,) or null: logit -= slope_h * (ctx - 1 - token)
+};
+
+// An fp8 cache's scales (tc only): an element stands for byte * k[kv_head * stride] (stride 0: one per
+// tensor, 1: one per KV head), as vLLM keeps them. A kernel argument of its own, not PagedParams fields:
+// past 128 bytes nvcc addresses that struct through a register, which changed the fp16/bf16 kernels' code.
+struct KvScales {
+  const float* k;
+  const float* v;
+  int stride;
 };
 
 // First token the decode query (at position ctx - 1) sees: 0, or ctx - 1 - window with a window.
@@ -351,40 +362,56 @@ __global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) 
 // flash-decoding pass. The four warps' states are merged once at the end through shared memory, and
 // v2 partitions write the merged state for the split-K reduce kernel above. Scores follow the simt
 // kernel's arithmetic: raw q.k times scale * log2 e is the base-2 logit, then the soft-cap and ALiBi.
+// An fp8 cache (KV = __nv_fp8_e4m3, issue 20) is staged as its bytes, half of bf16's, and widened to T in
+// registers after ldmatrix (fp8x2_to_pair, exact). A 16-byte ldmatrix row is then a whole 16-dim k-step:
+// K's fragment gives lane (g, t) dims 4t..4t+3, so QK^T's k runs over the dims in another order, which
+// Q's rows take too (stored reordered); V's transposed fragment gives dims 2g, 2g+1, so an output tile
+// holds every other dim and the merge puts them back. The scales are one number per block (one KV head):
+// q.(s_k k) = s_k (q.k) joins the logit scale, sum_j p_j (s_v v_j) = s_v sum_j p_j v_j multiplies the
+// merged output once: the same sums, one fp32 rounding more, none per element.
 constexpr int kTcRows = 16;  // MMA rows: query heads per block
 
-template <int D>
+template <int D, int E = 2>  // E: bytes of a K/V element (2: fp16/bf16, 1: fp8 e4m3)
 struct TcShape {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kTokensPerWarp = 16;  // one k-step of the PV MMA
   static constexpr int kTile = kWarps * kTokensPerWarp;  // 64 tokens per stage
-  static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;  // 64 / 96 / 128 KiB of K+V stages
+  static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;  // 64 / 96 / 128 KiB of K+V (fp8: half)
   static constexpr bool kQInRegs = D <= 128;  // D 256: 64 more registers; re-read Q from shared instead
-  static constexpr int kChunks = D / kVec;
+  static constexpr int kChunks = D / kVec;        // 16-byte chunks of a Q row
+  static constexpr int kKvChunks = D * E / 16;    // ... of a K/V row
   static constexpr int kStageElems = kTile * D;
-  static constexpr int kKvBytes = 2 * kStages * kStageElems * 2;
+  static constexpr int kKvBytes = 2 * kStages * kStageElems * E;
   static constexpr int kMergeBytes = kWarps * kTcRows * (D + 2) * 4;  // per-warp O, max, sum
   static constexpr int kSmemBytes = kKvBytes + kTcRows * D * 2;       // + Q
-  static_assert(kMergeBytes <= kKvBytes, "merge buffer must fit in the K/V stages");
-  static_assert(kTile * kChunks % kThreads == 0 && kTcRows * kChunks % kThreads == 0, "even copies");
+  // the merge overlays the K/V stages, and Q too (read no more by then) at fp8 D 256
+  static_assert(kMergeBytes <= kSmemBytes, "merge buffer must fit in the K/V stages and Q");
+  static_assert(kTile * kKvChunks % kThreads == 0 && kTcRows * kChunks % kThreads == 0, "even copies");
   static_assert(D % 64 == 0, "swizzle needs >= 8 chunks per row");
 };
 
-// Element offset of 16-byte chunk `chunk` of row `row` in a [rows][D] tile, chunks XOR-swizzled by
-// row % 8 so that the 8 row addresses of an ldmatrix fall in 8 different bank groups.
-template <int D>
+// Element offset of 16-byte chunk `chunk` of row `row` in a [rows][D] tile of E-byte elements, chunks
+// XOR-swizzled so that the 8 row addresses of an ldmatrix fall in 8 different bank groups: by row % 8,
+// or for rows of 4 chunks (fp8 at D 64, two rows per 128 bytes) by (row / 2) % 4.
+template <int D, int E = 2>
 __device__ __forceinline__ int tc_swz(int row, int chunk) {
-  return row * D + ((chunk ^ (row & 7)) * kVec);
+  constexpr int kChunks = D * E / 16;
+  static_assert(kChunks % 8 == 0 || kChunks == 4, "swizzle needs 4 or a multiple of 8 chunks per row");
+  if constexpr (kChunks == 4) return row * D + ((chunk ^ ((row >> 1) & 3)) * (16 / E));
+  return row * D + ((chunk ^ (row & 7)) * (16 / E));
 }
 
-template <typename T, int D, bool kSplit>
-__global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(const PagedParams p) {
-  using S = TcShape<D>;
+template <typename T, typename KV, int D, bool kSplit>
+__global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(const PagedParams p,
+                                                                               const KvScales sc) {
+  using S = TcShape<D, sizeof(KV)>;
+  constexpr bool kFp8 = sizeof(KV) == 1;
+  constexpr int kKvVec = 16 / sizeof(KV);  // K/V elements per 16-byte chunk
   extern __shared__ __align__(16) unsigned char smem_raw[];  // one declaration per file: the simt kernel's
-  T* k_smem = reinterpret_cast<T*>(smem_raw);          // [stage][token][D], swizzled
-  T* v_smem = k_smem + S::kStages * S::kStageElems;    // [stage][token][D], swizzled
-  T* q_smem = v_smem + S::kStages * S::kStageElems;    // [16][D], swizzled
+  KV* k_smem = reinterpret_cast<KV*>(smem_raw);                            // [stage][token][D], swizzled
+  KV* v_smem = k_smem + S::kStages * S::kStageElems;                       // [stage][token][D], swizzled
+  T* q_smem = reinterpret_cast<T*>(v_smem + S::kStages * S::kStageElems);  // [16][D], swizzled
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;  // MMA fragment coordinates: rows g and g + 8, columns 2t, 2t+1
@@ -407,8 +434,8 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
   }
 
   const int* table = p.block_tables + size_t(seq) * p.table_stride;
-  const T* k_base = static_cast<const T*>(p.k_cache);
-  const T* v_base = static_cast<const T*>(p.v_cache);
+  const KV* k_base = static_cast<const KV*>(p.k_cache);
+  const KV* v_base = static_cast<const KV*>(p.v_cache);
   const size_t token_stride = size_t(p.num_kv_heads) * D;
   const int in_block_mask = (1 << p.block_shift) - 1;
 
@@ -417,26 +444,27 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
   auto load_tile = [&](int tile, int stage) {
     const int t0 = begin + tile * S::kTile;
 #pragma unroll
-    for (int i = 0; i < S::kTile * S::kChunks / S::kThreads; ++i) {
+    for (int i = 0; i < S::kTile * S::kKvChunks / S::kThreads; ++i) {
       const int idx = tid + i * S::kThreads;
-      const int row = idx / S::kChunks, c = idx % S::kChunks;
+      const int row = idx / S::kKvChunks, c = idx % S::kKvChunks;
       const int token = t0 + row;
       const bool in_range = token < end;
       size_t offset = 0;
       if (in_range) {
         const size_t block = static_cast<size_t>(table[token >> p.block_shift]);
         offset = ((block << p.block_shift) + (token & in_block_mask)) * token_stride +
-                 size_t(kv_head) * D + c * kVec;
+                 size_t(kv_head) * D + c * kKvVec;
       }
-      const int dst = stage * S::kStageElems + tc_swz<D>(row, c);
+      const int dst = stage * S::kStageElems + tc_swz<D, sizeof(KV)>(row, c);
       cp_async_16(k_smem + dst, k_base + offset, in_range);
       cp_async_16(v_smem + dst, v_base + offset, in_range);
     }
   };
 
-  // Q rows of this block's heads (zero rows past n_heads), in the first copy group with tile 0.
-  {
-    const T* q = static_cast<const T*>(p.q) + (size_t(seq) * p.num_q_heads + q_head0) * D;
+  // Q rows of this block's heads (zero rows past n_heads), in the first copy group with tile 0 (with an
+  // fp8 cache through registers, below).
+  const T* q = static_cast<const T*>(p.q) + (size_t(seq) * p.num_q_heads + q_head0) * D;
+  if constexpr (!kFp8) {
 #pragma unroll
     for (int i = 0; i < kTcRows * S::kChunks / S::kThreads; ++i) {
       const int idx = tid + i * S::kThreads;
@@ -451,6 +479,23 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
     if (s < n_tiles) load_tile(s, s);
     cp_async_commit();  // an empty group past the last tile keeps the wait counts uniform
   }
+  if constexpr (kFp8) {
+    // Q through registers, each k-step's eight dim pairs stored evens first: the A fragment ldmatrix
+    // gives lane (g, t) is then dims 4t..4t+3 of the k-step, the dims fp8 K's fragment holds (below).
+    for (int i = tid; i < kTcRows * D / 16; i += S::kThreads) {
+      const int row = i / (D / 16), kk = i % (D / 16);
+      uint4 lo = make_uint4(0u, 0u, 0u, 0u), hi = lo;
+      if (row < n_heads) {
+        lo = reinterpret_cast<const uint4*>(q + size_t(row) * D + kk * 16)[0];
+        hi = reinterpret_cast<const uint4*>(q + size_t(row) * D + kk * 16)[1];
+      }
+      *reinterpret_cast<uint4*>(q_smem + tc_swz<D>(row, 2 * kk)) = make_uint4(lo.x, lo.z, hi.x, hi.z);
+      *reinterpret_cast<uint4*>(q_smem + tc_swz<D>(row, 2 * kk + 1)) = make_uint4(lo.y, lo.w, hi.y, hi.w);
+    }
+  }
+  // An fp8 cache's K scale joins the logit scale (q.(s_k k) = s_k q.k, s_k one number per block).
+  float qk_scale = p.scale_log2;
+  if constexpr (kFp8) qk_scale *= sc.k[kv_head * sc.stride];
 
   // This lane's two rows: their ALiBi slopes in the base-2 domain (0 without ALiBi or for padding).
   float slope_l2[2];
@@ -469,6 +514,14 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
   }
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
   uint32_t q_frag[S::kQInRegs ? D / 16 : 1][4];
+  auto q_a = [&](int kk, uint32_t (&a)[4]) {  // Q's A fragment of k-step kk
+    if constexpr (S::kQInRegs) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[e] = q_frag[kk][e];
+    } else {
+      ldmatrix_x4(a, q_smem + tc_swz<D>(lane % 16, kk * 2 + lane / 16));
+    }
+  };
 
   for (int tile = 0; tile < n_tiles; ++tile) {
     cp_async_wait<S::kStages - 2>();  // this thread's copies of `tile` (and Q) have landed ...
@@ -485,27 +538,41 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
       }
     }
     const int stage = tile % S::kStages;
-    const T* ks = k_smem + stage * S::kStageElems;
-    const T* vs = v_smem + stage * S::kStageElems;
+    const KV* ks = k_smem + stage * S::kStageElems;
+    const KV* vs = v_smem + stage * S::kStageElems;
     const int w0 = warp * S::kTokensPerWarp;  // this warp's first row of the tile
     const int tok0 = begin + tile * S::kTile + w0;
 
     // S = Q K^T: 16 heads x this warp's 16 tokens, two n8 tiles.
     float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    if constexpr (kFp8) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      if constexpr (S::kQInRegs) {
+      for (int kp = 0; kp < D / 32; ++kp) {
+        // a 16-byte row is a whole k-step: matrices tokens +0..7 | k-step 2kp, +8..15 | 2kp, +0..7 |
+        // 2kp+1, +8..15 | 2kp+1. Lane (g, t) gets dims 4t..4t+3 of token g: B for k 2t, 2t+1 (dims
+        // 4t, 4t+1) and 2t+8, 2t+9 (dims 4t+2, 4t+3), the dims Q's A fragment holds there.
+        uint32_t b[4];
+        ldmatrix_x4(b, ks + tc_swz<D, 1>(w0 + lane % 8 + ((lane / 8) % 2) * 8, kp * 2 + lane / 16));
 #pragma unroll
-        for (int e = 0; e < 4; ++e) a[e] = q_frag[kk][e];
-      } else {
-        ldmatrix_x4(a, q_smem + tc_swz<D>(lane % 16, kk * 2 + lane / 16));
+        for (int h = 0; h < 2; ++h) {
+          uint32_t a[4];
+          q_a(kp * 2 + h, a);
+          mma_16816<T>(s[0], a, fp8x2_to_pair<T>(b[2 * h], 0x1404), fp8x2_to_pair<T>(b[2 * h], 0x3424));
+          mma_16816<T>(s[1], a, fp8x2_to_pair<T>(b[2 * h + 1], 0x1404),
+                       fp8x2_to_pair<T>(b[2 * h + 1], 0x3424));
+        }
       }
-      // matrices: tokens +0..7 | d lo, tokens +0..7 | d hi, tokens +8..15 | d lo, tokens +8..15 | d hi
-      uint32_t b[4];
-      ldmatrix_x4(b, ks + tc_swz<D>(w0 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
-      mma_16816<T>(s[0], a, b[0], b[1]);
-      mma_16816<T>(s[1], a, b[2], b[3]);
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t a[4];
+        q_a(kk, a);
+        // matrices: tokens +0..7 | d lo, tokens +0..7 | d hi, tokens +8..15 | d lo, tokens +8..15 | d hi
+        uint32_t b[4];
+        ldmatrix_x4(b, ks + tc_swz<D>(w0 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
+        mma_16816<T>(s[0], a, b[0], b[1]);
+        mma_16816<T>(s[1], a, b[2], b[3]);
+      }
     }
 
     // Base-2 logits, soft-cap, ALiBi, and tokens past the end masked; then the online softmax of
@@ -515,7 +582,7 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int token = tok0 + nt * 8 + 2 * t + (e & 1);
-        float x = s[nt][e] * p.scale_log2;
+        float x = s[nt][e] * qk_scale;
         if (p.cap_in != 0.f) x = p.cap_out * fast_tanh(x * p.cap_in);
         x = fmaf(-slope_l2[e >> 1], float(seq_len - 1 - token), x);  // ALiBi (slope 0 when off)
         s[nt][e] = token < end ? x : -INFINITY;
@@ -553,13 +620,31 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
     pa[1] = Pair<T>::from_float2(s[0][2], s[0][3]);
     pa[2] = Pair<T>::from_float2(s[1][0], s[1][1]);
     pa[3] = Pair<T>::from_float2(s[1][2], s[1][3]);
+    if constexpr (kFp8) {
 #pragma unroll
-    for (int dp = 0; dp < D / 16; ++dp) {
-      // matrices: tokens +0..7 | d lo, tokens +8..15 | d lo, tokens +0..7 | d hi, tokens +8..15 | d hi
-      uint32_t b[4];
-      ldmatrix_x4_trans(b, vs + tc_swz<D>(w0 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
-      mma_16816<T>(o[2 * dp], pa, b[0], b[1]);
-      mma_16816<T>(o[2 * dp + 1], pa, b[2], b[3]);
+      for (int dq = 0; dq < D / 32; ++dq) {
+        // matrices as K's, transposed: lane (g, t) gets tokens 2t, 2t+1 (b[1], b[3]: +8) at dims 2g,
+        // 2g+1 of 16-dim chunk 2dq (b[0], b[1]) and 2dq+1 (b[2], b[3]). So output tile 2c + j holds
+        // dims 16c + 2n + j of chunk c (n its column); the merge below puts them in place.
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vs + tc_swz<D, 1>(w0 + lane % 8 + ((lane / 8) % 2) * 8, 2 * dq + lane / 16));
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          mma_16816<T>(o[4 * dq + 2 * h], pa, fp8x2_to_pair<T>(b[2 * h], 0x2404),
+                       fp8x2_to_pair<T>(b[2 * h + 1], 0x2404));
+          mma_16816<T>(o[4 * dq + 2 * h + 1], pa, fp8x2_to_pair<T>(b[2 * h], 0x3414),
+                       fp8x2_to_pair<T>(b[2 * h + 1], 0x3414));
+        }
+      }
+    } else {
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        // matrices: tokens +0..7 | d lo, tokens +8..15 | d lo, tokens +0..7 | d hi, tokens +8..15 | d hi
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, vs + tc_swz<D>(w0 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
+        mma_16816<T>(o[2 * dp], pa, b[0], b[1]);
+        mma_16816<T>(o[2 * dp + 1], pa, b[2], b[3]);
+      }
     }
   }
 
@@ -567,7 +652,7 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
   // 2^(m_w - M) (0 for a warp that saw no token: m_w = -inf).
   cp_async_wait<0>();
   __syncthreads();
-  float* red_o = reinterpret_cast<float*>(smem_raw);  // [warp][16][D], overlays the K/V stages
+  float* red_o = reinterpret_cast<float*>(smem_raw);  // [warp][16][D], overlays the K/V stages (and Q)
   float* red_m = red_o + S::kWarps * kTcRows * D;     // [warp][16]
   float* red_l = red_m + S::kWarps * kTcRows;         // [warp][16]
 #pragma unroll
@@ -580,14 +665,26 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
       red_m[warp * kTcRows + row] = row_max[r];
       red_l[warp * kTcRows + row] = l;
     }
-    float* dst = red_o + (warp * kTcRows + row) * D + 2 * t;
+    if constexpr (kFp8) {  // tiles 2c, 2c + 1 hold dims 16c + 4t + (0, 2) and (1, 3)
+      float* dst = red_o + (warp * kTcRows + row) * D + 4 * t;
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * r], o[dt][2 * r + 1]);
+      for (int c = 0; c < D / 16; ++c) {
+        *reinterpret_cast<float4*>(dst + 16 * c) =
+            make_float4(o[2 * c][2 * r], o[2 * c + 1][2 * r], o[2 * c][2 * r + 1], o[2 * c + 1][2 * r + 1]);
+      }
+    } else {
+      float* dst = red_o + (warp * kTcRows + row) * D + 2 * t;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * r], o[dt][2 * r + 1]);
+      }
     }
   }
   __syncthreads();
 
+  // An fp8 cache's V scale multiplies the merged output (sum_j p_j s_v v_j = s_v sum_j p_j v_j).
+  float v_scale = 1.f;
+  if constexpr (kFp8) v_scale = sc.v[kv_head * sc.stride];
   for (int i = tid; i < n_heads * D; i += S::kThreads) {
     const int row = i / D, d = i % D;
     float m = -INFINITY;
@@ -601,6 +698,7 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
       acc += wgt * red_o[(w * kTcRows + row) * D + d];
       l += wgt * red_l[w * kTcRows + row];
     }
+    if constexpr (kFp8) acc *= v_scale;
     const size_t out_row = size_t(seq) * p.num_q_heads + q_head0 + row;
     if constexpr (!kSplit) {
       static_cast<T*>(p.out)[out_row * D + d] = from_float<T>(acc / l);
@@ -633,14 +731,15 @@ int launch(const PagedParams& p, int batch, cudaStream_t stream) {
   return check_launch("paged_reduce_kernel (v2)");
 }
 
-template <typename T, int D>
-int launch_tc(const PagedParams& p, int batch, cudaStream_t stream) {
-  constexpr int smem = TcShape<D>::kSmemBytes;
+template <typename T, typename KV, int D>
+int launch_tc(const PagedParams& p, const KvScales& sc, int batch, cudaStream_t stream) {
+  constexpr int smem = TcShape<D, sizeof(KV)>::kSmemBytes;
   const dim3 block(TcShape<D>::kThreads);
   const dim3 grid(p.num_kv_heads * p.head_tiles, batch, p.partition_tokens == 0 ? 1 : p.max_partitions);
-  auto kernel = p.partition_tokens == 0 ? paged_decode_tc_kernel<T, D, false> : paged_decode_tc_kernel<T, D, true>;
+  auto kernel = p.partition_tokens == 0 ? paged_decode_tc_kernel<T, KV, D, false>
+                                        : paged_decode_tc_kernel<T, KV, D, true>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<grid, block, smem, stream>>>(p);
+  kernel<<<grid, block, smem, stream>>>(p, sc);
   if (const int rc = check_launch("paged_decode_tc_kernel")) return rc;
   if (p.partition_tokens == 0) return 0;
   paged_reduce_kernel<T, D><<<dim3(p.num_q_heads, batch), 128, 0, stream>>>(p);
@@ -670,25 +769,35 @@ int dispatch_dim(const PagedParams& p, int batch, int head_dim, cudaStream_t str
   }
 }
 
-template <typename T>
-int dispatch_tc(const PagedParams& p, int batch, int head_dim, cudaStream_t stream) {
+template <typename T, typename KV>
+int dispatch_tc(const PagedParams& p, const KvScales& sc, int batch, int head_dim, cudaStream_t stream) {
   switch (head_dim) {
-    case 64: return launch_tc<T, 64>(p, batch, stream);
-    case 128: return launch_tc<T, 128>(p, batch, stream);
-    default: return launch_tc<T, 256>(p, batch, stream);
+    case 64: return launch_tc<T, KV, 64>(p, sc, batch, stream);
+    case 128: return launch_tc<T, KV, 128>(p, sc, batch, stream);
+    default: return launch_tc<T, KV, 256>(p, sc, batch, stream);
   }
 }
 
-template <typename T, int D>
+template <typename T, typename KV, int D>
 int occupancy_tc() {
-  constexpr int smem = TcShape<D>::kSmemBytes;
-  auto kernel = paged_decode_tc_kernel<T, D, false>;
+  constexpr int smem = TcShape<D, sizeof(KV)>::kSmemBytes;
+  auto kernel = paged_decode_tc_kernel<T, KV, D, false>;
   int blocks = 0;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, TcShape<D>::kThreads, smem) != cudaSuccess) {
     return 0;
   }
   return blocks;
+}
+
+template <typename T, typename KV>
+int occupancy_tc_dim(int head_dim) {
+  switch (head_dim) {
+    case 64: return occupancy_tc<T, KV, 64>();
+    case 128: return occupancy_tc<T, KV, 128>();
+    case 256: return occupancy_tc<T, KV, 256>();
+    default: return 0;
+  }
 }
 
 template <typename T, int D, int GT>
@@ -724,7 +833,8 @@ int paged_decode(Impl impl, void* out, const void* q, const void* k_cache, const
                  const int* block_tables, const int* kv_lens, int batch, int num_q_heads, int num_kv_heads,
                  int head_dim, int block_size, int table_stride, int dtype, float softmax_scale, int window,
                  float softcap, const float* alibi_slopes, int partition_tokens, float* part_acc,
-                 float* part_ml, int max_partitions, void* stream) {
+                 float* part_ml, int max_partitions, int kv_dtype, const float* k_scale, const float* v_scale,
+                 int kv_scales, void* stream) {
   if (head_dim != 64 && head_dim != 128 && head_dim != 256) {
     return set_error(ATTNBENCH_EINVAL, "head_dim %d: allowed 64, 128, 256", head_dim);
   }
@@ -752,6 +862,18 @@ int paged_decode(Impl impl, void* out, const void* q, const void* k_cache, const
       (part_acc == nullptr || part_ml == nullptr || max_partitions < 1 || max_partitions > 65535)) {
     return set_error(ATTNBENCH_EINVAL, "v2 needs part_acc, part_ml and 1 <= max_partitions <= 65535");
   }
+  if (kv_dtype != ATTNBENCH_KV_AUTO && kv_dtype != ATTNBENCH_KV_FP8_E4M3) {
+    return set_error(ATTNBENCH_EINVAL, "kv_dtype code %d: allowed 0 (auto: dtype), 1 (fp8 e4m3)", kv_dtype);
+  }
+  const bool fp8 = kv_dtype == ATTNBENCH_KV_FP8_E4M3;
+  if (fp8 && impl != Impl::kTc) {
+    return set_error(ATTNBENCH_EINVAL, "kv_dtype fp8 e4m3: attnbench_paged_decode_tc only (this kernel reads "
+                                       "fp16/bf16 K/V)");
+  }
+  if (fp8 && (k_scale == nullptr || v_scale == nullptr || (kv_scales != 1 && kv_scales != num_kv_heads))) {
+    return set_error(ATTNBENCH_EINVAL, "fp8 KV needs k_scale, v_scale and kv_scales 1 (per tensor) or %d (per "
+                                       "KV head), got %d", num_kv_heads, kv_scales);
+  }
   PagedParams p{};
   p.out = out;
   p.q = q;
@@ -775,10 +897,16 @@ int paged_decode(Impl impl, void* out, const void* q, const void* k_cache, const
   p.cap_in = softcap > 0.f ? 1.f / (softcap * 1.4426950408889634f) : 0.f;
   p.cap_out = softcap > 0.f ? softcap * 1.4426950408889634f : 0.f;
   p.alibi_slopes = alibi_slopes;
+  const KvScales sc{k_scale, v_scale, fp8 && kv_scales > 1 ? 1 : 0};
   auto s = static_cast<cudaStream_t>(stream);
   const bool half = dtype == ATTNBENCH_FP16;
+  if (impl == Impl::kTc && fp8) {
+    return half ? dispatch_tc<__half, __nv_fp8_e4m3>(p, sc, batch, head_dim, s)
+                : dispatch_tc<__nv_bfloat16, __nv_fp8_e4m3>(p, sc, batch, head_dim, s);
+  }
   if (impl == Impl::kTc) {
-    return half ? dispatch_tc<__half>(p, batch, head_dim, s) : dispatch_tc<__nv_bfloat16>(p, batch, head_dim, s);
+    return half ? dispatch_tc<__half, __half>(p, sc, batch, head_dim, s)
+                : dispatch_tc<__nv_bfloat16, __nv_bfloat16>(p, sc, batch, head_dim, s);
   }
   return half ? dispatch_dim<__half>(p, batch, head_dim, s) : dispatch_dim<__nv_bfloat16>(p, batch, head_dim, s);
 }
@@ -791,11 +919,12 @@ extern "C" int attnbench_paged_decode(void* out, const void* q, const void* k_ca
                                       int num_kv_heads, int head_dim, int block_size, int table_stride,
                                       int dtype, float softmax_scale, int window, float softcap,
                                       const float* alibi_slopes, int partition_tokens, float* part_acc,
-                                      float* part_ml, int max_partitions, void* stream) {
+                                      float* part_ml, int max_partitions, int kv_dtype, const float* k_scale,
+                                      const float* v_scale, int kv_scales, void* stream) {
   return attnbench::paged_decode(attnbench::Impl::kSimt, out, q, k_cache, v_cache, block_tables, kv_lens, batch,
                                  num_q_heads, num_kv_heads, head_dim, block_size, table_stride, dtype,
                                  softmax_scale, window, softcap, alibi_slopes, partition_tokens, part_acc,
-                                 part_ml, max_partitions, stream);
+                                 part_ml, max_partitions, kv_dtype, k_scale, v_scale, kv_scales, stream);
 }
 
 extern "C" int attnbench_paged_decode_tc(void* out, const void* q, const void* k_cache, const void* v_cache,
@@ -803,11 +932,13 @@ extern "C" int attnbench_paged_decode_tc(void* out, const void* q, const void* k
                                          int num_q_heads, int num_kv_heads, int head_dim, int block_size,
                                          int table_stride, int dtype, float softmax_scale, int window,
                                          float softcap, const float* alibi_slopes, int partition_tokens,
-                                         float* part_acc, float* part_ml, int max_partitions, void* stream) {
+                                         float* part_acc, float* part_ml, int max_partitions, int kv_dtype,
+                                         const float* k_scale, const float* v_scale, int kv_scales,
+                                         void* stream) {
   return attnbench::paged_decode(attnbench::Impl::kTc, out, q, k_cache, v_cache, block_tables, kv_lens, batch,
                                  num_q_heads, num_kv_heads, head_dim, block_size, table_stride, dtype,
                                  softmax_scale, window, softcap, alibi_slopes, partition_tokens, part_acc,
-                                 part_ml, max_partitions, stream);
+                                 part_ml, max_partitions, kv_dtype, k_scale, v_scale, kv_scales, stream);
 }
 
 extern "C" int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_heads, int num_kv_heads,
@@ -824,13 +955,13 @@ extern "C" int attnbench_paged_decode_blocks_per_sm(int head_dim, int num_q_head
   }
 }
 
-extern "C" int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype) {
+extern "C" int attnbench_paged_decode_tc_blocks_per_sm(int head_dim, int dtype, int kv_dtype) {
   using namespace attnbench;
   const bool half = dtype == ATTNBENCH_FP16;
-  switch (head_dim) {
-    case 64: return half ? occupancy_tc<__half, 64>() : occupancy_tc<__nv_bfloat16, 64>();
-    case 128: return half ? occupancy_tc<__half, 128>() : occupancy_tc<__nv_bfloat16, 128>();
-    case 256: return half ? occupancy_tc<__half, 256>() : occupancy_tc<__nv_bfloat16, 256>();
-    default: return 0;
+  if (kv_dtype == ATTNBENCH_KV_FP8_E4M3) {
+    return half ? occupancy_tc_dim<__half, __nv_fp8_e4m3>(head_dim)
+                : occupancy_tc_dim<__nv_bfloat16, __nv_fp8_e4m3>(head_dim);
   }
+  return half ? occupancy_tc_dim<__half, __half>(head_dim)
+              : occupancy_tc_dim<__nv_bfloat16, __nv_bfloat16>(head_dim);
 }
