@@ -23,7 +23,8 @@ imgs = re.findall(r"<img\b[^>]*>", dom)
 empty = [i for i in imgs if not re.search(r'src="[^"]+"', i)]
 print(f"rendered DOM: {len(dom)} characters, {len(imgs)} images, {len(empty)} without a source")
 im = Image.open(sys.argv[2])
-im.resize((im.width // 2, im.height // 2)).save(sys.argv[3], optimize=True)
+small = im.convert("RGB").resize((im.width // 2, im.height // 2))
+small.quantize(colors=128).save(sys.argv[3], optimize=True)  # a palette keeps the file small
 print(f"wrote {sys.argv[3]} ({im.width // 2} x {im.height // 2})")
 PY
 rm -rf "$tmp"

@@ -177,8 +177,8 @@ CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
         # (Swapping into rows g+8 instead was an equivalent mutant at GQA groups <= 8, whose rows 8..15
         # are padding: caught 0 of 4 on an H200.)
         "tc-p-fragment-swapped": [(
-            "pa[0] = Pair<T>::from_float2(s[0][0], s[0][1]);",
-            "pa[0] = Pair<T>::from_float2(s[1][0], s[1][1]);",
+            "pa[0] = Pair<M>::from_float2(s[0][0], s[0][1]);",
+            "pa[0] = Pair<M>::from_float2(s[1][0], s[1][1]);",
         )],
         "tc-rescale-skipped": [("o[dt][2 * r] *= alpha;", "o[dt][2 * r] *= 1.f;")],
         # fp8 KV (labels "tc-fp8-": run on an fp8 cache, see FP8_CUDA_MUTANTS): V's scale never applied

@@ -36,6 +36,7 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "api.h"
 #include "common.cuh"
@@ -407,6 +408,10 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
                                                                                const KvScales sc) {
   using S = TcShape<D, sizeof(KV)>;
   constexpr bool kFp8 = sizeof(KV) == 1;
+  // The MMA operand type: T, or fp16 with an fp8 cache whatever T is. Every e4m3 value is an fp16
+  // value, sm_89+ converts a pair to fp16 in one instruction (no bf16 form), and fp16 keeps more of P
+  // and Q than bf16 does; Q in bf16 is exact in fp16 for 6.1e-5 <= |q| <= 65504 (attention queries).
+  using M = std::conditional_t<kFp8, __half, T>;
   constexpr int kKvVec = 16 / sizeof(KV);  // K/V elements per 16-byte chunk
   extern __shared__ __align__(16) unsigned char smem_raw[];  // one declaration per file: the simt kernel's
   KV* k_smem = reinterpret_cast<KV*>(smem_raw);                            // [stage][token][D], swizzled
@@ -489,6 +494,14 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
         lo = reinterpret_cast<const uint4*>(q + size_t(row) * D + kk * 16)[0];
         hi = reinterpret_cast<const uint4*>(q + size_t(row) * D + kk * 16)[1];
       }
+      if constexpr (!std::is_same_v<T, M>) {  // bf16 queries: their pairs as fp16 pairs (M)
+        const auto widen = [](uint32_t x) {
+          const float2 f = Pair<T>::to_float2(x);
+          return Pair<M>::from_float2(f.x, f.y);
+        };
+        lo = make_uint4(widen(lo.x), widen(lo.y), widen(lo.z), widen(lo.w));
+        hi = make_uint4(widen(hi.x), widen(hi.y), widen(hi.z), widen(hi.w));
+      }
       *reinterpret_cast<uint4*>(q_smem + tc_swz<D>(row, 2 * kk)) = make_uint4(lo.x, lo.z, hi.x, hi.z);
       *reinterpret_cast<uint4*>(q_smem + tc_swz<D>(row, 2 * kk + 1)) = make_uint4(lo.y, lo.w, hi.y, hi.w);
     }
@@ -557,9 +570,9 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
         for (int h = 0; h < 2; ++h) {
           uint32_t a[4];
           q_a(kp * 2 + h, a);
-          mma_16816<T>(s[0], a, fp8x2_to_pair<T>(b[2 * h], 0x1404), fp8x2_to_pair<T>(b[2 * h], 0x3424));
-          mma_16816<T>(s[1], a, fp8x2_to_pair<T>(b[2 * h + 1], 0x1404),
-                       fp8x2_to_pair<T>(b[2 * h + 1], 0x3424));
+          mma_16816<M>(s[0], a, fp8x2_to_pair<M>(b[2 * h], 0x1404), fp8x2_to_pair<M>(b[2 * h], 0x3424));
+          mma_16816<M>(s[1], a, fp8x2_to_pair<M>(b[2 * h + 1], 0x1404),
+                       fp8x2_to_pair<M>(b[2 * h + 1], 0x3424));
         }
       }
     } else {
@@ -616,10 +629,10 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
 
     // O += P V: P re-packed from the S accumulators as the A operand (16 tokens = one k-step).
     uint32_t pa[4];
-    pa[0] = Pair<T>::from_float2(s[0][0], s[0][1]);
-    pa[1] = Pair<T>::from_float2(s[0][2], s[0][3]);
-    pa[2] = Pair<T>::from_float2(s[1][0], s[1][1]);
-    pa[3] = Pair<T>::from_float2(s[1][2], s[1][3]);
+    pa[0] = Pair<M>::from_float2(s[0][0], s[0][1]);
+    pa[1] = Pair<M>::from_float2(s[0][2], s[0][3]);
+    pa[2] = Pair<M>::from_float2(s[1][0], s[1][1]);
+    pa[3] = Pair<M>::from_float2(s[1][2], s[1][3]);
     if constexpr (kFp8) {
 #pragma unroll
       for (int dq = 0; dq < D / 32; ++dq) {
@@ -630,10 +643,10 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
         ldmatrix_x4_trans(b, vs + tc_swz<D, 1>(w0 + lane % 8 + ((lane / 8) % 2) * 8, 2 * dq + lane / 16));
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          mma_16816<T>(o[4 * dq + 2 * h], pa, fp8x2_to_pair<T>(b[2 * h], 0x2404),
-                       fp8x2_to_pair<T>(b[2 * h + 1], 0x2404));
-          mma_16816<T>(o[4 * dq + 2 * h + 1], pa, fp8x2_to_pair<T>(b[2 * h], 0x3414),
-                       fp8x2_to_pair<T>(b[2 * h + 1], 0x3414));
+          mma_16816<M>(o[4 * dq + 2 * h], pa, fp8x2_to_pair<M>(b[2 * h], 0x2404),
+                       fp8x2_to_pair<M>(b[2 * h + 1], 0x2404));
+          mma_16816<M>(o[4 * dq + 2 * h + 1], pa, fp8x2_to_pair<M>(b[2 * h], 0x3414),
+                       fp8x2_to_pair<M>(b[2 * h + 1], 0x3414));
         }
       }
     } else {

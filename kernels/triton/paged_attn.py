@@ -55,8 +55,10 @@ def _paged_kv_tile(
 ):
     """K^T (BLOCK_D x BLOCK_N) and V (BLOCK_N x BLOCK_D) for logical tokens n .. n + BLOCK_N.
 
-    KV_CAST: the cache holds another type than Q (fp8 e4m3): the tiles are converted to Q's type in
-    registers (exact: every e4m3 value is a bf16 and an fp16 value); the scales are applied by the caller.
+    KV_CAST: the cache holds another type than Q (fp8 e4m3): the tiles are converted to fp16 in
+    registers (exact: every e4m3 value is an fp16 value; Hopper converts a pair in one instruction, to
+    bf16 it takes a detour through fp32), and the caller runs both dots in fp16 (Q converted once, P
+    as fp16); the scales are applied by the caller.
     """
     tok = n + offs_n
     if KV_BLOCK % BLOCK_N == 0:
@@ -85,8 +87,8 @@ def _paged_kv_tile(
         kt = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
     if KV_CAST:
-        kt = kt.to(Q.dtype.element_ty)
-        v = v.to(Q.dtype.element_ty)
+        kt = kt.to(tl.float16)
+        v = v.to(tl.float16)
     return kt, v
 
 
@@ -128,6 +130,8 @@ def paged_attn_kernel(
     io_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load(Q + tok[:, None] * stride_qt + head[:, None] * stride_qh + offs_d[None, :],
                 mask=io_mask, other=0.0)
+    if KV_CAST:  # an fp8 cache: the dots in fp16 (bf16 queries are exact there for 6.1e-5 <= |q| <= 65504)
+        q = q.to(tl.float16)
 
     # Keys [lo, full) are seen by every row of the tile, [full, hi) need the mask.
     if CAUSAL:
