@@ -244,7 +244,6 @@ def _time_cuda(
     short: bool | None = False if fixed is not None else None  # compute-bound points take a fixed count
     started = time.perf_counter()
     while True:
-        hold_before = sampler.hold.hold_us if sampler.hold is not None else None
         samples += sampler.round()
         if sampler.fell_back:
             extra["timing_fallback"] = sampler.fell_back
@@ -253,13 +252,6 @@ def _time_cuda(
             continue
         if short is None:
             short = is_short(samples, policy)
-            if short and sampler.hold is not None and sampler.hold.hold_us < policy.short_hold_us:
-                sampler.hold.hold_us = policy.short_hold_us  # see TimingPolicy.short_hold_us
-                samples, started = [], time.perf_counter()
-                continue
-        elif short and sampler.hold is not None and sampler.hold.hold_us != hold_before:
-            samples, started = [], time.perf_counter()  # the hold grew: keep only samples under one hold
-            continue
         reason = _stop(samples, started, policy, fixed, bool(short))
         if reason:
             samples = samples[:fixed] if fixed is not None else samples  # rounds overshoot the count

@@ -102,11 +102,6 @@ class TimingPolicy:
     # point. Its caps rise to 1.5 x short_min_time_s and short_max_samples; rows keep at most
     # KEPT_SAMPLES of its samples (attnbench.measure), all of them count in the statistics.
     short_point_ms: float = 0.05
-    # A short point's samples all run behind one stream hold of at least short_hold_us: on an H200 a
-    # decode B16 context-512 kernel ran 2-6% slower after a 300-350 us spin than after a 150 us one,
-    # and the hold grows when a sample is exposed, so processes whose hold grew came out slow (the
-    # spread between them 6%). Sampling restarts whenever the hold changes.
-    short_hold_us: float = 500.0
     short_min_time_s: float = 1.0
     short_max_samples: int = 50000
     point_timeout_s: float = 180.0  # a point running longer is killed and recorded failed
