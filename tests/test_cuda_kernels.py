@@ -78,7 +78,13 @@ def test_paged_decode(monkeypatch, dtype, d, bs, hq, hkv, variant):
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_paged_v1_and_v2_agree_on_a_long_context(monkeypatch, dtype):
-    case = decode_case((33, 32768), 24, 4, 128, dtype, 16, seed=5)  # group 6: padded head slots
+    v1_and_v2_agree(monkeypatch, decode_case((33, 32768), 24, 4, 128, dtype, 16, seed=5))  # group 6
+
+
+def v1_and_v2_agree(monkeypatch, case: Case) -> None:
+    """Both variants correct on a case with padded head slots, and v2 judged against v1's output in
+    place of the reference: they differ only in how partitions are merged, so they must agree within
+    what the check allows against the reference itself."""
     inputs = build_inputs(case, "cuda")
     assert inputs.paged is not None and poison_unused_slots(inputs.paged) > 0
     outs = {}
@@ -86,8 +92,6 @@ def test_paged_v1_and_v2_agree_on_a_long_context(monkeypatch, dtype):
         monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_VARIANT", variant)
         check, outs[variant], _ = run_poisoned(CudaPaged(), case, inputs)
         assert check.ok, (variant, check.reason)
-    # v2 judged against v1's output in place of the reference: the two differ only in how partitions
-    # are merged, so they must agree within what the check allows against the reference itself.
     agree = check_output(outs["v2"], replace(inputs, reference=outs["v1"].float()))
     assert agree.ok, agree.reason
 
@@ -116,16 +120,7 @@ def test_paged_decode_fp8_kv(monkeypatch, dtype, d, bs, hq, hkv, scale, variant)
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_paged_fp8_v1_and_v2_agree_on_a_long_context(monkeypatch, dtype, scale):
     monkeypatch.delenv("ATTNBENCH_CUDA_PAGED_IMPL", raising=False)
-    case = fp8(decode_case((33, 32768, 5), 24, 4, 128, dtype, 16, seed=7), scale)  # group 6: padded rows
-    inputs = build_inputs(case, "cuda")
-    assert inputs.paged is not None and poison_unused_slots(inputs.paged) > 0
-    outs = {}
-    for variant in ("v1", "v2"):
-        monkeypatch.setenv("ATTNBENCH_CUDA_PAGED_VARIANT", variant)
-        check, outs[variant], _ = run_poisoned(CudaPaged(), case, inputs)
-        assert check.ok, (variant, check.reason)
-    agree = check_output(outs["v2"], replace(inputs, reference=outs["v1"].float()))
-    assert agree.ok, agree.reason
+    v1_and_v2_agree(monkeypatch, fp8(decode_case((33, 32768, 5), 24, 4, 128, dtype, 16, seed=7), scale))
 
 
 def test_paged_fp8_with_window_softcap_and_alibi(monkeypatch):
