@@ -28,7 +28,7 @@
 // constants below) before the softmax. ALiBi: then - slope_h * log2(e) * distance, one FMA.
 #include <cuda_runtime.h>
 
-// One file, ~970 lines, on purpose: the simt and tensor-core kernels (each as v1 and v2; tc also with an
+// One file, ~980 lines, on purpose: the simt and tensor-core kernels (each as v1 and v2; tc also with an
 // fp8 cache), the split-K reduce both use and the launch code share the parameters, the window's first
 // token, the argument checks and the heads-per-block choice; read together, a change to one is seen in
 // all (and the mutation tests plant shared faults once, in tests/mutation.py's PAGED_SHARED_MUTANTS).
