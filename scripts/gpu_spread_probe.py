@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 scripts/gpu_spread_probe.py OUT_DIR [--processes 5] [--allocs 6]
     PYTHONPATH=. python3 scripts/gpu_spread_probe.py OUT_DIR --cpu      # dry run of this code
+    PYTHONPATH=. python3 scripts/gpu_spread_probe.py OUT_DIR --paired [--processes 8]
 
 Each fresh process builds --allocs independent input sets of decode B16 context 512 (all kept alive,
 so each lies at other device addresses), prepares the backend on each, and times them with the
@@ -9,6 +10,11 @@ default policy in two interleaved passes (alloc 0..n-1, then again), recording t
 them. Within-process spread across allocations (pass 1 vs pass 2 says whether it is the allocation
 or drift) against the spread across processes of allocation 0 and of the mean over allocations tells
 whether rotating input copies would bring the cross-process spread down. Writes OUT_DIR/probe.json.
+
+--paired: each fresh process times every backend both ways, in the order bare, point, bare, point
+(the bare held sampler over six freshly built input sets, then attnbench.point.run_point as a sweep
+times the point), starting at another backend in each process. A process that is slow as a whole is
+slow both ways; a path that adds the spread moves only its own medians. Writes OUT_DIR/paired.json.
 """
 
 from __future__ import annotations
@@ -119,6 +125,96 @@ def rotate_process(backend: str, copies: int, seconds: float, device: str) -> di
             "k_ptr_mod_2mb": [int(t.data_ptr()) % (1 << 21) for t in kv]}
 
 
+def timing_case(backend: str, causal: bool = False) -> Any:
+    """Decode B16 context 512, Hq32/Hkv8 D128 bf16 (block 16 for the paged backends): the timing
+    check's launch-bound point (scripts/gpu_timing_check.py)."""
+    from attnbench.case import Case
+
+    block = 16 if backend in PAGED else None
+    return Case("timing", "decode", (1,) * 16, (512,) * 16, 32, 8, 128, "bf16", causal, block_size=block)
+
+
+def bare_median(runs: list[Any], seconds: float) -> float:
+    """The held sampler alone (flush, hold, one call between events) rotating over `runs` for
+    `seconds` after 20 warm calls each: no check, no telemetry, no adaptive stop."""
+    import torch
+
+    from attnbench.measure import _HeldSampler, host_call_ms
+    from attnbench.stream_hold import L2Flusher
+
+    dev = torch.device("cuda")
+    for f in runs:
+        for _ in range(20):
+            f()
+    torch.cuda.synchronize()
+    calls = sorted(host_call_ms(runs[0], torch.cuda.synchronize))
+    sampler = _HeldSampler(runs, L2Flusher(dev), dev, calls[int(0.9 * (len(calls) - 1))])
+    samples: list[float] = []
+    import time
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        samples += sampler.round()
+    return statistics.median(samples)
+
+
+def paired_process(first: int, seconds: float) -> dict[str, Any]:
+    """--paired: every backend timed bare and through run_point, twice each, in one process."""
+    import torch
+
+    from attnbench.backends import get_backend
+    from attnbench.config.sweep_config import TimingPolicy
+    from attnbench.inputs import build_inputs
+    from attnbench.point import run_point
+
+    order = BACKENDS[first % len(BACKENDS):] + BACKENDS[:first % len(BACKENDS)]
+    out: dict[str, Any] = {"order": list(order), "sm_clock_mhz_start": _sm_clock(0)}
+    for backend in order:
+        bk = get_backend(backend)
+        case = timing_case(backend)
+        bare_inputs = [build_inputs(case, "cuda") for _ in range(6)]
+        bare_runs = [bk.prepare(case, i).run for i in bare_inputs]
+        res: dict[str, Any] = {"bare_ms": [], "point_ms": [], "point_hold_us": [], "point_samples": []}
+        for _ in range(2):
+            res["bare_ms"].append(bare_median(bare_runs, seconds))
+            row = run_point(case, bk, build_inputs(case, "cuda"), TimingPolicy(), {})
+            res["point_ms"].append(row.get("latency_ms_p50"))
+            res["point_hold_us"].append(row.get("hold_us"))
+            res["point_samples"].append(row.get("n_samples"))
+        del bare_runs, bare_inputs
+        torch.cuda.empty_cache()
+        out[backend] = res
+    out["sm_clock_mhz_end"] = _sm_clock(0)
+    return out
+
+
+def paired_main(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(args.processes):
+        cmd = [sys.executable, __file__, str(args.out), "--paired", "--one", str(i), "--seconds", str(args.seconds)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        lines = res.stdout.strip().splitlines()
+        procs.append(json.loads(lines[-1]) if lines else {"error": res.stderr[-800:]})
+        print(i, json.dumps(procs[-1]), flush=True)
+    ok = [p for p in procs if "error" not in p]
+    summary: dict[str, Any] = {}
+    for backend in BACKENDS:
+        bare = [statistics.median(p[backend]["bare_ms"]) for p in ok]
+        point = [statistics.median(p[backend]["point_ms"]) for p in ok]
+        summary[backend] = {
+            "spread_bare": spread(bare), "spread_point": spread(point),
+            "spread_bare_first": spread([p[backend]["bare_ms"][0] for p in ok]),
+            "spread_point_first": spread([p[backend]["point_ms"][0] for p in ok]),
+            # point / bare in the same process: constant if the two paths see the same process speed
+            "point_over_bare": [round(a / b, 4) for a, b in zip(point, bare, strict=True)],
+            "bare_us": [round(b * 1e3, 3) for b in bare], "point_us": [round(b * 1e3, 3) for b in point],
+        }
+        print(backend, json.dumps(summary[backend]), flush=True)
+    (args.out / "paired.json").write_text(json.dumps({"summary": summary, "processes": procs}, indent=1) + "\n")
+    return 0
+
+
 def _sm_clock(index: int | None) -> int | None:
     if index is None:
         return None
@@ -138,8 +234,14 @@ def main() -> int:
     ap.add_argument("--rotate", type=int, default=0,
                     help="copies: per process, the held sampler over this many copies, samples per copy")
     ap.add_argument("--seconds", type=float, default=1.2)
+    ap.add_argument("--paired", action="store_true", help="bare sampler vs run_point in each process")
     args = ap.parse_args()
     device = "cpu" if args.cpu else "cuda"
+    if args.paired and args.one is not None:
+        print(json.dumps(paired_process(int(args.one), args.seconds)))
+        return 0
+    if args.paired:
+        return paired_main(args)
     if args.one and args.rotate:
         print(json.dumps(rotate_process(args.one, args.rotate, args.seconds, device)))
         return 0
