@@ -1,8 +1,8 @@
 """The only place that times anything.
 
-On a GPU a sample is the device's time for the work: the L2 flushed (a read of twice its size) outside
-the window, the stream held by a spin kernel until the sample's start event, launches and end event are
-queued (attnbench.stream_hold), so no host launch cost enters the interval between the two events. The
+On a GPU a sample is the device's time for the work: the L2 flushed (a buffer of twice its size
+written, then read) outside the window, the stream held by a spin kernel until the sample's start
+event, launches and end event are queued (attnbench.stream_hold), so no host launch cost enters the interval between the two events. The
 host's own cost per eager call is measured separately (`call_ms_p50`) and a point whose host call is
 slower than its device time is `launch_bound`. Compute-bound points first run until the SM clock has
 settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the

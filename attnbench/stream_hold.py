@@ -7,9 +7,14 @@ so the interval between the events is the device's time for the work, not the ho
 the end event is queued the host asks whether the spin has already finished: if it has, the host was
 slower than the hold, a launch may have been exposed, and the sample is discarded (the hold doubles).
 
-L2 flush: a read of a buffer twice the L2's size. A write (fill_) would leave dirty lines whose
-write-back lands inside the next timed window (+12% measured on a 256 MB read-only kernel); a read
-leaves only clean lines, and evicts the previous sample's dirty output before the window opens.
+L2 flush: a buffer twice the L2's size written, then read. A write alone leaves dirty lines whose
+write-back lands inside the next timed window (+12% measured on a 256 MB read-only kernel, +20% on
+decode B16 context 512). A read alone leaves only clean lines but does not always evict the inputs a
+sample reads again and again: on an H200 the medians of decode B16 context 512 took one of two or
+three levels 2-5% apart depending on the flush buffer and the moment, the fast one with part of the
+inputs still in the L2 (scripts/gpu_flush_probe.py, results/baselines/timing-check-h200/session3).
+Written then read, every repetition lands on one level within 0.6-1.1%: the write evicts every line,
+hot ones included, and the read takes the write-backs before the window opens.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class L2Flusher:
         self.buffer = torch.randint(-100, 100, (2 * l2 // 4,), dtype=torch.int32, device=device)
 
     def __call__(self) -> None:
-        self.buffer.sum(dtype=torch.int64)  # a reduction: reads every byte, writes one number
+        self.buffer.fill_(1)  # the write evicts every line, hot ones included
+        self.buffer.sum(dtype=torch.int64)  # the read writes the dirty lines back, outside the window
 
 
 def spin_cycles_per_us(device: torch.device) -> float:

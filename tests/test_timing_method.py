@@ -212,3 +212,32 @@ def test_compute_bound_points_settle_under_the_sampling_loop(monkeypatch) -> Non
     t = measure.time_callable(fn, CUDA, policy, compute_bound=True).summary()
     assert t["thermal_settled"] is True and t["thermal_warmup_rounds"] >= 3
     assert t["n_samples"] == 20 and max(t["samples_ms"]) == pytest.approx(0.100, rel=1e-6)
+
+
+def test_l2_flush_writes_then_reads_twice_the_l2(monkeypatch) -> None:
+    """A read alone left an H200's decode medians on one of two levels (inputs that every sample
+    reads survived it); the flush must write every byte of a buffer >= 2x the L2, then read it."""
+
+    class Props:
+        L2_cache_size = 1 << 20
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props())
+    monkeypatch.setattr(torch, "randint", lambda lo, hi, shape, dtype, device: torch.full(shape, 5, dtype=dtype))
+    flusher = stream_hold.L2Flusher(torch.device("cpu"))
+    assert flusher.buffer.numel() * flusher.buffer.element_size() >= 2 * Props.L2_cache_size
+    ops: list[str] = []
+    buffer = flusher.buffer
+
+    class Logged:
+        def fill_(self, value: int) -> None:
+            ops.append("write")
+            buffer.fill_(value)
+
+        def sum(self, dtype: torch.dtype) -> torch.Tensor:
+            ops.append("read")
+            return buffer.sum(dtype=dtype)
+
+    flusher.buffer = Logged()  # type: ignore[assignment]
+    flusher()
+    assert ops == ["write", "read"]
+    assert bool((buffer != 5).all()), "every byte of the buffer is written"

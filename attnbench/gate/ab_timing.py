@@ -1,7 +1,7 @@
 """The A/B mode's timing: A and B called alternately on the same inputs, pair by pair in ABBA order.
 
 Pair i is A then B for even i, B then A for odd i, so a linear drift within two pairs cancels. Each
-sample is the harness's (read-only L2 flush outside the window, the stream held until the sample is
+sample is the harness's (L2 flushed by a write then a read outside the window, the stream held until the sample is
 queued: attnbench.stream_hold), between CUDA events; on a CPU the host perf counter.
 """
 
@@ -17,8 +17,9 @@ ROUND = 10  # pairs between synchronisations
 
 
 def _timer(device: Any, flush_l2: bool, host_ms: float) -> Callable[[Callable[[], Any]], Any]:
-    """A function timing one call: on a GPU the sample the harness takes (read-only L2 flush outside
-    the window, the stream held until the events and launches are queued: attnbench.stream_hold),
+    """A function timing one call: on a GPU the sample the harness takes (L2 flushed by a write then
+    a read outside the window, the stream held until the events and launches are queued:
+    attnbench.stream_hold),
     returned as a pending (start, end, exposed) triple; on a CPU a float (ms)."""
     if device.type != "cuda":
 
