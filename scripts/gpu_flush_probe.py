@@ -121,7 +121,8 @@ def main() -> int:
         for backend in BACKENDS:
             for kind, us in procs[-1].get(backend, {}).items():
                 lo, hi = min(us), max(us)
-                print(f"  {backend:12s} {kind:11s} {lo:7.3f}-{hi:7.3f} us ({100 * (hi - lo) / statistics.median(us):4.1f}%)"
+                rel = 100 * (hi - lo) / statistics.median(us)
+                print(f"  {backend:12s} {kind:11s} {lo:7.3f}-{hi:7.3f} us ({rel:4.1f}%)"
                       f"  {us}", flush=True)
     (args.out / "flush.json").write_text(json.dumps(procs, indent=1) + "\n")
     return 0

@@ -192,7 +192,8 @@ def paired_main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(args.processes):
-        cmd = [sys.executable, __file__, str(args.out), "--paired", "--one", str(i), "--seconds", str(args.seconds)]
+        cmd = [sys.executable, __file__, str(args.out), "--paired", "--one", str(i),
+               "--seconds", str(args.seconds)]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
         lines = res.stdout.strip().splitlines()
         procs.append(json.loads(lines[-1]) if lines else {"error": res.stderr[-800:]})
@@ -211,7 +212,8 @@ def paired_main(args: argparse.Namespace) -> int:
             "bare_us": [round(b * 1e3, 3) for b in bare], "point_us": [round(b * 1e3, 3) for b in point],
         }
         print(backend, json.dumps(summary[backend]), flush=True)
-    (args.out / "paired.json").write_text(json.dumps({"summary": summary, "processes": procs}, indent=1) + "\n")
+    text = json.dumps({"summary": summary, "processes": procs}, indent=1)
+    (args.out / "paired.json").write_text(text + "\n")
     return 0
 
 

@@ -222,7 +222,8 @@ def test_l2_flush_writes_then_reads_twice_the_l2(monkeypatch) -> None:
         L2_cache_size = 1 << 20
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props())
-    monkeypatch.setattr(torch, "randint", lambda lo, hi, shape, dtype, device: torch.full(shape, 5, dtype=dtype))
+    fives = lambda lo, hi, shape, dtype, device: torch.full(shape, 5, dtype=dtype)  # noqa: E731
+    monkeypatch.setattr(torch, "randint", fives)
     flusher = stream_hold.L2Flusher(torch.device("cpu"))
     assert flusher.buffer.numel() * flusher.buffer.element_size() >= 2 * Props.L2_cache_size
     ops: list[str] = []
@@ -241,3 +242,27 @@ def test_l2_flush_writes_then_reads_twice_the_l2(monkeypatch) -> None:
     flusher()
     assert ops == ["write", "read"]
     assert bool((buffer != 5).all()), "every byte of the buffer is written"
+
+
+def test_only_the_first_input_copy_warms_up_for_warmup_ms(monkeypatch) -> None:
+    """The copies run the first callable's kernels: each gets min_warmup_calls, not warmup_ms."""
+    gpu = FakeGpu()
+    install(monkeypatch, gpu)
+    counts = [0, 0, 0]
+
+    def counted(i: int):
+        inner = call(gpu, 5.0, 10.0)
+
+        def fn() -> None:
+            counts[i] += 1
+            inner()
+
+        return fn
+
+    policy = TimingPolicy(l2_flush=False, warmup_ms=5.0, min_warmup_calls=2, min_samples=10, max_samples=12)
+    t = measure.time_callable([counted(0), counted(1), counted(2)], CUDA, policy)
+    per_copy_samples = len(t.samples_ms) // 3 + 1
+    # the first: 5 ms of 10-us calls (hundreds) plus host timing; the others: 2 warm-up calls + samples
+    assert counts[0] > 100
+    assert counts[1] <= 2 + per_copy_samples + 1 and counts[2] <= 2 + per_copy_samples + 1
+    assert t.warmup_calls > 100

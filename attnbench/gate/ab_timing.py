@@ -1,8 +1,8 @@
 """The A/B mode's timing: A and B called alternately on the same inputs, pair by pair in ABBA order.
 
 Pair i is A then B for even i, B then A for odd i, so a linear drift within two pairs cancels. Each
-sample is the harness's (L2 flushed by a write then a read outside the window, the stream held until the sample is
-queued: attnbench.stream_hold), between CUDA events; on a CPU the host perf counter.
+sample is the harness's (L2 flushed by a write then a read outside the window, the stream held
+until the sample is queued: attnbench.stream_hold), between CUDA events; on a CPU the host perf counter.
 """
 
 from __future__ import annotations
