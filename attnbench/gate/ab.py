@@ -21,8 +21,8 @@ ratio measured on an H100. Correctness before timing, by the harness's rule (att
 per sequence and query head, against the error of a plain in-dtype implementation): B is BROKEN
 when its first output is incorrect or it raises, the point UNKNOWN when A's is; a backend in A that B
 lacks or no longer supports is VANISHED. Samples are the harness's (L2 flushed by a write then a
-read, the stream held until a sample is queued); a pair with an exposed sample is dropped. Exit codes as in the run
-gate: 1 on SLOW, BROKEN or VANISHED, 2 not comparable.
+read, the stream held until a sample is queued); a pair with an exposed sample is dropped. Exit
+codes as in the run gate: 1 on SLOW, BROKEN or VANISHED, 2 not comparable.
 """
 
 from __future__ import annotations
