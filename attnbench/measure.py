@@ -4,8 +4,8 @@ On a GPU a sample is the device's time for the work: the L2 flushed (a buffer of
 written, then read) outside the window, the stream held by a spin kernel until the sample's start
 event, launches and end event are queued (attnbench.stream_hold), so no host launch cost enters
 the interval between the two events. The host's own cost per eager call is measured separately
-(`call_ms_p50`) and a point whose host call is slower than its device time is `launch_bound`. Compute-bound points first run until the SM clock has
-settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the
+(`call_ms_p50`) and a point whose host call is slower than its device time is `launch_bound`.
+Compute-bound points first run until the SM clock has settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the
 95% confidence interval of the median is within the target, or a sample or time cap is hit; a short
 point (median below TimingPolicy.short_point_ms) samples for at least short_min_time_s, so its median
 spans the drift of a second rather than one moment's. A backend
