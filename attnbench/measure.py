@@ -2,17 +2,17 @@
 
 On a GPU a sample is the device's time for the work: the L2 flushed (a buffer of twice its size
 written, then read) outside the window, the stream held by a spin kernel until the sample's start
-event, launches and end event are queued (attnbench.stream_hold), so no host launch cost enters
-the interval between the two events. The host's own cost per eager call is measured separately
+event, launches and end event are queued (attnbench.stream_hold), so no host launch cost enters the
+interval between the two events. The host's own cost per eager call is measured separately
 (`call_ms_p50`) and a point whose host call is slower than its device time is `launch_bound`.
-Compute-bound points first run until the SM clock has settled and then take a fixed number of samples (attnbench.thermal); others sample in rounds until the
-95% confidence interval of the median is within the target, or a sample or time cap is hit; a short
-point (median below TimingPolicy.short_point_ms) samples for at least short_min_time_s, so its median
-spans the drift of a second rather than one moment's. A backend
-whose call waits for the device (a host sync inside it) cannot be held: it falls back to unheld events,
-and the row says so (`timing_method`, `timing_fallback`). CUDA-graph replay and CUPTI kernel durations
-(attnbench.cupti_timing) are alternative methods. On a CPU the same loop times with the host's
-performance counter.
+Compute-bound points first run until the SM clock has settled and then take a fixed number of
+samples (attnbench.thermal); others sample in rounds until the 95% confidence interval of the median
+is within the target, or a sample or time cap is hit; a short point (median below
+TimingPolicy.short_point_ms) samples for at least short_min_time_s, so its median spans the drift of
+a second rather than one moment's. A backend whose call waits for the device (a host sync inside it)
+cannot be held: it falls back to unheld events, and the row says so (`timing_method`,
+`timing_fallback`). CUDA-graph replay and CUPTI kernel durations (attnbench.cupti_timing) are
+alternative methods. On a CPU the same loop times with the host's performance counter.
 """
 
 from __future__ import annotations
