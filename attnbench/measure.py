@@ -29,7 +29,7 @@ import torch
 from attnbench import cpu_memory
 from attnbench.config.sweep_config import TimingPolicy
 from attnbench.cupti_timing import kernel_ms_per_call
-from attnbench.stream_hold import L2Flusher, StreamHold
+from attnbench.stream_hold import FLUSH_KIND, L2Flusher, StreamHold
 from attnbench.thermal import energy_per_call, settle
 
 ROUND = 10  # samples per round between stop checks
@@ -237,6 +237,8 @@ def _time_cuda(
     targets = [_graph_of(f, device) for f in fns] if policy.cuda_graph else fns
     flush = L2Flusher(device) if policy.l2_flush else None
     extra["l2_flush"] = flush is not None
+    if flush is not None:
+        extra["l2_flush_kind"] = FLUSH_KIND
     target_calls = sorted(host_call_ms(targets[0], sync)) if policy.cuda_graph else calls
     sampler = _HeldSampler(targets, flush, device, quantile(target_calls, 0.9) if policy.hold else None)
     fixed = None

@@ -203,6 +203,8 @@ TIMING = _in(
     _f("call_ms_p90", "number", "ms", "run", "some", "GPU: 90th percentile of that"),
     _f("input_copies", "integer", "", "config", "some", "GPU: input copies the samples rotate over"),
     _f("l2_flush", "boolean", "", "config", "some", "GPU: L2 flushed before each sample"),
+    _f("l2_flush_kind", "string", "", "config", "some",
+       "GPU: how (attnbench.stream_hold.FLUSH_KIND, write-read); absent in rows of the read-only flush"),
     _f("timing_fallback", "string", "", "run", "some", "GPU: why the stream could not be held"),
     _f("timing_method", "string", "", "config", "ok",
        "how samples were timed: host-perf-counter, cuda-events-held..."),

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import torch
 
+# Named in every row (l2_flush_kind): the gate does not compare samples taken behind other flushes,
+# whose levels differ by a few percent on launch-bound points.
+FLUSH_KIND = "write-read"
 MIN_HOLD_US = 20.0
 MAX_HOLD_US = 50_000.0
 

@@ -153,6 +153,21 @@ def test_another_timing_method_is_not_compared(tmp_path):
     assert by_key[ks[1]].verdict == "SAME"  # a row without the field (an older run) is compared as it is
 
 
+def test_a_baseline_behind_another_l2_flush_is_compared_with_a_note(tmp_path):
+    """Rows of the read-only flush (no l2_flush_kind) against write-then-read ones: still gated, and
+    the note says to re-save the baseline; the same flush on both sides says nothing."""
+    rng = np.random.default_rng(26)
+    ks = keys(2)
+    meds = run_medians(rng, [1.0, 2.0], 0.002, 6)
+    write_runs(tmp_path / "base", runs_rows(rng, ks, meds[:5], 0.01, 30, l2_flush=True))
+    cur_rows = runs_rows(rng, ks, meds[5:], 0.01, 30, l2_flush=True)[0]
+    cur_rows[0]["l2_flush_kind"] = "write-read"
+    res = compare(str(tmp_path / "base"), str(write_run(tmp_path / "cur", cur_rows)))
+    by_key = {p.key: p for p in res.points}
+    assert by_key[ks[0]].verdict == "SAME" and "L2 flush read -> write-read" in by_key[ks[0]].note
+    assert "L2 flush" not in by_key[ks[1]].note
+
+
 def test_old_single_run_baseline_uses_the_single_run_rule_and_warns():
     root = Path("results/baselines/ci-gate-h100")
     res = compare(str(root), str(root / "evidence" / "run-2"))

@@ -4,7 +4,8 @@ Order of the questions (the first that applies decides):
   VANISHED  ok in a baseline run, and now absent from the current run or skipped in it,
   BROKEN    ok in a baseline run, and now `incorrect` or `failed`,
   UNKNOWN   nothing to compare: no baseline run has samples, the current row has none, or the two
-            sides were timed by different methods (timing_method differs),
+            sides were timed by different methods (timing_method differs; another
+            l2_flush_kind is only noted),
   NOISY     (K >= 3 baseline runs) the point's tolerance exceeds the cap: reported with its spread,
             never failed,
   SLOW / FAST / SAME  by the spread rule (K >= 3) or the single-run rule (K < 3); see gate.py.
@@ -105,6 +106,9 @@ def _notes(brows: list[dict[str, Any]], crow: dict[str, Any]) -> list[str]:
     if cv is not None and variants and cv not in variants:
         # a backend that picks its kernel variant picked another one this time
         notes.append(f"variant {'/'.join(sorted(variants))} -> {cv}")
+    flush = _flush_note(brows, crow)
+    if flush:
+        notes.append(flush)
     if crow.get("launch_bound") is True:
         call = _number(crow, "call_ms_p50")
         host = f"host {call:.4g} ms per call, " if call is not None else ""
@@ -118,6 +122,20 @@ def _timing_mismatch(brows: list[dict[str, Any]], crow: dict[str, Any]) -> str:
     if cm and methods and methods != {cm}:
         return f"timing method differs (baseline {'/'.join(sorted(methods))}, current {cm})"
     return ""
+
+
+def _flush_note(brows: list[dict[str, Any]], crow: dict[str, Any]) -> str:
+    """A note when the sides' samples were taken behind different L2 flushes: a read-only flush
+    (rows without l2_flush_kind) left launch-bound medians 2-5% off the write-then-read one's level,
+    so such a baseline still gates (its stable points are long enough to be little moved) but wants
+    re-saving."""
+    if not crow.get("l2_flush") or not all(r.get("l2_flush") for r in brows):
+        return ""
+    kinds = {str(r.get("l2_flush_kind") or "read") for r in brows}
+    ck = str(crow.get("l2_flush_kind") or "read")
+    if kinds == {ck}:
+        return ""
+    return f"L2 flush {'/'.join(sorted(kinds))} -> {ck} (re-save the baseline)"
 
 
 def judge_point(
