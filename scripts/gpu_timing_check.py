@@ -233,7 +233,8 @@ def main() -> int:
                   f"{row['timing_method']}", flush=True)
         else:
             print(f"{backend:13s} {label:26s} {row.get('skipped') or row.get('error')}", flush=True)
-    (args.out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
+        # after every pair, so a call cut off by its time limit keeps what it measured
+        (args.out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
     spreads = [spread(b, 16, 512, args.spread_runs) for b in ("triton-paged", "cuda-paged", "sdpa-cudnn")]
     (args.out / "spread.json").write_text(json.dumps(spreads, indent=1))
     (args.out / "manifest.json").write_text(json.dumps({

@@ -13,8 +13,8 @@ cfg["description"] = "configs/h200.yaml's decode-grid workload alone (session 3:
 cfg["workloads"] = [w for w in cfg["workloads"] if w["name"] == "decode-grid"]
 yaml.safe_dump(cfg, open("/tmp/h200-decode-grid.yaml", "w"), sort_keys=False)
 PY
-step grid "${GRID_S:-230}" python3 -m attnbench sweep /tmp/h200-decode-grid.yaml --out /tmp/grid
+step timing "${TIMING_S:-260}" python3 scripts/gpu_timing_check.py "$OUT/$CALL/timing" --spread-runs 0
+step grid "${GRID_S:-200}" python3 -m attnbench sweep /tmp/h200-decode-grid.yaml --out /tmp/grid
 mkdir -p "$OUT/$CALL/grid" && cp /tmp/grid/manifest.json /tmp/grid/results.jsonl "$OUT/$CALL/grid/" 2>/dev/null
 cp /tmp/h200-decode-grid.yaml "$OUT/$CALL/grid/config.yaml"
-step timing "${TIMING_S:-280}" python3 scripts/gpu_timing_check.py "$OUT/$CALL/timing" --spread-runs 0
 pack
