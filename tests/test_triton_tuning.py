@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
 from attnbench.paths import kernels_dir
@@ -12,26 +9,25 @@ from attnbench.paths import kernels_dir
 
 @pytest.fixture()
 def tuning(monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "_tuning_under_test", kernels_dir() / "triton" / "tuning.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    # in its package, so that its relative import of device_timer resolves; each test makes its
+    # own Tuner, so no state carries between tests
+    import attnbench_kernels.triton.tuning as module
+
     monkeypatch.setenv(module.TUNING_CACHE_ENV, str(tmp_path / "tuning.json"))
     return module
 
 
 def fake_bench(monkeypatch, times):
-    import triton.testing
+    """The tuner's device timer replaced by a list of medians (ms), one per timed candidate."""
+    import attnbench_kernels.triton.tuning as tuning_module
 
     calls = []
 
-    def do_bench(fn, warmup, rep, return_mode):
+    def held_device_ms(fn):
         calls.append(fn)
         return times[len(calls) - 1]
 
-    monkeypatch.setattr(triton.testing, "do_bench", do_bench)
+    monkeypatch.setattr(tuning_module, "held_device_ms", held_device_ms)
     return calls
 
 
@@ -75,3 +71,25 @@ def test_kernels_do_not_import_attnbench():
     for path in (kernels_dir()).rglob("*.py"):
         text = path.read_text()
         assert "import attnbench" not in text and "from attnbench" not in text, path
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_tuners_timer_reads_device_time_not_the_host_launch():
+    """A call that spends 300 us on the host before queueing a ~20 us kernel: held, it reads the
+    kernel (do_bench's back-to-back events would read the host's 300 us)."""
+    import time
+
+    import torch
+    from attnbench_kernels.triton import device_timer
+
+    cycles = int(20 * device_timer._spin_cycles_per_us(torch.cuda.current_device()))
+
+    def slow_host_call() -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 300e-6:
+            pass
+        torch.cuda._sleep(cycles)
+
+    ms = device_timer.held_device_ms(slow_host_call)
+    assert 0.015 < ms < 0.06, ms

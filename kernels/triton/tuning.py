@@ -1,5 +1,6 @@
 """A small autotuner shared by the Triton kernels: time a handful of launch configs once per shape
-class and remember the fastest.
+class and remember the fastest, by the device's own time (kernels/triton/device_timer.py says why
+not triton's do_bench).
 
 Why not `triton.autotune`: the flash kernel builds TMA descriptors whose block shape depends on the
 config, the launch grid depends on the config, and a config that does not fit the chip (shared
@@ -23,6 +24,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .device_timer import held_device_ms
 
 TIE_MARGIN = 0.03  # a candidate within 3% of the fastest median counts as a tie
 TUNING_CACHE_ENV = "ATTNBENCH_TRITON_TUNING_CACHE"
@@ -78,8 +81,6 @@ class Tuner:
         if not on_gpu:
             self.best[key] = candidates[0]
             return candidates[0]
-        import triton.testing
-
         cached = _disk_lookup(self.name, key, candidates)
         if cached is not None:
             self.best[key] = cached
@@ -90,8 +91,7 @@ class Tuner:
         for cfg in candidates:
             try:
                 launch(cfg)  # compile + first run; raises OutOfResources when the tile does not fit
-                ms = triton.testing.do_bench(lambda cfg=cfg: launch(cfg), warmup=5, rep=25,
-                                             return_mode="median")
+                ms = held_device_ms(lambda cfg=cfg: launch(cfg))
             except Exception as exc:  # a config that cannot run on this chip is skipped, not fatal
                 errors.append(f"{cfg.describe()}: {type(exc).__name__}: {str(exc)[:120]}")
                 continue
