@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def one_process() -> dict[str, Any]:
+    from attnbench.paths import import_kernels
+
+    import_kernels()
     from attnbench_kernels.triton import paged_attn
 
     from attnbench.backends import get_backend

@@ -4,6 +4,8 @@ nvidia-smi --query-gpu=name,uuid --format=csv > "$OUT/$CALL/gpu.csv" 2>&1; cat "
 # the GPU test's body (the device machine has no pytest): 300 us of host before a 20 us spin
 step timer 60 python3 -c "
 import time, torch
+from attnbench.paths import import_kernels
+import_kernels()
 from attnbench_kernels.triton import device_timer
 cyc = int(20 * device_timer._spin_cycles_per_us(0))
 def f():
