@@ -38,8 +38,9 @@ def _spin_cycles_per_us(device_index: int) -> float:
     return cycles / max(start.elapsed_time(end) * 1e3, 1e-3)
 
 
-@cache
 def _flush_buffer(device_index: int) -> Any:
+    """Twice the L2, allocated per tuning call and freed after it (as do_bench does), so the tuner
+    holds no memory while the harness measures a point's."""
     import torch
 
     l2 = getattr(torch.cuda.get_device_properties(device_index), "L2_cache_size", 0) or 64 << 20
