@@ -56,11 +56,14 @@ def held_device_ms(fn: Callable[[], Any], samples: int = SAMPLES) -> float:
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    host_us = (time.perf_counter() - t0) * 1e6
-    torch.cuda.synchronize()
-    # three times the host's launch time: the spin must outlast the queueing of the sample
+    host_us = 0.0
+    for _ in range(5):  # the slowest of five launches: one slow launch must not outlast the spin
+        t0 = time.perf_counter()
+        fn()
+        host_us = max(host_us, (time.perf_counter() - t0) * 1e6)
+        torch.cuda.synchronize()
+    # three times the host's launch time: the spin must outlast the queueing of the sample (an
+    # exposed sample or two would read high, and the median of SAMPLES keeps them out)
     hold_cycles = max(1, int((3.0 * host_us + HOLD_SLACK_US) * _spin_cycles_per_us(index)))
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
               for _ in range(samples)]
