@@ -19,8 +19,8 @@ ROUND = 10  # pairs between synchronisations
 def _timer(device: Any, flush_l2: bool, host_ms: float) -> Callable[[Callable[[], Any]], Any]:
     """A function timing one call: on a GPU the sample the harness takes (L2 flushed by a write then
     a read outside the window, the stream held until the events and launches are queued:
-    attnbench.stream_hold),
-    returned as a pending (start, end, exposed) triple; on a CPU a float (ms)."""
+    attnbench.stream_hold), returned as a pending (start, end, exposed) triple; on a CPU a float
+    (ms)."""
     if device.type != "cuda":
 
         def host(fn: Callable[[], Any]) -> float:
