@@ -78,30 +78,20 @@ def rotate_process(backend: str, copies: int, seconds: float, device: str) -> di
     medians say whether a process is slow as a whole (every copy) or by where some copies lie."""
     import time
 
-    import torch
-
     from attnbench.backends import get_backend
     from attnbench.case import Case
     from attnbench.inputs import build_inputs
-    from attnbench.measure import ROUND, _HeldSampler, host_call_ms
-    from attnbench.stream_hold import L2Flusher
+    from attnbench.measure import ROUND
     from attnbench.telemetry import nvml_index
 
     block = 16 if backend in PAGED else None
     case = Case("probe", "decode", (1,) * 16, (512,) * 16, 32, 8, 128, "bf16", True, block_size=block)
     bk = get_backend(backend)
-    dev = torch.device(device)
     preps = []
     for _ in range(copies):
         inputs = build_inputs(case, device)
         preps.append((inputs, bk.prepare(case, inputs)))
-    fns = [p.run for _, p in preps]
-    for f in fns:
-        for _ in range(20):
-            f()
-    torch.cuda.synchronize()
-    calls = sorted(host_call_ms(fns[0], torch.cuda.synchronize))
-    sampler = _HeldSampler(fns, L2Flusher(dev), dev, calls[int(0.9 * (len(calls) - 1))])
+    sampler = warm_sampler([p.run for _, p in preps])
     per_copy: list[list[float]] = [[] for _ in range(copies)]
     clocks, temps = [], []
     import pynvml
@@ -134,9 +124,9 @@ def timing_case(backend: str, causal: bool = False) -> Any:
     return Case("timing", "decode", (1,) * 16, (512,) * 16, 32, 8, 128, "bf16", causal, block_size=block)
 
 
-def bare_median(runs: list[Any], seconds: float) -> float:
-    """The held sampler alone (flush, hold, one call between events) rotating over `runs` for
-    `seconds` after 20 warm calls each: no check, no telemetry, no adaptive stop."""
+def warm_sampler(runs: list[Any], flush: Any = "harness") -> Any:
+    """The sweep's held sampler over `runs` after 20 warm calls each, its hold sized from the first
+    run's p90 host call; flush: "harness" (attnbench.stream_hold.L2Flusher), a callable, or None."""
     import torch
 
     from attnbench.measure import _HeldSampler, host_call_ms
@@ -148,7 +138,14 @@ def bare_median(runs: list[Any], seconds: float) -> float:
             f()
     torch.cuda.synchronize()
     calls = sorted(host_call_ms(runs[0], torch.cuda.synchronize))
-    sampler = _HeldSampler(runs, L2Flusher(dev), dev, calls[int(0.9 * (len(calls) - 1))])
+    flush = L2Flusher(dev) if flush == "harness" else flush
+    return _HeldSampler(runs, flush, dev, calls[int(0.9 * (len(calls) - 1))])
+
+
+def bare_median(runs: list[Any], seconds: float) -> float:
+    """The held sampler alone (flush, hold, one call between events) rotating over `runs` for
+    `seconds` after 20 warm calls each: no check, no telemetry, no adaptive stop."""
+    sampler = warm_sampler(runs)
     samples: list[float] = []
     import time
 
