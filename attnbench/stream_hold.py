@@ -8,21 +8,21 @@ the end event is queued the host asks whether the spin has already finished: if 
 slower than the hold, a launch may have been exposed, and the sample is discarded (the hold doubles).
 
 L2 flush: a buffer twice the L2's size written, then read. A write alone leaves dirty lines whose
-write-back lands inside the next timed window (+12% measured on a 256 MB read-only kernel, +20% on
+write-back lands inside the next timed window (+12% measured on a 256 MB read-only kernel, +9-21% on
 decode B16 context 512). A read alone leaves only clean lines but does not always evict the inputs a
 sample reads again and again: on an H200 the medians of decode B16 context 512 took one of two or
 three levels 2-5% apart depending on the flush buffer and the moment, the fast one with part of the
 inputs still in the L2 (scripts/gpu_flush_probe.py, results/baselines/timing-check-h200/session3).
-Written then read, every repetition lands on one level within 0.6-1.1%: the write evicts every line,
-hot ones included, and the read takes the write-backs before the window opens.
+Written then read, the repetitions of one process land on one level, within 0.6-1.1%: the write
+evicts every line, hot ones included, and the read takes the write-backs before the window opens.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Named in every row (l2_flush_kind): the gate does not compare samples taken behind other flushes,
-# whose levels differ by a few percent on launch-bound points.
+# Named in every row (l2_flush_kind): the gate notes a baseline taken behind another flush, whose
+# levels differ by a few percent on launch-bound points, and asks for it to be re-saved.
 FLUSH_KIND = "write-read"
 MIN_HOLD_US = 20.0
 MAX_HOLD_US = 50_000.0

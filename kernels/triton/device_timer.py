@@ -3,11 +3,12 @@
 Why not `triton.testing.do_bench`: it queues calls back to back between two events, so for a kernel
 shorter than its host launch path (decode at short contexts: ~15-25 us of kernel, as much of Python
 launch) it times the host, and tiles that differ by 40% on the GPU read alike. On an H200 the tuner
-picked a 32-token tile for decode B16 context 512 that runs 25 us against the 64-token tile's 17 us
-(scripts/gpu_timing_check.py, results/baselines/timing-check-h200/session3). Here each sample is
-queued behind a spin kernel long enough for the host to queue the launch and its end event (the
-harness's method, attnbench.stream_hold, written again because this package does not import the
-harness), after an L2 flush (a buffer of twice the L2 written then read), so tiles are ranked by the
+picked a 32-token tile for decode B16 context 512 that runs 25 us (CUPTI) where the 128-token tile
+runs 15 us (scripts/gpu_timing_check.py, results/baselines/timing-check-h200/session3). Here each
+sample is queued behind a spin kernel long enough for the host to queue the launch and its end event
+(the harness's method, attnbench.stream_hold, written again: this package does not import the
+harness, and the harness must not call into the kernels, which the A/B gate swaps per version),
+after an L2 flush (a buffer of twice the L2 written then read), so tiles are ranked by the
 cold-cache device time the harness will measure.
 """
 
