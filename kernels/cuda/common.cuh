@@ -119,6 +119,23 @@ __device__ __forceinline__ uint32_t fp8x2_to_pair(uint32_t x, uint32_t selector)
   return Fp8Widen<T>::mul(bits, Fp8Widen<T>::kUnscale);
 }
 
+// Four e4m3 bytes as two pairs of T: bytes 0, 1 -> lo and bytes 2, 3 -> hi (K's fragment: dims 4t..4t+3).
+// sm_89+ with fp16: each half of x goes to one cvt as it is, no byte select first.
+template <typename T>
+__device__ __forceinline__ void fp8x4_to_pairs(uint32_t x, uint32_t& lo, uint32_t& hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  if constexpr (std::is_same_v<T, __half>) {
+    asm("{\n\t.reg .b16 l, h;\n\tmov.b32 {l, h}, %2;\n\tcvt.rn.f16x2.e4m3x2 %0, l;\n\t"
+        "cvt.rn.f16x2.e4m3x2 %1, h;\n\t}"
+        : "=r"(lo), "=r"(hi)
+        : "r"(x));
+    return;
+  }
+#endif
+  lo = fp8x2_to_pair<T>(x, 0x1404);
+  hi = fp8x2_to_pair<T>(x, 0x3424);
+}
+
 template <typename T>
 __device__ __forceinline__ float to_float(T x);
 template <>

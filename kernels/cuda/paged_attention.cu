@@ -371,6 +371,10 @@ __global__ void __launch_bounds__(128) paged_reduce_kernel(const PagedParams p) 
 // q.(s_k k) = s_k (q.k) joins the logit scale, sum_j p_j (s_v v_j) = s_v sum_j p_j v_j multiplies the
 // merged output once: the same sums, one fp32 rounding more, none per element.
 constexpr int kTcRows = 16;  // MMA rows: query heads per block
+// How far (base-2 logit units) a tile's max may pass the running max before the running max moves and
+// the output is rescaled: 0 moves it on every rise, as the textbook online softmax does. 8 (FA4's
+// conditional rescale) measured no faster on an H200 (kernels/notes/cuda.md, paged v2.3).
+constexpr float kStaleMaxSlack = 0.f;
 
 template <int D, int E = 2>  // E: bytes of a K/V element (2: fp16/bf16, 1: fp8 e4m3)
 struct TcShape {
@@ -379,7 +383,12 @@ struct TcShape {
   static constexpr int kTokensPerWarp = 16;  // one k-step of the PV MMA
   static constexpr int kTile = kWarps * kTokensPerWarp;  // 64 tokens per stage
   static constexpr int kStages = D == 64 ? 4 : D == 128 ? 3 : 2;  // 64 / 96 / 128 KiB of K+V (fp8: half)
-  static constexpr bool kQInRegs = D <= 128;  // D 256: 64 more registers; re-read Q from shared instead
+  // Q's fragments stay in registers up to D 128 with a bf16/fp16 cache; at D 256 (64 more registers), and
+  // with an fp8 cache (to fit 4 blocks per SM at D 128, below), they are re-read from shared memory.
+  static constexpr bool kQInRegs = D <= 128 && E == 2;
+  // Resident blocks per SM the registers must allow: an fp8 cache at D <= 128 needs 4 (128 registers)
+  // so that 64 sequences x 8 KV heads (512 blocks) run in one wave on 132 SMs instead of 1.3.
+  static constexpr int kMinBlocks = E == 1 && D <= 128 ? 4 : 1;
   static constexpr int kChunks = D / kVec;        // 16-byte chunks of a Q row
   static constexpr int kKvChunks = D * E / 16;    // ... of a K/V row
   static constexpr int kStageElems = kTile * D;
@@ -404,8 +413,8 @@ __device__ __forceinline__ int tc_swz(int row, int chunk) {
 }
 
 template <typename T, typename KV, int D, bool kSplit>
-__global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(const PagedParams p,
-                                                                               const KvScales sc) {
+__global__ void __launch_bounds__(TcShape<D>::kThreads, TcShape<D, sizeof(KV)>::kMinBlocks)
+    paged_decode_tc_kernel(const PagedParams p, const KvScales sc) {
   using S = TcShape<D, sizeof(KV)>;
   constexpr bool kFp8 = sizeof(KV) == 1;
   // The MMA operand type: T, or fp16 with an fp8 cache whatever T is. Every e4m3 value is an fp16
@@ -570,9 +579,11 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
         for (int h = 0; h < 2; ++h) {
           uint32_t a[4];
           q_a(kp * 2 + h, a);
-          mma_16816<M>(s[0], a, fp8x2_to_pair<M>(b[2 * h], 0x1404), fp8x2_to_pair<M>(b[2 * h], 0x3424));
-          mma_16816<M>(s[1], a, fp8x2_to_pair<M>(b[2 * h + 1], 0x1404),
-                       fp8x2_to_pair<M>(b[2 * h + 1], 0x3424));
+          uint32_t k0[2], k1[2];
+          fp8x4_to_pairs<M>(b[2 * h], k0[0], k0[1]);
+          fp8x4_to_pairs<M>(b[2 * h + 1], k1[0], k1[1]);
+          mma_16816<M>(s[0], a, k0[0], k0[1]);
+          mma_16816<M>(s[1], a, k1[0], k1[1]);
         }
       }
     } else {
@@ -606,10 +617,17 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
       float mx = fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(row_max[r], mx);  // -inf while this warp has seen no token
-      const float shift = online_softmax_shift(m_new, 1.f);  // base-2 logits: scale 1
-      const float alpha = online_softmax_rescale(row_max[r], 1.f, shift);
-      row_max[r] = m_new;
+      // The max moves only when the tile's exceeds it by more than kStaleMaxSlack: up to that the weights
+      // are taken against the kept max (each at most 2^slack; the final division by the sum makes the
+      // result the same), and a warp none of whose rows moved skips the output's rescale.
+      // -inf + slack = -inf: the first tile with a visible token always moves it.
+      const bool moves = mx > row_max[r] + kStaleMaxSlack;
+      float alpha = 1.f;
+      if (moves) {
+        alpha = online_softmax_rescale(row_max[r], 1.f, online_softmax_shift(mx, 1.f));
+        row_max[r] = mx;
+      }
+      const float shift = online_softmax_shift(row_max[r], 1.f);  // base-2 logits: scale 1
       float sum = 0.f;
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
@@ -620,10 +638,12 @@ __global__ void __launch_bounds__(TcShape<D>::kThreads) paged_decode_tc_kernel(c
         }
       }
       row_sum[r] = row_sum[r] * alpha + sum;  // this lane's part; summed over the quad at the end
+      if (__any_sync(0xffffffffu, moves)) {  // warp-uniform: alpha is 1 in the rows that did not move
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        o[dt][2 * r] *= alpha;
-        o[dt][2 * r + 1] *= alpha;
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][2 * r] *= alpha;
+          o[dt][2 * r + 1] *= alpha;
+        }
       }
     }
 
