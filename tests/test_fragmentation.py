@@ -285,3 +285,15 @@ def test_oracle_refused_by_fragmentation_counts_free_memory_as_external():
     res = run("orca-oracle", [(3, 1), (1, 3), (3, 1), (1, 3), (1, 7)], capacity=16, max_len=8)
     close(res, token_states=26 / 48, reserved=6 / 48, internal=0, external=16 / 48, other=0)
     assert res["queue_blocked_fraction"] == 1.0
+
+
+def test_study_in_worker_processes_gives_the_rows_of_one_process(monkeypatch):
+    """The points are independent seeded simulations: spread over processes, the same JSON."""
+    import attnbench.memory.study as study
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "fragmentation-demo.yaml")
+    one = run_study(cfg)
+    monkeypatch.setattr(study, "PARALLEL_MIN_POINTS", 2)
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    many = run_study(cfg)
+    assert json.dumps(many, sort_keys=True, default=str) == json.dumps(one, sort_keys=True, default=str)

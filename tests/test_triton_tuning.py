@@ -93,3 +93,39 @@ def test_the_tuners_timer_reads_device_time_not_the_host_launch():
 
     ms = device_timer.held_device_ms(slow_host_call)
     assert 0.015 < ms < 0.06, ms
+
+
+def test_precompile_builds_every_candidate_and_leaves_errors_to_the_timing(tuning, monkeypatch):
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 4)
+    cands = [tuning.LaunchConfig.of(BLOCK_M=m) for m in (128, 64, 32)]
+    built = []
+
+    def warm(cfg):
+        built.append(cfg)
+        if cfg["BLOCK_M"] == 64:
+            raise RuntimeError("does not fit")  # reported by the timing loop, not here
+
+    assert tuning.precompile(cands, warm) == 3
+    assert built == cands
+
+
+def test_precompile_off_or_single_candidate_builds_nothing(tuning, monkeypatch):
+    cands = [tuning.LaunchConfig.of(BLOCK_M=m) for m in (128, 64)]
+    built = []
+    monkeypatch.setenv(tuning.PARALLEL_COMPILE_ENV, "0")
+    assert tuning.precompile(cands, built.append) == 0
+    monkeypatch.delenv(tuning.PARALLEL_COMPILE_ENV)
+    assert tuning.precompile(cands[:1], built.append) == 0
+    assert built == []
+
+
+def test_pick_precompiles_then_times_each_candidate(tuning, monkeypatch):
+    calls = fake_bench(monkeypatch, [2.0, 1.0])
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 2)
+    cands = [tuning.LaunchConfig.of(BLOCK_M=m) for m in (128, 64)]
+    order = []
+    t = tuning.Tuner("t")
+    best = t.pick("k", cands, lambda c: order.append(("launch", c["BLOCK_M"])), True,
+                  warm=lambda c: order.append(("warm", c["BLOCK_M"])))
+    assert best == cands[1] and len(calls) == 2
+    assert order[:2] == [("warm", 128), ("warm", 64)]  # both built before the first is timed

@@ -276,10 +276,10 @@ def flash_attn_varlen_runner(
     if use_tma is None:
         use_tma = tma_usable(q, k, v)
 
-    def bind(cfg: LaunchConfig) -> Callable[[], None]:
+    def launch_args(cfg: LaunchConfig) -> tuple[tuple[int, int, int], tuple, dict]:
+        """(grid, positional arguments, keyword arguments) of cfg's launch."""
         bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
         desc_k, desc_v = _descriptors(k, v, bn) if use_tma else (k, v)
-        kernel = flash_fwd_kernel[(triton.cdiv(max_q, bm), hq, batch)]
         args = (q, k, v, out, lse if store_lse else out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k, sm_scale,
                 -1 if window is None else window, 1.0 if softcap is None else float(softcap),
                 out if alibi_slopes is None else alibi_slopes,
@@ -289,12 +289,22 @@ def flash_attn_varlen_runner(
                       STORE_LSE=store_lse, BLOCK_M=bm, BLOCK_N=bn, num_warps=cfg.num_warps,
                       num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
                       HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None)
+        return (triton.cdiv(max_q, bm), hq, batch), args, kwargs
+
+    def bind(cfg: LaunchConfig) -> Callable[[], None]:
+        grid, args, kwargs = launch_args(cfg)
+        kernel = flash_fwd_kernel[grid]
         return lambda: kernel(*args, **kwargs)
+
+    def warm(cfg: LaunchConfig) -> None:
+        grid, args, kwargs = launch_args(cfg)
+        flash_fwd_kernel.warmup(*args, grid=grid, **kwargs)
 
     if config is None:
         key = (d, causal, use_tma, hq // hkv, length_bucket(max_q), q.dtype, str(q.device),
                window is not None, softcap is not None, alibi_slopes is not None)
-        config = _TUNER.pick(key, flash_candidates(d, causal, max_q, on_gpu), lambda c: bind(c)(), on_gpu)
+        config = _TUNER.pick(key, flash_candidates(d, causal, max_q, on_gpu), lambda c: bind(c)(), on_gpu,
+                             warm=warm)
     return bind(config), out, lse, config, use_tma
 
 

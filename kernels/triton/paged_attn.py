@@ -322,8 +322,8 @@ def paged_attention_runner(
         part_o, part_lse = out, out  # unused by the one-pass kernel
         p_strides = (0, 0, 0, 0, 0)
 
-    def bind(cfg: LaunchConfig) -> Callable[[], None]:
-        kernel = paged_attn_kernel[(batch, triton.cdiv(max_q, cfg["BLOCK_Q"]), hkv * num_splits)]
+    def launch_args(cfg: LaunchConfig) -> tuple[tuple[int, int, int], tuple, dict]:
+        """(grid, positional arguments, keyword arguments) of cfg's attention launch."""
         args = (q, k_cache, v_cache, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
                 -1 if window is None else window, 1.0 if softcap is None else float(softcap),
                 out if alibi_slopes is None else alibi_slopes,
@@ -338,6 +338,11 @@ def paged_attention_runner(
                       num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
                       HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None,
                       KV_CAST=kv_cast, HAS_KV_SCALE=k_scale is not None)
+        return (batch, triton.cdiv(max_q, cfg["BLOCK_Q"]), hkv * num_splits), args, kwargs
+
+    def bind(cfg: LaunchConfig) -> Callable[[], None]:
+        grid, args, kwargs = launch_args(cfg)
+        kernel = paged_attn_kernel[grid]
         if not split:
             return lambda: kernel(*args, **kwargs)
         reduce = split_reduce_kernel[(total_q, hq)]
@@ -351,11 +356,15 @@ def paged_attention_runner(
 
         return launch
 
+    def warm(cfg: LaunchConfig) -> None:  # the attention kernel only: the reduce has one build
+        grid, args, kwargs = launch_args(cfg)
+        paged_attn_kernel.warmup(*args, grid=grid, **kwargs)
+
     if config is None:
         key = (d, kv_block, group, max_q == 1, causal, length_bucket(max_q), length_bucket(max_kv),
                num_splits, q.dtype, str(q.device), window is not None, softcap is not None,
                alibi_slopes is not None, str(k_cache.dtype), k_scale is not None)
-        config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu)
+        config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu, warm=warm)
     return bind(config), out, config, num_splits
 
 

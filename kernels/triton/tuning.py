@@ -13,6 +13,13 @@ of the fastest wins, so two tiles that differ by less than the timing noise do n
 processes (a swap moved a causal prefill point by 13% between two sweeps on one H100). Picks are
 also remembered on disk per GPU, Triton version and kernel source (TUNING_CACHE_ENV names the file,
 "off" disables it), so later runs on the same machine launch the same tiles without retuning.
+
+Compiling, not timing, is what tuning costs: each candidate is a separate kernel build of 1-3 s
+and timing it takes milliseconds. Given a `warm` callable (a candidate's compile without a launch),
+the tuner builds every candidate at once through Triton's asynchronous compile mode on a thread
+pool (the compiler's passes and ptxas release the GIL: four sm_90 flash variants built in 3.1 s on
+two threads against 5.3 s one after another), then times them one by one as before.
+PARALLEL_COMPILE_ENV=0 builds them in turn.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ from .device_timer import held_device_ms
 
 TIE_MARGIN = 0.03  # a candidate within 3% of the fastest median counts as a tie
 TUNING_CACHE_ENV = "ATTNBENCH_TRITON_TUNING_CACHE"
+PARALLEL_COMPILE_ENV = "ATTNBENCH_TRITON_PARALLEL_COMPILE"
 _SOURCES_DIGEST = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))
 ).hexdigest()[:16]
@@ -72,8 +81,12 @@ class Tuner:
         candidates: Sequence[LaunchConfig],
         launch: Callable[[LaunchConfig], Any],
         on_gpu: bool,
+        warm: Callable[[LaunchConfig], Any] | None = None,
     ) -> LaunchConfig:
-        """Return the cached best config for key, timing every candidate the first time on a GPU."""
+        """Return the cached best config for key, timing every candidate the first time on a GPU.
+
+        warm(cfg): compile cfg's kernels without launching them (Triton's `warmup`); when given, every
+        candidate is built in parallel before the timing (precompile)."""
         if key in self.best:
             return self.best[key]
         if not candidates:
@@ -85,6 +98,8 @@ class Tuner:
         if cached is not None:
             self.best[key] = cached
             return cached
+        if warm is not None:
+            precompile(candidates, warm)
         results: list[tuple[str, float]] = []
         timed: list[tuple[LaunchConfig, float]] = []
         errors: list[str] = []
@@ -104,6 +119,30 @@ class Tuner:
         self.timings[key] = results
         _disk_store(self.name, key, best_cfg)
         return best_cfg
+
+
+def precompile(candidates: Sequence[LaunchConfig], warm: Callable[[LaunchConfig], Any]) -> int:
+    """Build every candidate's kernels concurrently; returns how many builds ran in parallel (0: none).
+
+    Errors are left for the timing loop: a candidate that failed to build here is built again there,
+    in turn, and skipped with its error as before."""
+    if os.environ.get(PARALLEL_COMPILE_ENV, "1") == "0" or len(candidates) < 2:
+        return 0
+    try:
+        from triton.runtime._async_compile import AsyncCompileMode  # Triton >= 3.4; private module
+    except ImportError:
+        return 0
+    workers = min(len(candidates), os.cpu_count() or 1)
+    if workers < 2:
+        return 0
+    # AsyncCompileMode's exit waits for (and installs) every build before the pool shuts down.
+    with ThreadPoolExecutor(workers) as pool, AsyncCompileMode(pool, ignore_errors=True):
+        for cfg in candidates:
+            try:
+                warm(cfg)
+            except Exception:  # noqa: BLE001 - the timing loop reports it
+                continue
+    return workers
 
 
 def stable_choice(timed: Sequence[tuple[LaunchConfig, float]], margin: float = TIE_MARGIN) -> LaunchConfig:
