@@ -18,6 +18,7 @@ import statistics
 import sys
 
 import torch
+from decode_probe_case import BLOCK, HKV, HQ, D, decode_case, kv_bytes
 
 from attnbench.paths import import_kernels
 
@@ -32,38 +33,26 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args(argv)
-    b, hq, hkv, d, ctx, bs = 64, 32, 8, 128, 4096, 16
-    blocks = b * ctx // bs
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(b, hq, d, device="cuda", generator=gen).to(torch.bfloat16)
-    shape = (blocks, bs, hkv, d)
-    kc, vc = (torch.randn(shape, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(2))
-    k8, v8 = kc.to(torch.float8_e4m3fn), vc.to(torch.float8_e4m3fn)
-    tables = torch.randperm(blocks, device="cuda", generator=gen).to(torch.int32).view(b, -1)
-    lens = torch.full((b,), ctx, dtype=torch.int32, device="cuda")
-    cu_q = torch.arange(b + 1, dtype=torch.int32, device="cuda")
-    one = torch.ones(1, device="cuda")
-    caches = {"bf16": (kc, vc, {}), "fp8 nhd": (k8, v8, {"k_scale": one, "v_scale": one})}
+    opts = ap.parse_args(argv)
+    cases = {"bf16": decode_case(False), "fp8 nhd": decode_case(True)}
     ref = None
     runs = []
-    for name, (k, v, scales) in caches.items():
-        for cfg in paged_candidates(d, hq // hkv, 1, True, bs):
-            out = torch.empty_like(q)
-            launch, _, _, splits = paged_attention_runner(q, k, v, tables, lens, cu_q, 1, ctx, out=out,
-                                                          num_splits=1, config=cfg, **scales)
+    for name, (call_args, scales) in cases.items():
+        for cfg in paged_candidates(D, HQ // HKV, 1, True, BLOCK):
+            out = torch.empty_like(call_args[0])
+            launch, _, _, _ = paged_attention_runner(*call_args, out=out, num_splits=1, config=cfg, **scales)
             launch()
             torch.cuda.synchronize()
             if ref is None:
                 ref = out.float().clone()
             err = float((out.float() - ref).norm() / ref.norm())
-            nbytes = 2 * blocks * bs * hkv * d * k.element_size() + 2 * q.numel() * q.element_size()
+            nbytes = kv_bytes(call_args)
             runs.append({"cache": name, "config": cfg.describe(), "rel_l2_vs_bf16": err, "bytes": nbytes,
                          "launch": launch, "ms_rounds": []})
-    for _ in range(args.rounds):
+    for _ in range(opts.rounds):
         for r in runs:
             r["ms_rounds"].append(held_device_ms(r["launch"]))
-    with open(args.out, "w") as f:
+    with open(opts.out, "w") as f:
         for r in runs:
             r.pop("launch")
             r["ms"] = statistics.median(r["ms_rounds"])

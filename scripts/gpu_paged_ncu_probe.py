@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import torch
+from decode_probe_case import decode_case
 
 from attnbench.paths import import_kernels
 
@@ -20,20 +21,8 @@ from attnbench_kernels.triton.paged_attn import paged_attention_runner  # noqa: 
 
 
 def main(argv: list[str]) -> int:
-    fp8 = argv[0] == "fp8"
-    b, hq, hkv, d, ctx, bs = 64, 32, 8, 128, 4096, 16
-    blocks = b * ctx // bs
-    q = torch.randn(b, hq, d, device="cuda").to(torch.bfloat16)
-    kc, vc = (torch.randn(blocks, bs, hkv, d, device="cuda").to(torch.bfloat16) for _ in range(2))
-    scales = {}
-    if fp8:
-        kc, vc = (t.to(torch.float8_e4m3fn) for t in (kc, vc))
-        one = torch.ones(1, device="cuda")
-        scales = {"k_scale": one, "v_scale": one}
-    tables = torch.randperm(blocks, device="cuda", dtype=torch.int64).to(torch.int32).view(b, -1)
-    lens = torch.full((b,), ctx, dtype=torch.int32, device="cuda")
-    cu_q = torch.arange(b + 1, dtype=torch.int32, device="cuda")
-    launch, _, cfg, splits = paged_attention_runner(q, kc, vc, tables, lens, cu_q, 1, ctx, **scales)
+    args, scales = decode_case(argv[0] == "fp8")
+    launch, _, cfg, splits = paged_attention_runner(*args, **scales)
     print(argv[0], cfg.describe(), "splits", splits)
     launch()
     torch.cuda.synchronize()
