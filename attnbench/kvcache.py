@@ -152,6 +152,16 @@ class KVCacheManager:
         """Blocks an allocation may take now (free, whether or not they still hold a cached prefix)."""
         return len(self.free_queue)
 
+    def reorder_free_queue(self, order: Sequence[int]) -> None:
+        """Put the free queue in this block-id order (head first). Only for a pool whose blocks are
+        all free and unnamed, the state a churn of anonymous requests leaves (paged_pool.churn):
+        then the order is all the churn changed."""
+        if self.requests or self.cached or self.num_free_blocks != self.num_blocks:
+            raise ValueError("reorder_free_queue: every block must be free and uncached")
+        if sorted(order) != list(range(self.num_blocks)):
+            raise ValueError("reorder_free_queue: order must be a permutation of the block ids")
+        self.free_queue = FreeBlockQueue([self.blocks[i] for i in order])
+
     def blocks_needed(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
 

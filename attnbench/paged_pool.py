@@ -47,21 +47,37 @@ def _case_token_ids(case: Case) -> list[list[int]]:
 def churn(manager: KVCacheManager, rng: random.Random, rounds: int) -> None:
     """Other requests come and go (random sizes, random finishing order), then all leave.
 
-    What remains is a free queue in the scattered order a long-running server leaves behind.
+    What remains is a free queue in the scattered order a long-running server leaves behind. The
+    requests are anonymous (no prefix caching), so that order is all they change: it is worked out
+    on block ids (churned_order) and handed to the manager, the same order as add_request / free
+    calls on the manager give (tests/test_kvcache.py pins it), at C-list speed: the B64 x 32k pool's
+    million rounds took 11-18 s through the manager, a sixth of the H200 study's input time.
     """
-    live: list[int] = []
-    next_id = 0
-    cap = max(1, manager.num_blocks // 4)
+    manager.reorder_free_queue(churned_order([b.block_id for b in manager.free_queue], rng, rounds))
+
+
+def churned_order(queue: list[int], rng: random.Random, rounds: int) -> list[int]:
+    """The free queue (block ids, head first) after `rounds` anonymous requests, as the manager
+    serves them: an allocation of k blocks takes the k at the head, a free appends the request's
+    blocks at the tail last block first; at the end the live requests leave in arrival order."""
+    queue = list(queue)
+    head = 0  # queue[head:] is the free queue; the taken prefix is dropped now and then
+    live: list[list[int]] = []
+    cap = max(1, len(queue) // 4)
     for _ in range(rounds):
-        if live and (rng.random() < 0.45 or manager.num_free_blocks == 0):
-            manager.free(live.pop(rng.randrange(len(live))))
+        free = len(queue) - head
+        if live and (rng.random() < 0.45 or free == 0):
+            queue.extend(reversed(live.pop(rng.randrange(len(live)))))
             continue
-        want = rng.randint(1, min(cap, manager.num_free_blocks)) * manager.block_size
-        manager.add_request(("churn", next_id), num_tokens=want)
-        live.append(("churn", next_id))  # type: ignore[arg-type]
-        next_id += 1
-    for rid in live:
-        manager.free(rid)
+        k = rng.randint(1, min(cap, free))
+        live.append(queue[head : head + k])
+        head += k
+        if head > len(queue) // 2:
+            del queue[:head]
+            head = 0
+    for blocks in live:
+        queue.extend(reversed(blocks))
+    return queue[head:]
 
 
 # Unused slots (the tail of each sequence's last block) hold what a server leaves there: the K/V of

@@ -337,3 +337,39 @@ def test_shuffled_layout_is_pinned():
     were taken before the free queue's batch pop was made lighter)."""
     assert _churned_tables([37, 300, 129, 77, 512], 16, 3, 40) == "95bd0c02e6af1357"
     assert _churned_tables([37, 300, 129, 77, 512], 8, 5, 0) == "9c76c62c367482b2"
+
+
+def _churn_through_the_manager(m: KVCacheManager, rng: random.Random, rounds: int) -> None:
+    """The churn as add_request / free calls on the manager (what paged_pool.churn reproduces on ids)."""
+    live: list[tuple[str, int]] = []
+    cap = max(1, m.num_blocks // 4)
+    for i in range(rounds):
+        if live and (rng.random() < 0.45 or m.num_free_blocks == 0):
+            m.free(live.pop(rng.randrange(len(live))))
+            continue
+        m.add_request(("churn", i), num_tokens=rng.randint(1, min(cap, m.num_free_blocks)) * m.block_size)
+        live.append(("churn", i))
+    for rid in live:
+        m.free(rid)
+
+
+@pytest.mark.parametrize("num_blocks,block_size,seed", [(1, 16, 0), (7, 8, 1), (300, 16, 2), (4096, 1, 3)])
+def test_churn_on_ids_matches_the_manager(num_blocks, block_size, seed):
+    from attnbench.paged_pool import churn
+
+    fast, slow = KVCacheManager(num_blocks, block_size), KVCacheManager(num_blocks, block_size)
+    churn(fast, random.Random(seed), rounds=8 * num_blocks + 16)
+    _churn_through_the_manager(slow, random.Random(seed), rounds=8 * num_blocks + 16)
+    assert [b.block_id for b in fast.free_queue] == [b.block_id for b in slow.free_queue]
+    fast.check_invariants()
+    assert fast.add_request("x", num_tokens=num_blocks * block_size) == slow.add_request(
+        "x", num_tokens=num_blocks * block_size)
+
+
+def test_reorder_free_queue_refuses_a_busy_pool_or_a_wrong_order():
+    m = KVCacheManager(4, 16)
+    with pytest.raises(ValueError, match="permutation"):
+        m.reorder_free_queue([0, 1, 1, 3])
+    m.add_request("a", num_tokens=16)
+    with pytest.raises(ValueError, match="every block must be free"):
+        m.reorder_free_queue([3, 2, 1, 0])
