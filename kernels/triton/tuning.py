@@ -122,14 +122,14 @@ class Tuner:
 
 
 def precompile(candidates: Sequence[LaunchConfig], warm: Callable[[LaunchConfig], Any]) -> int:
-    """Build every candidate's kernels concurrently; returns how many builds ran in parallel (0: none).
+    """Build every candidate's kernels concurrently; returns the number of build threads (0: none ran).
 
     Errors are left for the timing loop: a candidate that failed to build here is built again there,
     in turn, and skipped with its error as before."""
     if os.environ.get(PARALLEL_COMPILE_ENV, "1") == "0" or len(candidates) < 2:
         return 0
     try:
-        from triton.runtime._async_compile import AsyncCompileMode  # Triton >= 3.4; private module
+        from triton.runtime._async_compile import AsyncCompileMode  # private; Triton 3.6 has it
     except ImportError:
         return 0
     workers = min(len(candidates), os.cpu_count() or 1)
