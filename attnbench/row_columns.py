@@ -148,6 +148,9 @@ BACKEND_INFO = _in(
     _f("input_mode", "string", "", "config", "some",
        "how the backend was handed the batch (padded, packed-varlen...)"),
     _f("variant", "string", "", "host", "some", "the kernel variant or configuration the backend chose"),
+    _f("tuned_by", "string", "", "host", "some",
+       "triton: where the launch config came from: timed (candidates timed in this run), memo (this "
+       "machine's tuning file, ATTNBENCH_TRITON_TUNING_CACHE), given (passed in), first fit (no GPU)"),
     _f("kv_layout_used", "string", "", "config", "some", "the KV layout the kernel read"),
     _f("compile_s", "number", "s", "run", "some", "seconds prepare spent compiling"),
     _f("new_kernel", "boolean", "", "host", "some",

@@ -1,6 +1,7 @@
 """triton-paged decode B64 Hq32 Hkv8 context 4096 (16-token shuffled blocks), every tile candidate,
-for a bf16 and an fp8 e4m3 cache. The session-5 run (results/baselines/triton-probes-h200) also
-timed fp8 with V stored dim-major (its variants-tried.patch), not kept.
+for a bf16 and an fp8 e4m3 cache, the fp8 V read as bytes and as int32 words (v_words); then B4
+context 32768 with the planner's splits. The session-5 run (results/baselines/triton-probes-h200)
+also timed fp8 with V stored dim-major (its variants-tried.patch), not kept.
 
     PYTHONPATH=. python3 scripts/gpu_paged_fp8_probe.py OUT.jsonl [--rounds 3]
 
@@ -34,21 +35,26 @@ def main(argv: list[str]) -> int:
     ap.add_argument("out")
     ap.add_argument("--rounds", type=int, default=3)
     opts = ap.parse_args(argv)
-    cases = {"bf16": decode_case(False), "fp8 nhd": decode_case(True)}
-    ref = None
     runs = []
-    for name, (call_args, scales) in cases.items():
-        for cfg in paged_candidates(D, HQ // HKV, 1, True, BLOCK):
-            out = torch.empty_like(call_args[0])
-            launch, _, _, _ = paged_attention_runner(*call_args, out=out, num_splits=1, config=cfg, **scales)
-            launch()
-            torch.cuda.synchronize()
-            if ref is None:
-                ref = out.float().clone()
-            err = float((out.float() - ref).norm() / ref.norm())
-            nbytes = kv_bytes(call_args)
-            runs.append({"cache": name, "config": cfg.describe(), "rel_l2_vs_bf16": err, "bytes": nbytes,
-                         "launch": launch, "ms_rounds": []})
+    shapes = {"B64 ctx4096": (64, 4096, 1), "B4 ctx32768": (4, 32768, None)}  # None: the planner's splits
+    for shape, (batch, context, splits) in shapes.items():
+        cases = {"bf16": (decode_case(False, batch=batch, context=context), False),
+                 "fp8 bytes": (decode_case(True, batch=batch, context=context), False),
+                 "fp8 words": (decode_case(True, batch=batch, context=context), True)}
+        ref = None
+        for name, ((call_args, scales), words) in cases.items():
+            for cfg in paged_candidates(D, HQ // HKV, 1, True, BLOCK):
+                out = torch.empty_like(call_args[0])
+                launch, _, _, used = paged_attention_runner(*call_args, out=out, num_splits=splits,
+                                                            config=cfg, v_words=words, **scales)
+                launch()
+                torch.cuda.synchronize()
+                if ref is None:
+                    ref = out.float().clone()
+                err = float((out.float() - ref).norm() / ref.norm())
+                nbytes = kv_bytes(call_args)
+                runs.append({"shape": shape, "cache": name, "config": cfg.describe(), "splits": used,
+                             "rel_l2_vs_bf16": err, "bytes": nbytes, "launch": launch, "ms_rounds": []})
     for _ in range(opts.rounds):
         for r in runs:
             r["ms_rounds"].append(held_device_ms(r["launch"]))
@@ -58,8 +64,8 @@ def main(argv: list[str]) -> int:
             r["ms"] = statistics.median(r["ms_rounds"])
             r["gbps"] = r["bytes"] / r["ms"] / 1e6
             f.write(json.dumps(r) + "\n")
-            print(f"{r['cache']:16s} {r['config']:44s} {r['ms']:.4f} ms {r['gbps']:7.0f} GB/s "
-                  f"err {r['rel_l2_vs_bf16']:.1e}")
+            print(f"{r['shape']:12s} {r['cache']:10s} x{r['splits']} {r['config']:44s} {r['ms']:.4f} ms "
+                  f"{r['gbps']:7.0f} GB/s err {r['rel_l2_vs_bf16']:.1e}")
     return 0
 
 

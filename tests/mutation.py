@@ -129,8 +129,17 @@ FP8_KV_MUTANTS: dict[str, dict[str, Substitutions]] = {
         "v-scale-dropped": [("out = out * tl.load(VScale + kv_head * stride_sc)", "out = out * 1.0")],
         "scale-of-head-0": [("tl.load(KScale + kv_head * stride_sc)", "tl.load(KScale)"),
                             ("tl.load(VScale + kv_head * stride_sc)", "tl.load(VScale)")],
+        # V read as int32 words (V_WORDS_MUTANTS: run with v_words=True): the four bytes of a word put
+        # back in the wrong columns. (A word load without its stale-slot mask is not planted: Triton's
+        # interpreter widens the e4m3 NaN byte 0x7F to 480, and a finite stale value meets p = 0, so on
+        # a CPU no output can show it; a GPU's conversion gives NaN.)
+        "v-words-byte-order": [("low = tl.join(_e4m3_byte(words, 0), _e4m3_byte(words, 16))",
+                                "low = tl.join(_e4m3_byte(words, 0), _e4m3_byte(words, 8))"),
+                               ("high = tl.join(_e4m3_byte(words, 8), _e4m3_byte(words, 24))",
+                                "high = tl.join(_e4m3_byte(words, 16), _e4m3_byte(words, 24))")],
     },
 }
+V_WORDS_MUTANTS = frozenset(m for m in FP8_KV_MUTANTS["paged_attn"] if m.startswith("v-words-"))
 
 CUDA_MUTANTS: dict[str, dict[str, Substitutions]] = {
     "paged_attention.cu": {

@@ -24,7 +24,15 @@ from attnbench.config.sweep_config import TimingPolicy
 from attnbench.inputs import build_inputs
 from attnbench.point import run_point
 from attnbench.reference import check_output
-from tests.mutation import FP8_KV_MUTANTS, HARNESS_FAULTS, TRITON_MUTANTS, load_triton_mutant, mutant_backend
+from tests.cache_poison import poison_unused_slots
+from tests.mutation import (
+    FP8_KV_MUTANTS,
+    HARNESS_FAULTS,
+    TRITON_MUTANTS,
+    V_WORDS_MUTANTS,
+    load_triton_mutant,
+    mutant_backend,
+)
 
 CONTEXTS = (4096, 1, 2, 17, 129, 1000)
 # Chunked-prefill style rows (q_len <= kv_len): prefill rows for the short sequences, a decode row for
@@ -164,29 +172,41 @@ def test_triton_paged_mutant_caught(interpret, mutant: str, dtype: str) -> None:
         assert not check.ok, (mutant, dtype, check.ratio)
 
 
-def run_triton_paged_fp8(mod, case: Case) -> torch.Tensor:
+def run_triton_paged_fp8(mod, case: Case, v_words: bool = False) -> torch.Tensor:
+    """The fp8 kernel on case, unowned slots holding NaN bytes, V read as bytes or (v_words) words."""
     inputs = build_inputs(case, "cpu")
     p = inputs.paged
+    assert p is not None
+    poison_unused_slots(p)
     out = torch.full_like(inputs.q, float("nan"))
     mod.paged_attention(inputs.q, p.k_cache, p.v_cache, p.block_tables, p.kv_lens, inputs.cu_seqlens_q,
                         case.max_q, case.max_kv, causal=case.causal, sm_scale=case.softmax_scale,
-                        num_splits=1, out=out, config=_cfg(1), k_scale=inputs.k_scale, v_scale=inputs.v_scale)
+                        num_splits=1, out=out, config=_cfg(1), k_scale=inputs.k_scale, v_scale=inputs.v_scale,
+                        v_words=v_words)
     return check_output(out, inputs)
 
 
-def fp8_decode_case(dtype: str) -> Case:
-    """decode_case with an fp8 e4m3 cache scaled per KV head."""
-    c = decode_case(dtype, seed=2)
+def fp8_decode_case(dtype: str, block_size: int = 16) -> Case:
+    """decode_case with an fp8 e4m3 cache scaled per KV head. Block size 16 reads a tile's tokens
+    through the table one by one (tokens past the end read block 0); 128 reads a tile from one block,
+    where the slots past the end are the poisoned tail of the last block."""
+    c = decode_case(dtype, block_size=block_size, seed=2)
     return replace(c, kv_dtype="fp8_e4m3", kv_scale="per-head")
 
 
-@pytest.mark.parametrize("mutant", [None, *sorted(FP8_KV_MUTANTS["paged_attn"])])
-def test_triton_paged_fp8_mutant_caught(interpret, mutant: str | None) -> None:
+@pytest.mark.parametrize(("mutant", "v_words"), [
+    (m, words) for m in (None, *sorted(FP8_KV_MUTANTS["paged_attn"])) for words in (False, True)
+    if words or m not in V_WORDS_MUTANTS  # the words mutants sit in code only v_words runs
+])
+def test_triton_paged_fp8_mutant_caught(interpret, mutant: str | None, v_words: bool) -> None:
     from attnbench.backends._triton_common import kernels_module
 
     mod = kernels_module("paged_attn") if mutant is None else load_triton_mutant("paged_attn", mutant)
-    check = run_triton_paged_fp8(mod, fp8_decode_case("bf16"))
-    assert check.ok == (mutant is None), (mutant, check.ratio, check.reason)
+    checks = [run_triton_paged_fp8(mod, fp8_decode_case("bf16", bs), v_words) for bs in (16, 128)]
+    if mutant is None:
+        assert all(c.ok for c in checks), [c.reason for c in checks]
+    else:
+        assert not all(c.ok for c in checks), (mutant, [c.ratio for c in checks])
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

@@ -217,7 +217,7 @@ def fp8(c: Case, scale: str) -> Case:
     return replace(c, kv_dtype="fp8_e4m3", kv_scale=scale)
 
 
-def run_paged_fp8(c: Case, num_splits: int = 1, fault=None) -> ErrorCheck:
+def run_paged_fp8(c: Case, num_splits: int = 1, fault=None, v_words: bool = False) -> ErrorCheck:
     """run_paged for an fp8 case, the cache's scales passed to the kernel; fault(k_scale, v_scale) ->
     (k_scale, v_scale) plants a wrong scale (the check must then reject the output)."""
     inp = build_inputs(c, "cpu")
@@ -230,7 +230,7 @@ def run_paged_fp8(c: Case, num_splits: int = 1, fault=None) -> ErrorCheck:
     _, _, used = kernels("paged_attn").paged_attention(
         inp.q, paged.k_cache, paged.v_cache, paged.block_tables, paged.kv_lens, inp.cu_seqlens_q, c.max_q,
         c.max_kv, c.causal, c.softmax_scale, num_splits=num_splits, out=out, k_scale=k_scale, v_scale=v_scale,
-        window=c.window, softcap=c.softcap)
+        window=c.window, softcap=c.softcap, v_words=v_words)
     assert used == num_splits
     return check_output(out, inp)
 
@@ -255,6 +255,22 @@ def test_paged_fp8_with_patterns():
     c = fp8(case("mixed", q=(3, 9), kv=(40, 70), hq=4, hkv=2, d=32, bs=16, seed=6), "per-head")
     c = replace(c, window=24, softcap=20.0)
     check = run_paged_fp8(c)
+    assert check.ok, check.reason
+
+
+@pytest.mark.parametrize("bs,splits,phase", [(8, 1, "decode"), (16, 3, "decode"), (128, 1, "decode"),
+                                              (16, 2, "mixed"), (24, 1, "patterns")])
+def test_paged_fp8_v_read_as_words(bs, splits, phase):
+    """V_WORDS (an fp8 V cache read as int32 words, widened in registers) on short and long contexts,
+    splits, block sizes inside and across a key tile, chunked prefill and the patterns."""
+    if phase == "decode":
+        c = case("decode", q=(1, 1, 1), kv=(1, 17, 300), hq=8, hkv=2, d=32, bs=bs, seed=bs)
+    else:
+        c = case("mixed", q=(3, 9, 1), kv=(40, 150, 17), hq=8, hkv=2, d=64, bs=bs, dtype="fp16", seed=bs)
+    c = fp8(c, "per-head")
+    if phase == "patterns":
+        c = replace(c, window=24, softcap=20.0)
+    check = run_paged_fp8(c, num_splits=splits, v_words=True)
     assert check.ok, check.reason
 
 

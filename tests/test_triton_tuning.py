@@ -67,6 +67,30 @@ def test_cache_off_and_stale_entries(tuning, monkeypatch):
     assert len(calls) == 2
 
 
+def test_each_pick_says_where_it_came_from(tuning, monkeypatch):
+    cands = [tuning.LaunchConfig.of(BLOCK_M=128), tuning.LaunchConfig.of(BLOCK_M=64)]
+    calls = fake_bench(monkeypatch, [2.0, 1.0])
+    t = tuning.Tuner("paged")
+    assert t.pick("k", cands, lambda cfg: None, on_gpu=True) == cands[1] and t.last_origin == "timed"
+    assert t.pick("k", cands, lambda cfg: None, on_gpu=True) == cands[1] and t.last_origin == "timed"
+    assert len(calls) == 2  # the second answer is this process's
+    fresh = tuning.Tuner("paged")  # another process: the machine's memo answers
+    assert fresh.pick("k", cands, lambda cfg: None, on_gpu=True) == cands[1] and fresh.last_origin == "memo"
+    assert fresh.origin == {"k": "memo"} and len(calls) == 2
+    assert fresh.pick("cpu", cands, lambda cfg: None, on_gpu=False) == cands[0]
+    assert fresh.last_origin == "first fit"
+
+
+def test_picks_are_keyed_by_the_kernel_sources_not_the_tuner(tuning, tmp_path):
+    for name in ("flash_fwd.py", "tuning.py"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    before = tuning.kernel_sources_digest(tmp_path)
+    (tmp_path / "tuning.py").write_text("# the tuner's docstring edited\n")
+    assert tuning.kernel_sources_digest(tmp_path) == before
+    (tmp_path / "flash_fwd.py").write_text("# a kernel edited\n")
+    assert tuning.kernel_sources_digest(tmp_path) != before
+
+
 def test_kernels_do_not_import_attnbench():
     for path in (kernels_dir()).rglob("*.py"):
         text = path.read_text()

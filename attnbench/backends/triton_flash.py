@@ -62,6 +62,6 @@ class TritonFlash(Backend):
             return out
 
         variant = f"fa2 {'tma' if use_tma else 'ptr'} {config.describe()}"
-        info = {"variant": variant, **device_info(q.device.type),
+        info = {"variant": variant, "tuned_by": mod.last_pick_origin(), **device_info(q.device.type),
                 **compile_info(mod.flash_fwd_kernel, kernels_before)}
         return Prepared(run=run, info=info)

@@ -84,7 +84,10 @@ class TritonPaged(Backend):
         variant = f"split-kv x{splits}" if splits > 1 else "one-pass"
         if case.kv_quantised:
             variant += f" kv-{case.kv_dtype}"
-        info = {"variant": f"{variant} {config.describe()}", "num_splits": splits}
+            if mod.reads_v_as_words(q, paged.v_cache):
+                variant += " v-words"
+        info = {"variant": f"{variant} {config.describe()}", "num_splits": splits,
+                "tuned_by": mod.last_pick_origin()}
         info.update(device_info(q.device.type))
         info.update(compile_info(mod.paged_attn_kernel, kernels_before))
         return Prepared(run=run, info=info)

@@ -64,12 +64,14 @@ def _flash_spec(dtype: str, d: int, causal: bool, tma: bool, bm: int, bn: int, w
 
 
 def _paged_spec(dtype: str, d: int, group: int, kv_block: int, splits: int, block_q: int, bn: int,
-                w: int, s: int, causal: bool = True, fp8_kv: bool = False) -> Spec:
-    """fp8_kv: an e4m3 cache (fp8e4nv) with float32 scales, dequantised in registers."""
+                w: int, s: int, causal: bool = True, fp8_kv: bool = False, v_words: bool = False) -> Spec:
+    """fp8_kv: an e4m3 cache (fp8e4nv) with float32 scales, dequantised in registers; v_words: its V
+    read as int32 words (V_WORDS)."""
     t = DTYPE_SIG[dtype]
     kv = "fp8e4nv" if fp8_kv else t
     sig = {
-        "Q": f"*{t}", "KC": f"*{kv}", "VC": f"*{kv}", "Out": f"*{t}", "TABLES": "*i32", "KV_LENS": "*i32",
+        "Q": f"*{t}", "KC": f"*{kv}", "VC": "*i32" if v_words else f"*{kv}", "Out": f"*{t}", "TABLES": "*i32",
+        "KV_LENS": "*i32",
         "cu_q": "*i32", "PART_O": "*fp32", "PART_LSE": "*fp32", "sm_scale": "fp32",
     }
     if fp8_kv:
@@ -83,10 +85,10 @@ def _paged_spec(dtype: str, d: int, group: int, kv_block: int, splits: int, bloc
                  KV_BLOCK=kv_block, CAUSAL=causal, SPLIT=splits > 1, BLOCK_Q=block_q,
                  BLOCK_M=max(16, block_q * group_pad), BLOCK_N=bn)
     if fp8_kv:
-        const.update(KV_CAST=True, HAS_KV_SCALE=True)
+        const.update(KV_CAST=True, HAS_KV_SCALE=True, V_WORDS=v_words)
     for k in const:
         sig[k] = "constexpr"
-    kv_tag = "_kvfp8" if fp8_kv else ""
+    kv_tag = ("_kvfp8w" if v_words else "_kvfp8") if fp8_kv else ""
     name = f"paged_{dtype}{kv_tag}_d{d}_g{group}_bs{kv_block}_split{splits}_q{block_q}_n{bn}_w{w}s{s}"
     aligned = ("Q", "KC", "VC", "Out", "TABLES", "KV_LENS", "cu_q", "PART_O", "PART_LSE", "stride_qt",
                "stride_qh", "stride_ot", "stride_oh", "stride_kb", "stride_ks", "stride_kh", "stride_vb",
@@ -136,9 +138,10 @@ def specs(full: bool = False) -> list[Spec]:
     out.append(_paged_spec("fp16", 256, 1, 8, 1, 1, 32, 4, 3))
     out.append(_paged_spec("fp16", 64, 2, 1, 2, 1, 64, 4, 3))
     # fp8 e4m3 KV (the kernel converts in registers; Triton has no e4m3 on sm_80, so sm_90 only):
-    # one-pass decode, split decode, fp16 chunked prefill
+    # one-pass decode, split decode (V as bytes and as int32 words), fp16 chunked prefill
     fp8 = [_paged_spec("bf16", 128, 4, 16, 1, 1, 64, 4, 3, fp8_kv=True),
            _paged_spec("bf16", 128, 4, 16, 8, 1, 128, 4, 3, fp8_kv=True),
+           _paged_spec("bf16", 128, 4, 16, 8, 1, 128, 4, 3, fp8_kv=True, v_words=True),
            _paged_spec("fp16", 128, 8, 16, 1, mixed["BLOCK_Q"], mixed["BLOCK_N"], mixed.num_warps,
                        mixed.num_stages, fp8_kv=True)]
     out += [replace(spec, archs=(90,)) for spec in fp8]

@@ -300,6 +300,7 @@ def flash_attn_varlen_runner(
         grid, args, kwargs = launch_args(cfg)
         flash_fwd_kernel.warmup(*args, grid=grid, **kwargs)
 
+    _TUNER.last_origin = "given"  # a config passed in is not a pick
     if config is None:
         key = (d, causal, use_tma, hq // hkv, length_bucket(max_q), q.dtype, str(q.device),
                window is not None, softcap is not None, alibi_slopes is not None)
@@ -317,6 +318,11 @@ def flash_attn_varlen_fwd(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor |
     launch()
     return out, lse, config, use_tma
 
+
+
+def last_pick_origin() -> str:
+    """Where the latest runner call's launch config came from (Tuner.origin's words, or "given")."""
+    return _TUNER.last_origin
 
 # Whether @triton.jit produced interpreter functions (TRITON_INTERPRET=1 at import); see load().
 INTERPRETED = type(flash_fwd_kernel).__name__ == "InterpretedFunction"

@@ -27,6 +27,7 @@ HAS_ALIBI are constexprs, so the pattern-free kernel is unchanged.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -47,11 +48,28 @@ from .tuning import LaunchConfig, Tuner, length_bucket, next_pow2
 
 
 @triton.jit
+def _e4m3_byte(words, shift: tl.constexpr):
+    """The e4m3 value in bits [shift, shift + 8) of each int32 word, as fp16 (exact)."""
+    return ((words >> shift) & 0xFF).to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float16)
+
+
+@triton.jit
+def _e4m3_words_to_fp16(words, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(BLOCK_N, BLOCK_D / 4) little-endian words of four e4m3 values -> (BLOCK_N, BLOCK_D) fp16.
+
+    join(join(b0, b2), join(b1, b3)) has shape (N, D / 4, 2, 2) with [n, w, i, j] = byte 2i + j of word w,
+    so the row-major reshape puts byte k of word w at column 4w + k, where it was in memory."""
+    low = tl.join(_e4m3_byte(words, 0), _e4m3_byte(words, 16))
+    high = tl.join(_e4m3_byte(words, 8), _e4m3_byte(words, 24))
+    return tl.reshape(tl.join(low, high), (BLOCK_N, BLOCK_D))
+
+
+@triton.jit
 def _paged_kv_tile(
     KC, VC, seq_table, n, kv_len, kv_head,
     stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, KV_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASK_N: tl.constexpr, Q, KV_CAST: tl.constexpr,
+    MASK_N: tl.constexpr, Q, KV_CAST: tl.constexpr, V_WORDS: tl.constexpr = False,
 ):
     """K^T (BLOCK_D x BLOCK_N) and V (BLOCK_N x BLOCK_D) for logical tokens n .. n + BLOCK_N.
 
@@ -59,6 +77,10 @@ def _paged_kv_tile(
     registers (exact: every e4m3 value is an fp16 value; Hopper converts a pair in one instruction, to
     bf16 it takes a detour through fp32), and the caller runs both dots in fp16 (Q converted once, P
     as fp16); the scales are applied by the caller.
+    V_WORDS: VC is the e4m3 value cache seen as int32 words (4 values each; its strides in words):
+    V is loaded as (BLOCK_N, BLOCK_D / 4) words and widened in registers (_e4m3_words_to_fp16), so its
+    loads are 4-byte ones the pipeliner can stage, where an fp8 V tile read as bytes is loaded one byte
+    at a time outside the pipeline (kernels/notes/triton.md, session 5).
     """
     tok = n + offs_n
     if KV_BLOCK % BLOCK_N == 0:
@@ -77,18 +99,31 @@ def _paged_kv_tile(
         v_off = blk * stride_vb + slot * stride_vs
     k_ptrs = KC + kv_head * stride_kh + k_off[None, :] + offs_d[:, None]
     v_ptrs = VC + kv_head * stride_vh + v_off[:, None] + offs_d[None, :]
-    if MASK_N or BLOCK_D != HEAD_DIM:
-        # Slots past kv_len may hold anything (stale tokens, NaN): never let them in.
-        n_ok = tok < kv_len
-        d_ok = offs_d < HEAD_DIM
-        kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
-        v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-    else:
-        kt = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
-    if KV_CAST:
+    if V_WORDS:
+        offs_w = tl.arange(0, BLOCK_D // 4)
+        w_ptrs = VC + kv_head * stride_vh + v_off[:, None] + offs_w[None, :]
+        if MASK_N or BLOCK_D != HEAD_DIM:
+            n_ok = tok < kv_len
+            kt = tl.load(k_ptrs, mask=n_ok[None, :] & (offs_d < HEAD_DIM)[:, None], other=0.0)
+            words = tl.load(w_ptrs, mask=n_ok[:, None] & (offs_w * 4 < HEAD_DIM)[None, :], other=0)
+        else:
+            kt = tl.load(k_ptrs)
+            words = tl.load(w_ptrs)
         kt = kt.to(tl.float16)
-        v = v.to(tl.float16)
+        v = _e4m3_words_to_fp16(words, BLOCK_N, BLOCK_D)
+    else:
+        if MASK_N or BLOCK_D != HEAD_DIM:
+            # Slots past kv_len may hold anything (stale tokens, NaN): never let them in.
+            n_ok = tok < kv_len
+            d_ok = offs_d < HEAD_DIM
+            kt = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        else:
+            kt = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        if KV_CAST:
+            kt = kt.to(tl.float16)
+            v = v.to(tl.float16)
     return kt, v
 
 
@@ -104,7 +139,7 @@ def paged_attn_kernel(
     KV_BLOCK: tl.constexpr, CAUSAL: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr = False, HAS_SOFTCAP: tl.constexpr = False, HAS_ALIBI: tl.constexpr = False,
-    KV_CAST: tl.constexpr = False, HAS_KV_SCALE: tl.constexpr = False,
+    KV_CAST: tl.constexpr = False, HAS_KV_SCALE: tl.constexpr = False, V_WORDS: tl.constexpr = False,
 ):
     seq = tl.program_id(0)
     q_tile = tl.program_id(1)
@@ -173,7 +208,7 @@ def paged_attn_kernel(
                 n = tl.multiple_of(n, BLOCK_N)
                 kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks,
                                        stride_kh, stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                       HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
+                                       HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST, V_WORDS)
                 cols = n + offs_n
                 mask = (cols[None, :] < kv_len) & (cols[None, :] >= qpos[:, None] - window)
                 if CAUSAL:
@@ -184,14 +219,14 @@ def paged_attn_kernel(
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST, V_WORDS)
             acc, l_i, m_i = attend_pattern_tile(acc, l_i, m_i, q, kt, v, sm_scale, softcap, slope, qpos,
                                                 n + offs_n, None, False, HAS_SOFTCAP, HAS_ALIBI)
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST, V_WORDS)
             cols = n + offs_n
             mask = kv_len > cols[None, :]  # (written so; the planted stale-slot fault edits the other)
             if CAUSAL:
@@ -205,14 +240,14 @@ def paged_attn_kernel(
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, False, Q, KV_CAST, V_WORDS)
             acc, l_i, m_i = attend_tile(acc, l_i, m_i, q, kt, v, qk_scale, None, False)
 
         for n in tl.range(full, hi, BLOCK_N):
             n = tl.multiple_of(n, BLOCK_N)
             kt, v = _paged_kv_tile(KC, VC, seq_table, n, kv_len, kv_head, stride_kb, stride_ks, stride_kh,
                                    stride_vb, stride_vs, stride_vh, offs_n, offs_d,
-                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST)
+                                   HEAD_DIM, BLOCK_D, KV_BLOCK, BLOCK_N, True, Q, KV_CAST, V_WORDS)
             cols = n + offs_n
             mask = cols[None, :] < kv_len
             if CAUSAL:
@@ -257,6 +292,16 @@ def split_reduce_kernel(
 
 # ---- host side: the launch binding every kernel argument (the plan: paged_plan.py) ---------------
 _TUNER = Tuner("paged_attn")
+V_WORDS_ENV = "ATTNBENCH_TRITON_FP8_V_WORDS"
+
+
+def reads_v_as_words(q: torch.Tensor, v_cache: torch.Tensor, v_words: bool | None = None) -> bool:
+    """Whether the runner reads this V cache as int32 words: an fp8 cache (one byte per value, another
+    type than q) with a contiguous head dim that is a multiple of 4, and v_words (None: V_WORDS_ENV)."""
+    if v_words is None:
+        v_words = os.environ.get(V_WORDS_ENV, "0") == "1"
+    return (v_words and v_cache.dtype != q.dtype and v_cache.element_size() == 1
+            and v_cache.shape[-1] % 4 == 0 and v_cache.stride(-1) == 1)
 
 
 def paged_attention_runner(
@@ -279,6 +324,7 @@ def paged_attention_runner(
     alibi_slopes: torch.Tensor | None = None,
     k_scale: torch.Tensor | None = None,
     v_scale: torch.Tensor | None = None,
+    v_words: bool | None = None,
 ) -> tuple[Callable[[], None], torch.Tensor, LaunchConfig, int]:
     """Tune (first call per shape class) and return (launch, out, config, splits used).
 
@@ -289,6 +335,7 @@ def paged_attention_runner(
     k_scale / v_scale: float32 (1,) (per tensor) or (Hkv,) (per KV head) scales of a quantised cache
     (k_cache / v_cache in torch.float8_e4m3fn; attnbench.kv_quant): the values are element * scale.
     Required when the cache's type differs from q's.
+    v_words: read an fp8 V cache as int32 words (V_WORDS in _paged_kv_tile); None: V_WORDS_ENV ("1" on).
     """
     total_q, hq, d = q.shape
     _, kv_block, hkv, _ = k_cache.shape
@@ -300,6 +347,13 @@ def paged_attention_runner(
     group = hq // hkv
     kv_cast = k_cache.dtype != q.dtype
     stride_sc = kv_scale_stride(k_scale, v_scale, hkv, kv_cast)
+    v_words = reads_v_as_words(q, v_cache, v_words)
+    v_arg = v_cache
+    if v_words:
+        try:
+            v_arg = v_cache.view(torch.int32)  # strides in words: the last dim is D / 4
+        except RuntimeError:  # a view whose offset is not word-aligned: read it as bytes
+            v_words = False
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
     on_gpu = q.device.type == "cuda"
     out = torch.empty_like(q) if out is None else out
@@ -324,20 +378,20 @@ def paged_attention_runner(
 
     def launch_args(cfg: LaunchConfig) -> tuple[tuple[int, int, int], tuple, dict]:
         """(grid, positional arguments, keyword arguments) of cfg's attention launch."""
-        args = (q, k_cache, v_cache, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
+        args = (q, k_cache, v_arg, out, block_tables, kv_lens, cu_seqlens_q, part_o, part_lse, sm_scale,
                 -1 if window is None else window, 1.0 if softcap is None else float(softcap),
                 out if alibi_slopes is None else alibi_slopes,
                 out if k_scale is None else k_scale, out if v_scale is None else v_scale, stride_sc,
                 q.stride(0), q.stride(1), out.stride(0), out.stride(1),
                 k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-                v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_tables.stride(0),
+                v_arg.stride(0), v_arg.stride(1), v_arg.stride(2), block_tables.stride(0),
                 *p_strides, chunk, num_splits)
         kwargs = dict(GROUP=group, GROUP_PAD=next_pow2(group), HEAD_DIM=d, BLOCK_D=next_pow2(d),
                       KV_BLOCK=kv_block, CAUSAL=causal, SPLIT=split, BLOCK_Q=cfg["BLOCK_Q"],
                       BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], num_warps=cfg.num_warps,
                       num_stages=cfg.num_stages, HAS_WINDOW=window is not None,
                       HAS_SOFTCAP=softcap is not None, HAS_ALIBI=alibi_slopes is not None,
-                      KV_CAST=kv_cast, HAS_KV_SCALE=k_scale is not None)
+                      KV_CAST=kv_cast, HAS_KV_SCALE=k_scale is not None, V_WORDS=v_words)
         return (batch, triton.cdiv(max_q, cfg["BLOCK_Q"]), hkv * num_splits), args, kwargs
 
     def bind(cfg: LaunchConfig) -> Callable[[], None]:
@@ -360,10 +414,11 @@ def paged_attention_runner(
         grid, args, kwargs = launch_args(cfg)
         paged_attn_kernel.warmup(*args, grid=grid, **kwargs)
 
+    _TUNER.last_origin = "given"  # a config passed in is not a pick
     if config is None:
         key = (d, kv_block, group, max_q == 1, causal, length_bucket(max_q), length_bucket(max_kv),
                num_splits, q.dtype, str(q.device), window is not None, softcap is not None,
-               alibi_slopes is not None, str(k_cache.dtype), k_scale is not None)
+               alibi_slopes is not None, str(k_cache.dtype), k_scale is not None, v_words)
         config = _TUNER.pick(key, candidates, lambda c: bind(c)(), on_gpu, warm=warm)
     return bind(config), out, config, num_splits
 
@@ -377,6 +432,11 @@ def paged_attention(*args, **kwargs) -> tuple[torch.Tensor, LaunchConfig, int]:
     launch()
     return out, config, splits
 
+
+
+def last_pick_origin() -> str:
+    """Where the latest runner call's launch config came from (Tuner.origin's words, or "given")."""
+    return _TUNER.last_origin
 
 # Whether @triton.jit produced interpreter functions (TRITON_INTERPRET=1 at import); see load().
 INTERPRETED = type(paged_attn_kernel).__name__ == "InterpretedFunction"

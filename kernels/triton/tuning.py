@@ -14,6 +14,11 @@ processes (a swap moved a causal prefill point by 13% between two sweeps on one 
 also remembered on disk per GPU, Triton version and kernel source (TUNING_CACHE_ENV names the file,
 "off" disables it), so later runs on the same machine launch the same tiles without retuning.
 
+`Tuner.origin` says which source answered each key: timed here, the machine's memo, or the first
+fit on a CPU; the backends record it as the row's `tuned_by`, so a row says whether its tile was
+chosen in that run. The memo is keyed by the kernel modules' bytes, not the tuner's or the
+compile check's (kernel_sources_digest): editing those does not make every machine retune.
+
 Compiling, not timing, is what tuning costs: each candidate is a separate kernel build of 1-3 s
 and timing it takes milliseconds. Given a `warm` callable (a candidate's compile without a launch),
 the tuner builds every candidate at once through Triton's asynchronous compile mode on a thread
@@ -39,9 +44,18 @@ from .device_timer import held_device_ms
 TIE_MARGIN = 0.03  # a candidate within 3% of the fastest median counts as a tie
 TUNING_CACHE_ENV = "ATTNBENCH_TRITON_TUNING_CACHE"
 PARALLEL_COMPILE_ENV = "ATTNBENCH_TRITON_PARALLEL_COMPILE"
-_SOURCES_DIGEST = hashlib.sha256(
-    b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))
-).hexdigest()[:16]
+# Files that do not change what a launch config does on the GPU: the tuner itself, the ahead-of-time
+# compile check, the timer. Everything else (the kernels, their candidates and plans) keys the picks.
+_NOT_KERNEL_SOURCES = frozenset({"tuning.py", "aot.py", "device_timer.py"})
+
+
+def kernel_sources_digest(folder: Path = Path(__file__).parent) -> str:
+    """sha256 (16 hex digits) of the kernel modules' bytes, in name order."""
+    files = [p for p in sorted(folder.glob("*.py")) if p.name not in _NOT_KERNEL_SOURCES]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
+
+
+_SOURCES_DIGEST = kernel_sources_digest()
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,10 @@ class Tuner:
     name: str
     best: dict[Hashable, LaunchConfig] = field(default_factory=dict)
     timings: dict[Hashable, list[tuple[str, float]]] = field(default_factory=dict)
+    # which source answered each key: "timed" (candidates timed here), "memo" (this machine's file)
+    # or "first fit" (no GPU: nothing is timed)
+    origin: dict[Hashable, str] = field(default_factory=dict)
+    last_origin: str = ""  # origin of the key the latest pick() answered (the runners read it after)
 
     def pick(
         self,
@@ -88,16 +106,20 @@ class Tuner:
 
         warm(cfg): compile cfg's kernels without launching them (Triton's `warmup`); when given, every
         candidate is built in parallel before the timing (precompile)."""
+        self.last_origin = ""
         if key in self.best:
+            self.last_origin = self.origin.get(key, "")
             return self.best[key]
         if not candidates:
             raise ValueError(f"{self.name}: no launch config fits key {key}")
         if not on_gpu:
-            self.best[key] = candidates[0]
+            self.best[key], self.origin[key] = candidates[0], "first fit"
+            self.last_origin = "first fit"
             return candidates[0]
         cached = _disk_lookup(self.name, key, candidates)
         if cached is not None:
-            self.best[key] = cached
+            self.best[key], self.origin[key] = cached, "memo"
+            self.last_origin = "memo"
             return cached
         if warm is not None:
             precompile(candidates, warm)
@@ -116,10 +138,12 @@ class Tuner:
         if not timed:
             raise RuntimeError(f"{self.name}: every launch config failed for {key}: " + "; ".join(errors))
         best_cfg = stable_choice(timed)
-        self.best[key] = best_cfg
+        self.best[key], self.origin[key] = best_cfg, "timed"
+        self.last_origin = "timed"
         self.timings[key] = results
         _disk_store(self.name, key, best_cfg)
         return best_cfg
+
 
 
 def precompile(candidates: Sequence[LaunchConfig], warm: Callable[[LaunchConfig], Any]) -> int:
@@ -180,6 +204,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _disk_lookup(name: str, key: Hashable, candidates: Sequence[LaunchConfig]) -> LaunchConfig | None:
+    """The pick stored under key in this machine's memo, if it is still one of the candidates."""
     path = _cache_path()
     if path is None:
         return None
