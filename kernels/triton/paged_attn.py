@@ -103,9 +103,9 @@ def _paged_kv_tile(
         offs_w = tl.arange(0, BLOCK_D // 4)
         w_ptrs = VC + kv_head * stride_vh + v_off[:, None] + offs_w[None, :]
         if MASK_N or BLOCK_D != HEAD_DIM:
-            n_ok = tok < kv_len
-            kt = tl.load(k_ptrs, mask=n_ok[None, :] & (offs_d < HEAD_DIM)[:, None], other=0.0)
-            words = tl.load(w_ptrs, mask=n_ok[:, None] & (offs_w * 4 < HEAD_DIM)[None, :], other=0)
+            tok_in = tok < kv_len  # (its own name: the planted stale-slot fault edits the bytes path's line)
+            kt = tl.load(k_ptrs, mask=tok_in[None, :] & (offs_d < HEAD_DIM)[:, None], other=0.0)
+            words = tl.load(w_ptrs, mask=tok_in[:, None] & (offs_w * 4 < HEAD_DIM)[None, :], other=0)
         else:
             kt = tl.load(k_ptrs)
             words = tl.load(w_ptrs)
