@@ -1,7 +1,7 @@
 """The CPU demo end to end: the embedded CPU default (configs/smoke.yaml) gives ok rows for naive, the CPU
-flash backend and the CPU paged kernel, writes the KV-cache study into the run directory, and its
-report's claims check has measured verdicts for the claims a CPU can answer (and says why not for the
-others)."""
+flash backend and the CPU paged kernel, writes the KV-cache study and the paired block-order
+measurement into the run directory, and its report's claims check has measured verdicts for the
+claims a CPU can answer (and says why not for the others)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ WORKLOAD = ("workloads:\n  - name: w\n    phase: prefill\n    lengths: ['fixed:8
 @pytest.mark.skipif(shutil.which("g++") is None, reason="cpu-paged needs g++ with OpenMP")
 def test_smoke_sweep_and_report_answer_the_cpu_claims(tmp_path):
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["sweep", str(SMOKE), "--out", str(run_dir), "--device", "cpu"],
+    # the paired layout post-step with fewer rounds than the demo's (its records, not its precision)
+    fewer = ["--set", "layout_pairs.rounds=2", "--set", "layout_pairs.max_time_s=1"]
+    result = runner.invoke(app, ["sweep", str(SMOKE), "--out", str(run_dir), "--device", "cpu", *fewer],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
@@ -41,7 +43,12 @@ def test_smoke_sweep_and_report_answer_the_cpu_claims(tmp_path):
     study = json.loads((run_dir / "fragmentation.json").read_text())
     assert {r["policy"] for r in study["rows"]} == {"orca-max", "orca-pow2", "orca-oracle", "paged"}
 
+    assert "layout pairs: 2 (case, backend) pairs in" in result.output
+    pairs = json.loads((run_dir / "layout_pairs.json").read_text())["records"]
+    assert {(r["backend"], r["status"], r["rounds"]) for r in pairs} == {("cpu-paged", "ok", 2)}
+
     claims = {c["key"]: c for c in run_tables(load_one(run_dir))["claims"].records}
+    assert claims["indirection_layout"]["values"]["source"] == "layout_pairs"
     for key in MEASURED_ON_CPU:
         assert not claims[key]["verdict"].startswith("not measured"), (key, claims[key]["verdict"])
     assert "Nsight Compute" in claims["flash_halves_hbm"]["verdict"]

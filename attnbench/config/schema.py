@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from attnbench.case import DTYPES, KV_DTYPES, KV_LAYOUTS, KV_SCALES, PHASES
+from attnbench.config import layout_pairs
 from attnbench.config.sweep_config import (
     DEVICES,
     TELEMETRY_THREADS,
@@ -142,6 +143,7 @@ def schema() -> dict[str, Any]:
                         "*_gt / *_lt compare", "items": {"type": "object", "minProperties": 1}},
             "fragmentation": {"type": "string", "minLength": 1, "description": "a KV-cache study config "
                               "(attnbench fragmentation), run into the run directory after the points"},
+            "layout_pairs": layout_pairs.schema(),
         },
     }
 

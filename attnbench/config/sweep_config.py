@@ -32,6 +32,9 @@ allowed; the CLI prints it on one line and exits 2 (attnbench.config.checks).
         backends: [...]             # optional: only these backends for this workload
     exclude:                        # points to leave out; keys match row columns, *_gt / *_lt compare
       - {backend: naive, max_kv_gt: 8192}
+    fragmentation: fragmentation-demo.yaml   # a KV-cache study run into the run directory
+    layout_pairs: {pairs: 200, rounds: 6}    # paired shuffled/contiguous timing after the points
+                                             # (attnbench.config.layout_pairs)
 
 Here: the config as a whole (its top-level keys, `timing:` and TimingPolicy). A workload's axes and
 their checks: attnbench.config.workload; its expansion into cases and the `exclude:` rules:
@@ -50,6 +53,7 @@ import yaml
 
 from attnbench.config.checks import Checker, ConfigError
 from attnbench.config.expand import excluded, expand_workload, validate_exclusions, workload_size
+from attnbench.config.layout_pairs import LayoutPairs, parse_layout_pairs
 from attnbench.config.workload import WORKLOAD_ALIASES, Workload, parse_workload
 
 __all__ = [
@@ -139,6 +143,7 @@ class SweepConfig:
     timing: dict[str, Any] = field(default_factory=dict)
     exclude: tuple[dict[str, Any], ...] = ()
     fragmentation: str | None = None  # a KV-cache study config run into the run directory (fragmentation_run)
+    layout_pairs: LayoutPairs | None = None  # the paired block-order measurement after the points
     source: str = "<config>"
     text: str = ""
 
@@ -157,7 +162,8 @@ class SweepConfig:
 # ---- loading ------------------------------------------------------------------------------
 
 _TOP_KEYS = {
-    "name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation"
+    "name", "description", "device", "seed", "backends", "timing", "workloads", "exclude", "fragmentation",
+    "layout_pairs",
 }
 _TIMING_KEYS = {f.name: f.type for f in fields(TimingPolicy)}
 
@@ -239,6 +245,7 @@ def parse_config(text: str, source: str = "<config>", known_backends: list[str] 
     fragmentation = raw.get("fragmentation")
     if fragmentation is not None and (not isinstance(fragmentation, str) or not fragmentation.strip()):
         ctx.fail("fragmentation", fragmentation, "the path of a fragmentation study config")
+    layout_pairs = parse_layout_pairs(ctx, raw.get("layout_pairs"))
     return SweepConfig(
         name=name,
         workloads=workloads,
@@ -249,6 +256,7 @@ def parse_config(text: str, source: str = "<config>", known_backends: list[str] 
         timing=timing,
         exclude=tuple(exclude),
         fragmentation=fragmentation,
+        layout_pairs=layout_pairs,
         source=source,
         text=text,
     )

@@ -11,7 +11,8 @@ them here would sit in every import cycle among them.
 - render_md.py, render_html.py   Markdown and self-contained HTML
 - table.py                 the Table every section is, and the number formats
 - quick_summary.py, complexity.py, bandwidth.py, when_to_use.py, summary.py, claims.py,
-  claims_patterns.py, fragmentation.py, fragmentation_window.py, support.py, overview.py,
+  claims_patterns.py, claims_layout.py (the paired block-order claim), fragmentation.py,
+  fragmentation_window.py, support.py, overview.py,
   compare.py               one table each
 - select.py, classify.py, fit.py, describe.py   the shared row selections, classes and fits
 - figures.py               the figure kit (canvas, title and footer, saving); draw.py draws them all

@@ -1,7 +1,10 @@
 """Claims check: each quantitative claim of the comparison document against the run's numbers.
 
-Every check states its rule; the verdict is "holds", "does not hold" or "not measured (reason)",
-and the numbers behind it are printed beside it. A claim with a range ("2-4x") holds only inside
+Every check states its rule; the verdict is "holds", "does not hold", "undecided (...)" or "not
+measured (reason)", and the numbers behind it are printed beside it. "undecided" is the verdict of a
+claim judged on an interval (the paired block-order measurement, claims_layout) when the interval
+contains the claim's limit: measured, but not precisely enough to tell which side of it the value
+is. A claim with a range ("2-4x") holds only inside
 the range: a measured 9x speed-up means the claim understates, and the verdict says it does not hold.
 """
 
@@ -13,7 +16,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from attnbench.report import claims_patterns
+from attnbench.report import claims_layout, claims_patterns
 from attnbench.report import fragmentation as frag
 from attnbench.report.bandwidth import kv_elem_bytes_of
 from attnbench.report.complexity import TOLERANCE
@@ -21,7 +24,7 @@ from attnbench.report.load import RunData
 from attnbench.report.select import best_per_label, class_paired, paired, paired_summary
 from attnbench.report.table import Table, not_measured, pct, ratio, signed_pct
 
-HOLDS, FAILS = "holds", "does not hold"
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 # A "~0.1%" cost is indistinguishable from noise below 1% (ten times the claim) with medians of
 # tens of samples; above it the claim is off by more than an order of magnitude.
 INDIRECTION_LIMIT = 0.01
@@ -103,25 +106,57 @@ def _overhead_text(values: pd.Series, what: str) -> str:
 
 
 def layout_cost(run: RunData, _tables: dict) -> Claim:
+    """From the sweep's paired measurement (layout_pairs.json) when the run has one with a measured
+    record; else from the sweep's rows, unpaired (each side its own point, timed at its own moment)."""
     c = Claim("indirection_layout", "Block-table indirection costs ~0.1% (scattered vs contiguous blocks)",
               "Memory Bandwidth Comparison",
               "same paged kernel, case and block size: median (shuffled / contiguous - 1) "
               f"<= {pct(INDIRECTION_LIMIT)}")
+    unpaired = _unpaired_layout(run)
+    paired = claims_layout.paired_outcome(run.layout_pairs, INDIRECTION_LIMIT)
+    failed = claims_layout.failed_note(run.layout_pairs)
+    if paired is None:
+        if unpaired is None:
+            c.verdict = not_measured("no paged case ran with both shuffled and contiguous block order")
+        else:
+            c.values, c.numbers = unpaired
+            c.verdict = _verdict(c.values["median"] <= INDIRECTION_LIMIT)
+        if failed:
+            c.numbers = "; ".join(x for x in (c.numbers, failed) if x)
+        return c
+    c.rule = claims_layout.rule_text(INDIRECTION_LIMIT, float((run.layout_pairs or {}).get("alpha", 0.05)))
+    c.values = paired.values
+    if paired.outcome == claims_layout.UNDECIDED:
+        c.verdict = (f"{UNDECIDED} (the {paired.confidence:.0%} interval contains the "
+                     f"{pct(INDIRECTION_LIMIT)} limit: more pairs or rounds would tell)")
+    else:
+        c.verdict = _verdict(paired.outcome == claims_layout.HOLDS)
+    extra = [failed] if failed else []
+    if unpaired is not None:
+        c.values["unpaired"] = unpaired[0]
+        extra.append(f"unpaired sweep rows, context only: median {signed_pct(unpaired[0]['median'])} over "
+                     f"{unpaired[0]['n']} pair(s)")
+    c.numbers = "; ".join([paired.numbers, *extra])
+    return c
+
+
+def _unpaired_layout(run: RunData) -> tuple[dict[str, Any], str] | None:
+    """(values, numbers) of the sweep rows' rule: the same paged kernel, case and block size timed as
+    two points, shuffled and contiguous; None without such a pair."""
     ok = run.ok
     paged_rows = ok[ok["paged"] & (ok["kind"] == "paged")]  # naive gathers blocks first: not a paged kernel
     key = ["problem", "label", "block_size"]
     lat = paged_rows.pivot_table(index=key, columns="kv_layout", values="latency_ms_p50", aggfunc="min")
     if not {"shuffled", "contiguous"} <= set(lat.columns) or lat[["shuffled", "contiguous"]].dropna().empty:
-        c.verdict = not_measured("no paged case ran with both shuffled and contiguous block order")
-        return c
+        return None
     both = lat[["shuffled", "contiguous"]].dropna()
     over = both["shuffled"] / both["contiguous"] - 1.0
     per_kernel = over.groupby(level="label").median()
-    c.values = {"median": float(over.median()), "n": len(over), "per_kernel": per_kernel.to_dict()}
-    c.verdict = _verdict(over.median() <= INDIRECTION_LIMIT)
-    c.numbers = _overhead_text(over, "(case, kernel, block size) pairs") + "; per kernel: " + ", ".join(
+    values = {"source": "rows", "median": float(over.median()), "n": len(over),
+              "per_kernel": per_kernel.to_dict()}
+    numbers = _overhead_text(over, "(case, kernel, block size) pairs") + "; per kernel: " + ", ".join(
         f"{k} {signed_pct(v)}" for k, v in per_kernel.items())
-    return c
+    return values, numbers
 
 
 def paged_vs_contiguous(run: RunData, _tables: dict) -> Claim:
@@ -352,9 +387,12 @@ def build(run: RunData, tables: dict[str, Table]) -> Table:
             "2/3/4, FlashInfer, FlexAttention, the Triton and CUDA kernels) and the GPU support matrix. The "
             "fragmentation claims come from the KV-cache simulation, which is the same on any machine."
         )
+    undecided = sum(v.startswith(UNDECIDED) for v in verdicts)
     table.notes.append(
         f"{verdicts.count(HOLDS)} hold, {verdicts.count(FAILS)} do not hold, "
-        f"{sum(v.startswith('not measured') for v in verdicts)} not measured."
+        + (f"{undecided} undecided (measured, but the interval contains the claim's limit), " if undecided
+           else "")
+        + f"{sum(v.startswith('not measured') for v in verdicts)} not measured."
     )
     return table
 

@@ -45,6 +45,7 @@ EXPECTED = (
 # value becoming NaN.
 NUMERIC = tuple(c for c in EXPECTED if column(c).numeric)
 FRAGMENTATION_FILE = "fragmentation.json"
+LAYOUT_PAIRS_FILE = "layout_pairs.json"  # attnbench.runner.layout_pairs.LAYOUT_FILE (no torch import here)
 
 
 class ReportError(Exception):
@@ -58,6 +59,8 @@ class RunData:
     df: pd.DataFrame
     fragmentation: dict[str, Any] | None = None
     fragmentation_source: str | None = None
+    # the sweep's paired block-order measurement (attnbench.runner.layout_pairs), when it ran
+    layout_pairs: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -197,6 +200,20 @@ def read_fragmentation(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_layout_pairs(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """The run's layout_pairs.json, or (None, why not) when it is absent ('') or unreadable."""
+    path = run_dir / LAYOUT_PAIRS_FILE
+    if not path.exists():
+        return None, ""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return None, f"{path}: cannot read the paired layout measurement ({exc.__class__.__name__}: {exc})"
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        return None, f"{path}: not a paired layout measurement (expected an object with a 'records' list)"
+    return data, ""
+
+
 def _read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not path.is_dir():
         raise ReportError(f"{path}: not a directory (RUN must be a run directory with a manifest.json)")
@@ -225,6 +242,9 @@ def load_one(path: Path, fragmentation: Path | None = None, profiles: Sequence[P
     if frag_path is not None:
         run.fragmentation = read_fragmentation(frag_path)
         run.fragmentation_source = str(frag_path)
+    run.layout_pairs, problem = read_layout_pairs(path)
+    if problem:
+        run.warnings.append(problem + "; the indirection claim uses the unpaired rows")
     if manifest.get("status") == "running" and abandoned(RunDir(path)):
         run.warnings.append("run status is 'running' but no process is running it (the sweep was killed): "
                             "the report covers the rows written; finish it with attnbench sweep --resume")

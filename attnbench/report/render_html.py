@@ -31,6 +31,7 @@ tr:nth-child(even) td { background: #fafbfc; }
 td.holds { background: #dcf5e1 !important; font-weight: 600; }
 td.fails { background: #fde2e1 !important; font-weight: 600; }
 td.na { color: #777; font-style: italic; }
+td.undecided { background: #fff4d6 !important; font-weight: 600; }
 ul.notes { color: #444; font-size: 12.5px; margin: 4px 0 10px; }
 figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; border: 1px solid #d0d7de; }
@@ -50,6 +51,8 @@ def _cell_class(text: str) -> str:
         return ' class="fails"'
     if text.startswith(NOT_MEASURED):
         return ' class="na"'
+    if text.startswith("undecided"):  # claims.UNDECIDED: measured, the interval contains the limit
+        return ' class="undecided"'
     return ""
 
 

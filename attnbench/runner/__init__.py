@@ -12,6 +12,9 @@
 - results.py             run directories: manifest.json + results.jsonl
 - run_end.py, runlock.py how a run ended, and one writer per run directory
 - merge.py, merge_plan.py  one run from shards or repeats
+- layout_pairs.py        the `layout_pairs:` post-step: each paged kernel's two block orders timed
+                         alternately into layout_pairs.json (layout_measure.py: one job in the
+                         measuring process; layout_stats.py: quads and intervals)
 - progress.py            the hooks the runner calls and the CLI draws
 - command.py             the `attnbench sweep` command
 """

@@ -113,11 +113,24 @@ def sweep_command(
         outcome = _run(cfg, plan, run, dev, env, workers, isolate, resume, config, sharding, whole_plan)
         if study is not None and not outcome.interrupted:
             write_study(study, run.path)
+        if cfg.layout_pairs is not None and not outcome.interrupted:
+            _layout_pairs(cfg, plan, run, dev, isolate)
     finally:
         lock.release()
     if profile and not outcome.interrupted:
         _profile(config, cfg, run, dev)
     finish(outcome, run, plan, resume_hint(config, run.path, backends, shard, devices), allow_failures)
+
+
+def _layout_pairs(cfg, plan, run, dev: str, isolate: bool) -> None:
+    """The config's `layout_pairs:` post-step (attnbench.runner.layout_pairs) into the run directory,
+    timed as the points were (the L2 flushed or not) and limited like them (point_timeout_s plus
+    twice its own timing budget per job)."""
+    from attnbench.runner.layout_pairs import write_layout_pairs
+
+    policy = cfg.timing_policy(dev)
+    write_layout_pairs(cfg.layout_pairs, [pc.case for pc in plan.cases], run.path, dev, policy.l2_flush,
+                       isolate, policy.point_timeout_s + 2 * cfg.layout_pairs.max_time_s)
 
 
 def _profile(config: Path, cfg, run, dev: str) -> None:
