@@ -176,19 +176,16 @@ class _Isolated:
         return _failed(job, f"{why} (measuring process replaced)")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout=5)
+        from attnbench.runner.worker import stop_process
+
+        stop_process(self.proc, None)
         self.proc = None
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            try:
-                self.conn.send(("stop",))
-                self.proc.join(timeout=5)
-            except OSError:
-                pass
-        self.kill()
+        from attnbench.runner.worker import stop_process
+
+        stop_process(self.proc, self.conn)
+        self.proc = None
 
 
 def _failed(job: PairJob, reason: str) -> dict[str, Any]:

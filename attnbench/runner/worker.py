@@ -42,6 +42,22 @@ def died_reason(exitcode: int | None) -> str:
     return f"worker process died: {why}"
 
 
+def stop_process(proc: Any, conn: Any | None) -> None:
+    """End a child process: with its pipe, ask it to stop (("stop",)) and give it 5 s; then kill it
+    if it is still alive. A child already gone, or None, is left as it is."""
+    if proc is None or not proc.is_alive():
+        return
+    if conn is not None:
+        try:
+            conn.send(("stop",))
+            proc.join(timeout=5)
+        except OSError:  # the child closed its end (BrokenPipeError is an OSError)
+            pass
+    if proc.is_alive():
+        proc.kill()
+        proc.join(timeout=5)
+
+
 class ProcessExecutor:
     """Runs tasks in a child process, replacing it after a hang, a crash or a poisoned context."""
 
@@ -137,20 +153,12 @@ class ProcessExecutor:
                     break
 
     def kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=5)
+        stop_process(self._proc, None)
         self._proc = None
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            assert self._conn is not None  # start() set it with _proc
-            try:
-                self._conn.send(("stop",))
-                self._proc.join(timeout=5)
-            except (OSError, BrokenPipeError):
-                pass
-        self.kill()
+        stop_process(self._proc, self._conn)
+        self._proc = None
 
 
 class LocalExecutor:
