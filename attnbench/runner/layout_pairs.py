@@ -144,21 +144,9 @@ class _Isolated:
             raise RuntimeError("the measuring process did not start")
 
     def _recv(self, timeout: float) -> Any:
-        from attnbench.runner.worker import died_reason
+        from attnbench.runner.worker import recv_from_child
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
-                try:
-                    return self.conn.recv()
-                except (EOFError, OSError):
-                    break
-            if not self.proc.is_alive() and not self.conn.poll(0):
-                break
-        else:
-            return None
-        self.proc.join(timeout=1)
-        return ("died", died_reason(self.proc.exitcode))
+        return recv_from_child(self.conn, self.proc, timeout)
 
     def run(self, job: PairJob) -> dict[str, Any]:
         if self.proc is None or not self.proc.is_alive():

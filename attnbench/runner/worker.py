@@ -42,6 +42,24 @@ def died_reason(exitcode: int | None) -> str:
     return f"worker process died: {why}"
 
 
+def recv_from_child(conn: Any, proc: Any, timeout: float) -> Any:
+    """The child's next message; ("died", why) when it ended first (a message it sent before dying
+    is still read); None when nothing came within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
+            try:
+                return conn.recv()
+            except (EOFError, OSError):
+                break
+        if not proc.is_alive() and not conn.poll(0):
+            break
+    else:
+        return None
+    proc.join(timeout=1)
+    return ("died", died_reason(proc.exitcode))
+
+
 def stop_process(proc: Any, conn: Any | None) -> None:
     """End a child process: with its pipe, ask it to stop (("stop",)) and give it 5 s; then kill it
     if it is still alive. A child already gone, or None, is left as it is."""
@@ -90,25 +108,8 @@ class ProcessExecutor:
         return self.calibration
 
     def _recv(self, timeout: float):
-        conn, proc = self._conn, self._proc
-        assert conn is not None and proc is not None, "start() connects a child before anything is read"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if conn.poll(min(0.5, max(0.0, deadline - time.monotonic()))):
-                try:
-                    return conn.recv()
-                except (EOFError, OSError):
-                    return ("died", died_reason(self._exitcode()))
-            if not proc.is_alive():
-                if conn.poll(0):
-                    continue
-                return ("died", died_reason(self._exitcode()))
-        return None
-
-    def _exitcode(self):
-        assert self._proc is not None, "only a started child has an exit code"
-        self._proc.join(timeout=1)
-        return self._proc.exitcode
+        assert self._conn is not None and self._proc is not None, "start() connects a child first"
+        return recv_from_child(self._conn, self._proc, timeout)
 
     def run(
         self, task: Task, on_start: Callable[[str], None], make_failed: Callable[[str, str], Row]
